@@ -1,0 +1,78 @@
+// Package event holds the pure-Go records that flow from the probes through
+// identity to aggregation. Nothing here touches the kernel, so every later
+// stage builds and tests on any OS without root.
+package event
+
+import (
+	"net/netip"
+	"syscall"
+	"time"
+)
+
+// Kind says what happened to a TCP socket.
+type Kind uint8
+
+const (
+	Connect       Kind = iota + 1 // client handshake completed
+	ConnectFailed                 // client handshake failed; Err says why
+	Accept                        // server handshake completed
+	Close                         // an established connection ended; Counters are final
+	Listen                        // a socket started listening; PID/Comm own it
+	ListenClose                   // a listening socket closed
+	Snapshot                      // periodic counters of a live socket
+	SweepEnd                      // the snapshots of one network namespace are complete
+	Retransmit                    // one segment was retransmitted
+	ResetSent                     // this end sent a RST
+	ResetReceived                 // this end received a RST
+)
+
+var kindNames = [...]string{"", "connect", "connect_failed", "accept", "close", "listen",
+	"listen_close", "snapshot", "sweep_end", "retransmit", "reset_sent", "reset_received"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// TCP states as the kernel numbers them (include/net/tcp_states.h).
+const (
+	StateEstablished uint8 = 1
+	StateSynSent     uint8 = 2
+	StateSynRecv     uint8 = 3
+	StateFinWait1    uint8 = 4
+	StateFinWait2    uint8 = 5
+	StateTimeWait    uint8 = 6
+	StateClose       uint8 = 7
+	StateCloseWait   uint8 = 8
+	StateLastAck     uint8 = 9
+	StateListen      uint8 = 10
+	StateClosing     uint8 = 11
+)
+
+// Counters are a socket's cumulative totals as the application sees them:
+// payload bytes only (the SYN and FIN sequence numbers taken out).
+type Counters struct {
+	SentBytes     uint64 // acknowledged by the peer
+	ReceivedBytes uint64
+	Retransmits   uint64 // retransmitted segments
+	SRTT          time.Duration
+}
+
+// TCP is one decoded kernel record.
+type TCP struct {
+	Kind   Kind
+	Sock   uint64 // kernel socket address; unique while the socket lives
+	Netns  uint32 // network namespace inode
+	Inode  uint64 // socket inode, 0 if the socket has no file (yet)
+	PID    uint32 // owning process where the kernel ran in its context, else 0
+	Comm   string
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+	State  uint8 // state after the event (snapshots: current state)
+	Err    syscall.Errno
+	Counters
+	Sweep uint32 // sweep generation (Snapshot, SweepEnd)
+	Drops uint64 // SweepEnd: snapshots lost so far
+}

@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// Shared by every TCP probe object: the one record type, the ring buffer
+// they all write into (the loader hands the lifecycle object's map to the
+// others) and the helpers that read a socket with CO-RE.
+#pragma once
+
+#include "vmlinux.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "bpf_endian.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+
+// Record kinds. Kept in sync with probes/tcp/decode.go.
+enum record_kind {
+	REC_CONNECT = 1,   // client: SYN_SENT -> ESTABLISHED
+	REC_CONNECT_FAIL,  // client: SYN_SENT -> CLOSE (err says why)
+	REC_ACCEPT,        // server: SYN_RECV -> ESTABLISHED
+	REC_CLOSE,         // established socket reached CLOSE; final counters
+	REC_LISTEN,        // CLOSE -> LISTEN (process context: owner is current)
+	REC_LISTEN_CLOSE,  // LISTEN -> CLOSE
+	REC_SNAPSHOT,      // periodic counters of a live socket (iterator)
+	REC_SWEEP_END,     // iterator finished one network namespace
+	REC_RETRANSMIT,    // one retransmitted segment
+	REC_RESET_SENT,
+	REC_RESET_RECEIVED,
+};
+
+struct tcp_record {
+	__u64 ts_ns;
+	__u64 sk;             // socket address: the connection's key while it lives
+	__u64 ino;            // socket inode, to find the owner in /proc when pid is unknown
+	__u64 bytes_acked;    // tcp_sock counters (include SYN/FIN sequence numbers)
+	__u64 bytes_received;
+	__u32 snd_una;
+	__u32 write_seq;
+	__u32 srtt_us;        // smoothed RTT in microseconds
+	__u32 total_retrans;
+	__u32 netns;          // network namespace inode of the socket
+	__u32 pid;            // tgid, only where the hook runs in the owner's context
+	__u32 sweep;          // sweep generation (snapshot, sweep end)
+	__u32 drops;          // sweep end: snapshots lost so far (cumulative)
+	__s32 err;            // sk_err at a failed connect
+	__u16 family;
+	__u16 sport;          // local port, host order
+	__u16 dport;          // remote port, host order
+	__u8 kind;
+	__u8 oldstate;
+	__u8 newstate;
+	__u8 fin_received;    // SOCK_DONE: the peer's FIN was taken in
+	__u8 saddr[16];       // local address (IPv4 in the first 4 bytes)
+	__u8 daddr[16];       // remote address
+	char comm[16];
+};
+
+// Makes the type visible in BTF for bpf2go -type without typing the map.
+const struct tcp_record *unused_tcp_record __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 23);
+} events SEC(".maps");
+
+// Below this many queued bytes a record does not wake the reader: waking it
+// per record costs most of the throughput of a busy server (DESIGN.md). The
+// reader polls with a short deadline, so quiet periods still flow.
+volatile const __u64 wakeup_bytes = 256 * 1024;
+
+// Records this object could not reserve (ring buffer full), read by the agent.
+__u64 lost = 0;
+
+static __always_inline struct tcp_record *reserve(void)
+{
+	struct tcp_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		__sync_fetch_and_add(&lost, 1);
+		return 0;
+	}
+	__builtin_memset(r, 0, sizeof(*r));
+	r->ts_ns = bpf_ktime_get_ns();
+	return r;
+}
+
+static __always_inline void submit(struct tcp_record *r, bool urgent)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(r, flags);
+}
+
+// Addresses, ports, netns and inode straight from the socket. The ports come
+// from inet_sport/skc_dport, which stay valid at CLOSE (skc_num may be 0 by then).
+static __always_inline void fill_sock(struct tcp_record *r, const struct sock *sk)
+{
+	r->sk = (__u64)sk;
+	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	r->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (r->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&r->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&r->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		BPF_CORE_READ_INTO((__u32 *)r->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)r->daddr, sk, __sk_common.skc_daddr);
+	}
+}
+
+// Full sockets only: local port, inode and the tcp_sock counters.
+static __always_inline void fill_full(struct tcp_record *r, const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	const struct inet_sock *inet = (const struct inet_sock *)sk;
+
+	r->sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
+	r->ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
+	r->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	r->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	r->snd_una = BPF_CORE_READ(tp, snd_una);
+	r->write_seq = BPF_CORE_READ(tp, write_seq);
+	r->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	r->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	r->fin_received = (flags >> bpf_core_enum_value(enum sock_flags, SOCK_DONE)) & 1;
+}
+
+static __always_inline void fill_task(struct tcp_record *r)
+{
+	r->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&r->comm, sizeof(r->comm));
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

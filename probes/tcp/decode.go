@@ -1,0 +1,126 @@
+package tcp
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/stratanet/strata/probes/event"
+)
+
+const (
+	afInet  = 2
+	afInet6 = 10
+)
+
+// record is the kernel's struct tcp_record, generated from the C source.
+type record = stateTcpRecord
+
+var recordSize = int(unsafe.Sizeof(record{}))
+
+var errShort = errors.New("tcp: short record")
+
+// decode turns one ring-buffer sample into an event. It never trusts the
+// sample's size or contents beyond what the layout allows.
+func decode(raw []byte) (event.TCP, error) {
+	if len(raw) < recordSize {
+		return event.TCP{}, errShort
+	}
+	var r record
+	if _, err := binary.Decode(raw[:recordSize], binary.NativeEndian, &r); err != nil {
+		return event.TCP{}, err
+	}
+	return fromRecord(&r)
+}
+
+func fromRecord(r *record) (event.TCP, error) {
+	k := event.Kind(r.Kind)
+	if k < event.Connect || k > event.ResetReceived {
+		return event.TCP{}, errors.New("tcp: unknown record kind")
+	}
+	e := event.TCP{
+		Kind:  k,
+		Sock:  r.Sk,
+		Netns: r.Netns,
+		Inode: r.Ino,
+		PID:   r.Pid,
+		Comm:  comm(r.Comm[:]),
+		State: r.Newstate,
+		Sweep: r.Sweep,
+		Drops: uint64(r.Drops),
+	}
+	if k == event.SweepEnd {
+		return e, nil
+	}
+	var ok bool
+	if e.Local, ok = addrPort(r.Family, r.Saddr, r.Sport); !ok {
+		return event.TCP{}, errors.New("tcp: unknown address family")
+	}
+	e.Remote, _ = addrPort(r.Family, r.Daddr, r.Dport)
+	if r.Err < 0 {
+		e.Err = syscall.Errno(-r.Err)
+	} else {
+		e.Err = syscall.Errno(r.Err)
+	}
+	switch k {
+	case event.Connect, event.ConnectFailed, event.Accept, event.Close, event.Snapshot:
+		e.Counters = payload(r, k)
+	}
+	return e, nil
+}
+
+// payload converts the kernel's sequence-space counters into application
+// bytes by taking out the FINs: ours counts once the peer acknowledged it,
+// the peer's once it was taken in. The client's SYN is also in bytes_acked,
+// but it is already there at Connect, the agent's baseline for the socket.
+func payload(r *record, k event.Kind) event.Counters {
+	sent, recv := r.BytesAcked, r.BytesReceived
+	if finSent(r, k) && r.SndUna == r.WriteSeq && sent > 0 {
+		sent--
+	}
+	if r.FinReceived != 0 && recv > 0 {
+		recv--
+	}
+	return event.Counters{
+		SentBytes:     sent,
+		ReceivedBytes: recv,
+		Retransmits:   uint64(r.TotalRetrans),
+		SRTT:          time.Duration(r.SrttUs) * time.Microsecond,
+	}
+}
+
+// finSent: the socket is (for a close record: was) in a state reached only
+// after sending a FIN.
+func finSent(r *record, k event.Kind) bool {
+	s := r.Newstate
+	if k == event.Close {
+		s = r.Oldstate
+	}
+	switch s {
+	case event.StateFinWait1, event.StateFinWait2, event.StateClosing, event.StateLastAck:
+		return true
+	}
+	return false
+}
+
+func addrPort(family uint16, a [16]uint8, port uint16) (netip.AddrPort, bool) {
+	switch family {
+	case afInet:
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(a[:4])), port), true
+	case afInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a).Unmap(), port), true
+	}
+	return netip.AddrPort{}, false
+}
+
+func comm(c []int8) string {
+	b := unsafe.Slice((*byte)(unsafe.Pointer(&c[0])), len(c))
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	return string(b)
+}
