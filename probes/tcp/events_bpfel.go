@@ -21,6 +21,7 @@ const (
 	eventsProgOnRetransmit   = "on_retransmit"
 	eventsProgOnSendReset    = "on_send_reset"
 	eventsVarLost            = "lost"
+	eventsVarLostReset       = "lost_reset"
 	eventsVarUnusedTcpRecord = "unused_tcp_record"
 	eventsVarWakeupBytes     = "wakeup_bytes"
 )
@@ -84,6 +85,7 @@ type eventsMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type eventsVariableSpecs struct {
 	Lost            *ebpf.VariableSpec `ebpf:"lost"`
+	LostReset       *ebpf.VariableSpec `ebpf:"lost_reset"`
 	UnusedTcpRecord *ebpf.VariableSpec `ebpf:"unused_tcp_record"`
 	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
@@ -122,6 +124,7 @@ func (m *eventsMaps) Close() error {
 // It can be passed to loadEventsObjects or ebpf.CollectionSpec.LoadAndAssign.
 type eventsVariables struct {
 	Lost            *ebpf.Variable `ebpf:"lost"`
+	LostReset       *ebpf.Variable `ebpf:"lost_reset"`
 	UnusedTcpRecord *ebpf.Variable `ebpf:"unused_tcp_record"`
 	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }

@@ -170,7 +170,8 @@ func (p *Probes) Lost() map[string]uint64 {
 		}
 	}
 	read("tcp_state", p.state.Lost)
-	read("tcp_events", p.events.Lost)
+	read("tcp_retransmit", p.events.Lost)
+	read("tcp_reset", p.events.LostReset)
 	read("tcp_sweep", p.sweep.Lost)
 	return lost
 }

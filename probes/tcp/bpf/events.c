@@ -2,11 +2,14 @@
 // Retransmits and resets: rare, slow-path events, one record each.
 #include "tcp.h"
 
+// lost (tcp.h) counts retransmit records; resets have their own count.
+__u64 lost_reset = 0;
+
 static __always_inline int emit(const struct sock *sk, __u8 kind)
 {
 	if (!sk)
 		return 0; // a reset for a segment that matched no socket
-	struct tcp_record *r = reserve();
+	struct tcp_record *r = reserve_counted(kind == REC_RETRANSMIT ? &lost : &lost_reset);
 	if (!r)
 		return 0;
 	r->kind = kind;

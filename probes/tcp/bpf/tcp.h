@@ -71,16 +71,21 @@ volatile const __u64 wakeup_bytes = 256 * 1024;
 // Records this object could not reserve (ring buffer full), read by the agent.
 __u64 lost = 0;
 
-static __always_inline struct tcp_record *reserve(void)
+static __always_inline struct tcp_record *reserve_counted(__u64 *lost_count)
 {
 	struct tcp_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
-		__sync_fetch_and_add(&lost, 1);
+		__sync_fetch_and_add(lost_count, 1);
 		return 0;
 	}
 	__builtin_memset(r, 0, sizeof(*r));
 	r->ts_ns = bpf_ktime_get_ns();
 	return r;
+}
+
+static __always_inline struct tcp_record *reserve(void)
+{
+	return reserve_counted(&lost);
 }
 
 static __always_inline void submit(struct tcp_record *r, bool urgent)

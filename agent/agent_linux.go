@@ -1,0 +1,129 @@
+// Package agent wires the stages: probes -> identity -> aggregation ->
+// exporters. One goroutine owns identity and the flow table; the ring-buffer
+// reader never waits for it.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/stratanet/strata/agent/config"
+	"github.com/stratanet/strata/agent/flow"
+	"github.com/stratanet/strata/exporters/prom"
+	"github.com/stratanet/strata/identity/process"
+	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/netns"
+	"github.com/stratanet/strata/probes/tcp"
+)
+
+// Errors the command maps to exit codes.
+var (
+	ErrPrivilege = errors.New("missing privilege")
+	ErrKernel    = errors.New("kernel refused the probes")
+)
+
+// Run starts the agent and blocks until ctx ends. ready, if not nil, is
+// called with the metrics address once everything runs.
+func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(addr string)) error {
+	if err := checkPrivileges(); err != nil {
+		return err
+	}
+	if cfg.Kubernetes != "off" {
+		// Kubernetes identity lands with its own issue; say so rather than pretend.
+		log.Warn("Kubernetes identity is not built yet; running standalone with process names", zap.String("kubernetes", cfg.Kubernetes))
+	}
+
+	probes, err := tcp.Open(log.Named("probes"), tcp.Options{
+		RingBytes:   uint32(cfg.RingBuffer),
+		WakeupBytes: min(256<<10, uint64(cfg.RingBuffer)/4),
+		Poll:        100 * time.Millisecond,
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrKernel, err)
+	}
+	defer probes.Close()
+
+	modes := map[string]string{}
+	for _, s := range probes.Status() {
+		modes[s.Probe] = s.Mode
+	}
+	h := newHealth(modes, probes.Lost)
+
+	resolver := process.New(log.Named("identity"), process.NewProcHost())
+	opts := flow.DefaultOptions()
+	opts.MaxConns = cfg.MaxSockets
+	opts.Budgets.Flows = cfg.MaxSeries
+	for label, n := range cfg.LabelBudgets {
+		opts.Budgets.Labels[label] = n
+	}
+	table := flow.NewTable(log.Named("flow"), resolver, opts)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(table, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := prom.Listen(log.Named("metrics"), cfg.MetricsAddr, reg)
+	if err != nil {
+		return err
+	}
+
+	events := make(chan event.TCP, cfg.EventQueue)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(events)
+		return probes.Read(ctx, func(e event.TCP) {
+			select {
+			case events <- e:
+			default:
+				h.queueLost[probeOf(e.Kind)].Add(1)
+			}
+		}, func(error) { h.decodeLost.Add(1) })
+	})
+	g.Go(func() error {
+		for e := range events {
+			h.events[probeOf(e.Kind)].Add(1)
+			resolver.Observe(&e)
+			table.Apply(&e)
+		}
+		return nil
+	})
+	if probes.CanSweep() {
+		g.Go(func() error { sweep(ctx, log.Named("sweep"), probes, cfg.SweepInterval); return nil })
+	}
+	g.Go(func() error { return srv.Serve(ctx) })
+
+	log.Info("agent running", zap.String("metrics", fmt.Sprintf("http://%s/metrics", srv.Addr())),
+		zap.Duration("sweep_interval", cfg.SweepInterval))
+	if ready != nil {
+		ready(srv.Addr().String())
+	}
+	return g.Wait()
+}
+
+// sweep reads every network namespace's sockets each interval, starting now.
+func sweep(ctx context.Context, log *zap.Logger, probes *tcp.Probes, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for gen := uint32(1); ; gen++ {
+		all, err := netns.Enumerate()
+		if err != nil {
+			log.Warn("cannot list network namespaces", zap.Error(err))
+		}
+		for ino, path := range all {
+			if err := netns.Do(path, func() error { return probes.Sweep(gen) }); err != nil {
+				// Namespaces vanish between listing and entering; that is normal.
+				log.Debug("sweep skipped a namespace", zap.Uint32("netns", ino), zap.Error(err))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

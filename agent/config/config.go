@@ -1,0 +1,260 @@
+// Package config is the agent's configuration: defaults, then a YAML file,
+// then STRATA_* environment variables, then flags, each overriding the last.
+// Every setting is declared once, in settings.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is everything the agent can be told.
+type Config struct {
+	Kubernetes    string         `yaml:"kubernetes"`
+	MetricsAddr   string         `yaml:"metrics_addr"`
+	SweepInterval time.Duration  `yaml:"sweep_interval"`
+	LogLevel      string         `yaml:"log_level"`
+	Cluster       string         `yaml:"cluster"`
+	RingBuffer    Size           `yaml:"ring_buffer_size"`
+	EventQueue    int            `yaml:"event_queue"`
+	MaxSockets    int            `yaml:"max_sockets"`
+	MaxSeries     int            `yaml:"max_series"`
+	LabelBudgets  map[string]int `yaml:"label_budgets"`
+}
+
+// Default is what the agent runs with when told nothing.
+func Default() Config {
+	return Config{
+		Kubernetes:    "auto",
+		MetricsAddr:   ":9810",
+		SweepInterval: 10 * time.Second,
+		LogLevel:      "info",
+		RingBuffer:    8 << 20,
+		EventQueue:    65536,
+		MaxSockets:    1 << 18,
+		MaxSeries:     20000,
+	}
+}
+
+// Size is a byte count written as 8388608, 8MiB or 512KiB.
+type Size uint32
+
+func (s *Size) UnmarshalYAML(n *yaml.Node) error { return s.Set(n.Value) }
+func (s Size) String() string                    { return strconv.FormatUint(uint64(s), 10) }
+
+func (s *Size) Set(v string) error {
+	mult := uint64(1)
+	for suffix, m := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(v, suffix) {
+			v, mult = strings.TrimSuffix(v, suffix), m
+		}
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return fmt.Errorf("not a size like 8MiB: %q", v)
+	}
+	if n *= mult; n < 4096 || n > 1<<30 || n&(n-1) != 0 {
+		return fmt.Errorf("must be a power of two from 4KiB to 1GiB, not %d", n)
+	}
+	*s = Size(n)
+	return nil
+}
+
+// setting binds one option's flag, environment variable and YAML key.
+type setting struct {
+	name, help string
+	value      func(*Config) flag.Value
+}
+
+var settings = []setting{
+	{"kubernetes", "identity source: auto (Kubernetes when in a cluster), on, or off (standalone: process names)",
+		func(c *Config) flag.Value { return (*choice)(&c.Kubernetes) }},
+	{"metrics-addr", "HOST:PORT to serve /metrics on",
+		func(c *Config) flag.Value { return (*addr)(&c.MetricsAddr) }},
+	{"sweep-interval", "how often live sockets are read for bytes, retransmits and RTT (>= 1s)",
+		func(c *Config) flag.Value { return (*interval)(&c.SweepInterval) }},
+	{"log-level", "debug, info, warn or error",
+		func(c *Config) flag.Value { return (*level)(&c.LogLevel) }},
+	{"cluster", "cluster name added to pushed data",
+		func(c *Config) flag.Value { return (*text)(&c.Cluster) }},
+	{"ring-buffer-size", "kernel ring buffer size, a power of two (e.g. 8MiB)",
+		func(c *Config) flag.Value { return &c.RingBuffer }},
+	{"event-queue", "events buffered between the ring buffer and aggregation",
+		func(c *Config) flag.Value { return (*positive)(&c.EventQueue) }},
+	{"max-sockets", "live sockets followed at most",
+		func(c *Config) flag.Value { return (*positive)(&c.MaxSockets) }},
+	{"max-series", "distinct identity label sets at most; more fold into ~other",
+		func(c *Config) flag.Value { return (*positive)(&c.MaxSeries) }},
+}
+
+// UsageError is a mistake in what the user told the agent (exit code 2).
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+// Load reads the configuration from args (without the program name),
+// the environment lookup and the file named by --config or STRATA_CONFIG.
+func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := Default()
+	fs := flag.NewFlagSet("strata-agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	flagged := Default() // flags parse into a scratch copy (showing defaults), applied last
+	for _, s := range settings {
+		fs.Var(s.value(&flagged), s.name, s.help)
+	}
+	file := fs.String("config", getenv("STRATA_CONFIG"), "YAML configuration file (env STRATA_CONFIG)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: strata-agent [flags]\n\nEvery flag can also be set as STRATA_<NAME> (e.g. STRATA_METRICS_ADDR) or in the --config YAML file (metrics_addr: ...).\nFlags override the environment, which overrides the file.\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, err
+		}
+		return cfg, UsageError{err}
+	}
+	if fs.NArg() > 0 {
+		return cfg, UsageError{fmt.Errorf("unexpected argument %q (all options are flags)", fs.Arg(0))}
+	}
+	if *file != "" {
+		if err := readFile(*file, &cfg); err != nil {
+			return cfg, UsageError{err}
+		}
+	}
+	for _, s := range settings {
+		env := "STRATA_" + strings.ToUpper(strings.ReplaceAll(s.name, "-", "_"))
+		if v := getenv(env); v != "" {
+			if err := s.value(&cfg).Set(v); err != nil {
+				return cfg, UsageError{fmt.Errorf("invalid %s=%q: %w", env, v, err)}
+			}
+		}
+	}
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "config" && err == nil {
+			err = s(f.Name).value(&cfg).Set(f.Value.String())
+		}
+	})
+	if err != nil {
+		return cfg, UsageError{err}
+	}
+	return cfg, nil
+}
+
+func s(name string) setting {
+	for _, st := range settings {
+		if st.name == name {
+			return st
+		}
+	}
+	panic("unknown setting " + name)
+}
+
+func readFile(path string, cfg *Config) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	// The file goes through the same checks as flags.
+	for _, st := range settings {
+		v := st.value(cfg)
+		if err := v.Set(v.String()); err != nil {
+			return fmt.Errorf("config file %s: %s: %w", path, strings.ReplaceAll(st.name, "-", "_"), err)
+		}
+	}
+	for label, n := range cfg.LabelBudgets {
+		if n < 1 {
+			return fmt.Errorf("config file %s: label_budgets.%s must be at least 1", path, label)
+		}
+	}
+	return nil
+}
+
+// Value types, each validating as it parses.
+
+type text string
+
+func (t *text) String() string     { return string(*t) }
+func (t *text) Set(v string) error { *t = text(v); return nil }
+
+type choice string
+
+func (c *choice) String() string { return string(*c) }
+func (c *choice) Set(v string) error {
+	switch v {
+	case "auto", "on", "off":
+		*c = choice(v)
+		return nil
+	}
+	return fmt.Errorf("must be auto, on or off, not %q", v)
+}
+
+type level string
+
+func (l *level) String() string { return string(*l) }
+func (l *level) Set(v string) error {
+	switch v {
+	case "debug", "info", "warn", "error":
+		*l = level(v)
+		return nil
+	}
+	return fmt.Errorf("must be debug, info, warn or error, not %q", v)
+}
+
+type addr string
+
+func (a *addr) String() string { return string(*a) }
+func (a *addr) Set(v string) error {
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("must be HOST:PORT (e.g. :9810 or 127.0.0.1:9810), not %q", v)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	*a = addr(v)
+	return nil
+}
+
+type interval time.Duration
+
+func (i *interval) String() string { return time.Duration(*i).String() }
+func (i *interval) Set(v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("must be a duration like 10s, not %q", v)
+	}
+	if d < time.Second {
+		return fmt.Errorf("must be at least 1s, not %s", d)
+	}
+	*i = interval(d)
+	return nil
+}
+
+type positive int
+
+func (p *positive) String() string { return strconv.Itoa(int(*p)) }
+func (p *positive) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return fmt.Errorf("must be a positive whole number, not %q", v)
+	}
+	*p = positive(n)
+	return nil
+}

@@ -1,0 +1,280 @@
+// Package flow aggregates TCP events into per-identity-pair series: the
+// agent's one table of connections and their counters. Events come from a
+// single goroutine; scrapes read under the same lock.
+package flow
+
+import (
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/stratanet/strata/identity"
+	"github.com/stratanet/strata/probes/event"
+)
+
+// Connection results, as the contract names them.
+const (
+	Success = iota
+	Refused
+	Timeout
+	Reset
+	OtherResult
+	numResults
+)
+
+var resultNames = [numResults]string{"success", "refused", "timeout", "reset", "other"}
+
+// Result classifies a failed connect by the socket's error. A connect the
+// application abandoned before any answer (err 0) timed out from its view.
+func Result(err syscall.Errno) int {
+	switch err {
+	case syscall.ECONNREFUSED:
+		return Refused
+	case syscall.ETIMEDOUT, 0:
+		return Timeout
+	case syscall.ECONNRESET:
+		return Reset
+	}
+	return OtherResult
+}
+
+// RTT histogram bounds in seconds: loopback (tens of µs) to intercontinental.
+var rttBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+
+// Options for a Table.
+type Options struct {
+	Budgets  Budgets
+	MaxConns int // live sockets tracked; beyond that new ones are counted, not followed
+	// Retransmit bursts: this many retransmitted segments of one connection
+	// within Window make one burst (logged once per burst).
+	BurstSegments int
+	BurstWindow   time.Duration
+}
+
+func DefaultOptions() Options {
+	return Options{Budgets: DefaultBudgets(), MaxConns: 1 << 18, BurstSegments: 10, BurstWindow: time.Second}
+}
+
+type stats struct {
+	connections    [numResults]uint64
+	active         int64
+	sent, received uint64
+	retransmits    uint64
+	resetsSent     uint64
+	resetsReceived uint64
+	rtt            histogram
+}
+
+type histogram struct {
+	counts []uint64 // per bucket, not cumulative; last is +Inf
+	sum    float64
+	total  uint64
+}
+
+func (h *histogram) observe(v float64) {
+	if h.counts == nil {
+		h.counts = make([]uint64, len(rttBuckets)+1)
+	}
+	i := 0
+	for i < len(rttBuckets) && v > rttBuckets[i] {
+		i++
+	}
+	h.counts[i]++
+	h.sum += v
+	h.total++
+}
+
+type conn struct {
+	key    Key
+	netns  uint32
+	last   event.Counters
+	seen   uint32 // last sweep that saw it
+	missed int    // consecutive sweeps of its namespace that did not see it
+
+	burstStart time.Time
+	burstCount int
+}
+
+// Table is the flow table.
+type Table struct {
+	log  *zap.Logger
+	id   identity.Identifier
+	opts Options
+	now  func() time.Time
+
+	mu        sync.Mutex
+	gov       *governor
+	conns     map[uint64]*conn
+	flows     map[Key]*stats
+	untracked uint64 // sockets not followed because MaxConns was reached
+	stale     uint64 // sockets dropped after vanishing without a close record
+	lastDrops uint64 // snapshot drops reported by the previous sweep end
+}
+
+func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {
+	return &Table{
+		log: log, id: id, opts: opts, now: time.Now,
+		gov:   newGovernor(opts.Budgets),
+		conns: map[uint64]*conn{},
+		flows: map[Key]*stats{},
+	}
+}
+
+// Apply folds one event into the table.
+func (t *Table) Apply(e *event.TCP) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	switch e.Kind {
+	case event.Connect, event.Accept:
+		if old := t.conns[e.Sock]; old != nil { // its close was lost
+			t.end(e.Sock, old)
+		}
+		c := t.track(e)
+		t.flow(c.key).connections[Success]++
+	case event.ConnectFailed:
+		t.flow(t.keyOf(e)).connections[Result(e.Err)]++
+	case event.Snapshot:
+		if e.State == event.StateListen {
+			return
+		}
+		c := t.conns[e.Sock]
+		if c == nil {
+			// Opened before the agent started (or its open was lost): its
+			// bytes so far are the baseline, not traffic of this run.
+			t.track(e)
+			return
+		}
+		c.seen = e.Sweep
+		t.account(c, e)
+	case event.Close:
+		if c := t.conns[e.Sock]; c != nil {
+			t.account(c, e)
+			t.end(e.Sock, c)
+		}
+	case event.ResetSent, event.ResetReceived:
+		var k Key
+		if c := t.conns[e.Sock]; c != nil {
+			k = c.key
+		} else {
+			k = t.keyOf(e)
+		}
+		if e.Kind == event.ResetSent {
+			t.flow(k).resetsSent++
+		} else {
+			t.flow(k).resetsReceived++
+		}
+	case event.Retransmit:
+		if c := t.conns[e.Sock]; c != nil {
+			t.burst(c, e)
+		}
+	case event.SweepEnd:
+		t.sweepEnd(e)
+	}
+}
+
+// track starts following a live socket.
+func (t *Table) track(e *event.TCP) *conn {
+	c := &conn{key: t.keyOf(e), netns: e.Netns, last: e.Counters}
+	t.flow(c.key).active++
+	if len(t.conns) >= t.opts.MaxConns {
+		t.untracked++
+		t.flow(c.key).active--
+		return c
+	}
+	t.conns[e.Sock] = c
+	return c
+}
+
+func (t *Table) end(sock uint64, c *conn) {
+	t.flow(c.key).active--
+	delete(t.conns, sock)
+	t.id.Forget(sock)
+}
+
+// account adds what a socket did since it was last seen.
+func (t *Table) account(c *conn, e *event.TCP) {
+	s := t.flow(c.key)
+	s.sent += delta(e.SentBytes, c.last.SentBytes)
+	s.received += delta(e.ReceivedBytes, c.last.ReceivedBytes)
+	s.retransmits += delta(e.Retransmits, c.last.Retransmits)
+	if e.SRTT > 0 {
+		s.rtt.observe(e.SRTT.Seconds())
+	}
+	c.last = e.Counters
+}
+
+// delta of a kernel counter; a counter that went backwards is a new socket
+// at a reused address, whose baseline this sample becomes.
+func delta(now, before uint64) uint64 {
+	if now < before {
+		return 0
+	}
+	return now - before
+}
+
+func (t *Table) burst(c *conn, e *event.TCP) {
+	now := t.now()
+	if now.Sub(c.burstStart) > t.opts.BurstWindow {
+		c.burstStart, c.burstCount = now, 0
+	}
+	c.burstCount++
+	if c.burstCount == t.opts.BurstSegments {
+		t.log.Info("retransmit burst",
+			zap.String("source_workload", c.key.SourceWorkload),
+			zap.String("destination_workload", c.key.DestinationWorkload),
+			zap.String("destination_port", c.key.DestinationPort),
+			zap.String("reporter", c.key.Reporter),
+			zap.Stringer("local", e.Local), zap.Stringer("remote", e.Remote),
+			zap.Int("segments", c.burstCount), zap.Duration("within", t.opts.BurstWindow))
+	}
+}
+
+// sweepEnd drops sockets of the swept namespace that two complete sweeps in
+// a row did not see: their close record was lost. A sweep that lost
+// snapshots proves nothing and is skipped.
+func (t *Table) sweepEnd(e *event.TCP) {
+	complete := e.Drops == t.lastDrops
+	t.lastDrops = e.Drops
+	if !complete {
+		return
+	}
+	for sock, c := range t.conns {
+		if c.netns != e.Netns {
+			continue
+		}
+		if c.seen == e.Sweep {
+			c.missed = 0
+		} else if c.missed++; c.missed >= 2 {
+			t.stale++
+			t.end(sock, c)
+		}
+	}
+}
+
+func (t *Table) keyOf(e *event.TCP) Key {
+	k := t.gov.key(t.id.Identify(e))
+	if _, ok := t.flows[k]; !ok && len(t.flows) >= t.opts.Budgets.Flows {
+		t.gov.overflow["flows"]++
+		return overflowKey(identity.Reporter(k.Reporter))
+	}
+	return k
+}
+
+func (t *Table) flow(k Key) *stats {
+	s := t.flows[k]
+	if s == nil {
+		s = &stats{}
+		t.flows[k] = s
+	}
+	return s
+}
+
+// Tracked returns how many live sockets the table follows.
+func (t *Table) Tracked() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
