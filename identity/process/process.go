@@ -101,15 +101,21 @@ func (r *Resolver) Observe(e *event.TCP) {
 				owner, _ := r.host.SocketOwner(e.Inode)
 				r.addListener(e, owner)
 			}
+		} else if _, ok := r.clientOf[e.Sock]; !ok && !r.isServer(e) {
+			r.addClient(e) // predates the agent
 		}
 	case event.Connect:
-		if len(r.clients) < maxClients {
-			t := key(e.Netns, e.Local, e.Remote)
-			r.clients[t] = r.owner(e)
-			r.clientOf[e.Sock] = t
-		}
+		r.addClient(e)
 	case event.Close:
 		r.Forget(e.Sock)
+	}
+}
+
+func (r *Resolver) addClient(e *event.TCP) {
+	if len(r.clients) < maxClients {
+		t := key(e.Netns, e.Local, e.Remote)
+		r.clients[t] = r.owner(e)
+		r.clientOf[e.Sock] = t
 	}
 }
 

@@ -1,0 +1,279 @@
+package flow
+
+import (
+	"net/netip"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"github.com/stratanet/strata/identity"
+	"github.com/stratanet/strata/probes/event"
+)
+
+// fakeID names every socket after its ports: client sockets connect to
+// port 80, servers listen on it.
+type fakeID struct{ forgotten []uint64 }
+
+func (f *fakeID) Observe(*event.TCP) {}
+func (f *fakeID) Forget(s uint64)     { f.forgotten = append(f.forgotten, s) }
+func (f *fakeID) Identify(e *event.TCP) identity.Pair {
+	if e.Local.Port() == 80 {
+		return identity.Pair{Source: identity.Workload{Name: "client-" + e.Comm}, Destination: identity.Workload{Name: "web"}, Port: 80, Reporter: identity.Server}
+	}
+	return identity.Pair{Source: identity.Workload{Name: "client-" + e.Comm}, Destination: identity.Workload{Name: "web"}, Port: e.Remote.Port(), Reporter: identity.Client}
+}
+
+var (
+	cli = netip.MustParseAddrPort("10.0.0.1:40000")
+	srv = netip.MustParseAddrPort("10.0.0.2:80")
+)
+
+func clientEvent(k event.Kind, sock uint64, sent, recv uint64) *event.TCP {
+	return &event.TCP{Kind: k, Sock: sock, Netns: 1, Comm: "a", PID: 1, Local: cli, Remote: srv,
+		State: event.StateEstablished, Counters: event.Counters{SentBytes: sent, ReceivedBytes: recv, SRTT: 200 * time.Microsecond}}
+}
+
+const labels = `destination_namespace="",destination_port="80",destination_service="",destination_workload="web",reporter="client",source_namespace="",source_workload="client-a"`
+
+func scrape(t *testing.T, tb *Table, names ...string) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(tb)
+	var b strings.Builder
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, n := range names {
+			if mf.GetName() == n {
+				for _, m := range mf.GetMetric() {
+					b.WriteString(n + " " + m.String() + "\n")
+				}
+			}
+		}
+	}
+	return b.String()
+}
+
+func value(t *testing.T, tb *Table, metric, lbls string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(tb)
+	exp := metric + "{" + lbls + "}"
+	n, err := testutil.GatherAndCount(reg, metric)
+	if err != nil || n == 0 {
+		t.Fatalf("%s: %d series, %v", metric, n, err)
+	}
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != metric {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			var parts []string
+			for _, lp := range m.GetLabel() {
+				parts = append(parts, lp.GetName()+`="`+lp.GetValue()+`"`)
+			}
+			want := strings.Split(lbls, ",")
+			sort.Strings(want)
+			if strings.Join(parts, ",") == strings.Join(want, ",") {
+				switch {
+				case m.Counter != nil:
+					return m.Counter.GetValue()
+				case m.Gauge != nil:
+					return m.Gauge.GetValue()
+				case m.Histogram != nil:
+					return float64(m.Histogram.GetSampleCount())
+				}
+			}
+		}
+	}
+	t.Fatalf("no series %s", exp)
+	return 0
+}
+
+func TestConnectionLifecycleCountsPayloadOnce(t *testing.T) {
+	id := &fakeID{}
+	tb := NewTable(zap.NewNop(), id, DefaultOptions())
+	tb.Apply(clientEvent(event.Connect, 7, 1, 0)) // the SYN is the baseline
+	if got := value(t, tb, "strata_tcp_active_connections", labels); got != 1 {
+		t.Fatalf("active = %v, want 1", got)
+	}
+	s := clientEvent(event.Snapshot, 7, 1001, 501)
+	s.Sweep = 1
+	tb.Apply(s)
+	if got := value(t, tb, "strata_tcp_sent_bytes_total", labels); got != 1000 {
+		t.Fatalf("sent after sweep = %v, want 1000", got)
+	}
+	tb.Apply(clientEvent(event.Close, 7, 1501, 701))
+	for metric, want := range map[string]float64{
+		"strata_tcp_sent_bytes_total":     1500,
+		"strata_tcp_received_bytes_total": 701,
+		"strata_tcp_active_connections":   0,
+		"strata_tcp_rtt_seconds":          2, // one sample per sweep and at close
+		"strata_tcp_retransmits_total":    0,
+	} {
+		if got := value(t, tb, metric, labels); got != want {
+			t.Errorf("%s = %v, want %v", metric, got, want)
+		}
+	}
+	if got := value(t, tb, "strata_tcp_connections_total", labels+`,result="success"`); got != 1 {
+		t.Errorf("connections = %v, want 1", got)
+	}
+	if len(id.forgotten) != 1 || id.forgotten[0] != 7 {
+		t.Errorf("identity not told to forget socket 7: %v", id.forgotten)
+	}
+	// A late duplicate close changes nothing: the socket is gone.
+	tb.Apply(clientEvent(event.Close, 7, 9999, 9999))
+	if got := value(t, tb, "strata_tcp_sent_bytes_total", labels); got != 1500 {
+		t.Errorf("sent after duplicate close = %v", got)
+	}
+}
+
+func TestPreexistingSocketStartsFromBaseline(t *testing.T) {
+	tb := NewTable(zap.NewNop(), &fakeID{}, DefaultOptions())
+	s := clientEvent(event.Snapshot, 9, 1<<30, 1<<20)
+	tb.Apply(s)
+	s2 := clientEvent(event.Snapshot, 9, 1<<30+10, 1<<20+20)
+	tb.Apply(s2)
+	if got := value(t, tb, "strata_tcp_sent_bytes_total", labels); got != 10 {
+		t.Fatalf("sent = %v, want 10 (bytes before the agent are not this run's)", got)
+	}
+	if got := value(t, tb, "strata_tcp_active_connections", labels); got != 1 {
+		t.Fatalf("active = %v, want 1", got)
+	}
+}
+
+func TestFailedConnectResults(t *testing.T) {
+	tb := NewTable(zap.NewNop(), &fakeID{}, DefaultOptions())
+	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNREFUSED, syscall.ETIMEDOUT, 0, syscall.ECONNRESET, syscall.EHOSTUNREACH} {
+		e := clientEvent(event.ConnectFailed, 3, 0, 0)
+		e.Err = errno
+		tb.Apply(e)
+	}
+	for result, want := range map[string]float64{"refused": 2, "timeout": 2, "reset": 1, "other": 1} {
+		if got := value(t, tb, "strata_tcp_connections_total", labels+`,result="`+result+`"`); got != want {
+			t.Errorf("%s = %v, want %v", result, got, want)
+		}
+	}
+	if strings.Contains(scrape(t, tb, "strata_tcp_connections_total"), `"success"`) {
+		t.Error("a failed connect counted as success")
+	}
+}
+
+func TestResetsByDirection(t *testing.T) {
+	tb := NewTable(zap.NewNop(), &fakeID{}, DefaultOptions())
+	tb.Apply(clientEvent(event.Connect, 5, 1, 0))
+	tb.Apply(clientEvent(event.ResetReceived, 5, 0, 0))
+	tb.Apply(clientEvent(event.ResetSent, 6, 0, 0)) // unknown socket: identified from its addresses
+	if got := value(t, tb, "strata_tcp_resets_total", labels+`,direction="received"`); got != 1 {
+		t.Errorf("received = %v", got)
+	}
+	if got := value(t, tb, "strata_tcp_resets_total", labels+`,direction="sent"`); got != 1 {
+		t.Errorf("sent = %v", got)
+	}
+}
+
+func TestSweepDropsVanishedSockets(t *testing.T) {
+	tb := NewTable(zap.NewNop(), &fakeID{}, DefaultOptions())
+	tb.Apply(clientEvent(event.Connect, 1, 1, 0))
+	tb.Apply(clientEvent(event.Connect, 2, 1, 0))
+	end := func(gen uint32, drops uint64, seen ...uint64) {
+		for _, s := range seen {
+			e := clientEvent(event.Snapshot, s, 1, 0)
+			e.Sweep = gen
+			tb.Apply(e)
+		}
+		tb.Apply(&event.TCP{Kind: event.SweepEnd, Netns: 1, Sweep: gen, Drops: drops})
+	}
+	end(1, 0, 1) // socket 2 missed once: it may have been born after the walk passed
+	if tb.Tracked() != 2 {
+		t.Fatalf("tracked = %d after one miss", tb.Tracked())
+	}
+	end(2, 5, 1) // this sweep lost snapshots: proves nothing
+	if tb.Tracked() != 2 {
+		t.Fatalf("tracked = %d after a lossy sweep", tb.Tracked())
+	}
+	end(3, 5, 1)
+	if tb.Tracked() != 1 {
+		t.Fatalf("tracked = %d, want 1 after two complete misses", tb.Tracked())
+	}
+	if got := value(t, tb, "strata_tcp_active_connections", labels); got != 1 {
+		t.Fatalf("active = %v, want 1", got)
+	}
+	// Another namespace's sweep never touches these sockets.
+	tb.Apply(&event.TCP{Kind: event.SweepEnd, Netns: 2, Sweep: 4, Drops: 5})
+	tb.Apply(&event.TCP{Kind: event.SweepEnd, Netns: 2, Sweep: 5, Drops: 5})
+	if tb.Tracked() != 1 {
+		t.Fatalf("tracked = %d after other namespace's sweeps", tb.Tracked())
+	}
+}
+
+func TestBudgetsFoldIntoOther(t *testing.T) {
+	opts := DefaultOptions()
+	opts.Budgets.Labels["source_workload"] = 3
+	tb := NewTable(zap.NewNop(), &fakeID{}, opts)
+	for i := 0; i < 10; i++ {
+		e := clientEvent(event.ConnectFailed, uint64(i), 0, 0)
+		e.Comm = string(rune('a' + i))
+		tb.Apply(e)
+	}
+	out := scrape(t, tb, "strata_tcp_connections_total")
+	if n := strings.Count(out, "strata_tcp_connections_total"); n != 4 {
+		t.Fatalf("%d series, want 3 named + ~other:\n%s", n, out)
+	}
+	other := strings.Replace(labels, `source_workload="client-a"`, `source_workload="~other"`, 1)
+	if got := value(t, tb, "strata_tcp_connections_total", other+`,result="timeout"`); got != 7 {
+		t.Fatalf("~other = %v, want 7", got)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(tb)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP strata_agent_overflow_total Label values folded into ~other because a budget was full.
+# TYPE strata_agent_overflow_total counter
+strata_agent_overflow_total{label="source_workload"} 7
+`), "strata_agent_overflow_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMaxFlowsBoundsMemory(t *testing.T) {
+	opts := DefaultOptions()
+	opts.Budgets.Flows = 50
+	tb := NewTable(zap.NewNop(), &fakeID{}, opts)
+	for i := 0; i < 5000; i++ {
+		e := clientEvent(event.ConnectFailed, uint64(i), 0, 0)
+		e.Remote = netip.AddrPortFrom(srv.Addr(), uint16(1000+i)) // a port scan
+		tb.Apply(e)
+	}
+	if len(tb.flows) > 51 {
+		t.Fatalf("%d flows, want at most 50 + the overflow flow", len(tb.flows))
+	}
+}
+
+func TestRetransmitBurstLoggedOnce(t *testing.T) {
+	opts := DefaultOptions()
+	opts.BurstSegments = 3
+	core, logs := observerLogger()
+	tb := NewTable(core, &fakeID{}, opts)
+	now := time.Unix(0, 0)
+	tb.now = func() time.Time { return now }
+	tb.Apply(clientEvent(event.Connect, 1, 1, 0))
+	for i := 0; i < 10; i++ {
+		tb.Apply(clientEvent(event.Retransmit, 1, 0, 0))
+	}
+	now = now.Add(2 * time.Second)
+	for i := 0; i < 3; i++ {
+		tb.Apply(clientEvent(event.Retransmit, 1, 0, 0))
+	}
+	if n := logs.FilterMessage("retransmit burst").Len(); n != 2 {
+		t.Fatalf("%d burst logs, want 2 (one per burst)", n)
+	}
+}
