@@ -21,7 +21,7 @@ import (
 type fakeID struct{ forgotten []uint64 }
 
 func (f *fakeID) Observe(*event.TCP) {}
-func (f *fakeID) Forget(s uint64)     { f.forgotten = append(f.forgotten, s) }
+func (f *fakeID) Forget(s uint64)    { f.forgotten = append(f.forgotten, s) }
 func (f *fakeID) Identify(e *event.TCP) identity.Pair {
 	if e.Local.Port() == 80 {
 		return identity.Pair{Source: identity.Workload{Name: "client-" + e.Comm}, Destination: identity.Workload{Name: "web"}, Port: 80, Reporter: identity.Server}
