@@ -1,0 +1,70 @@
+# Strata — run `make help` for the targets.
+SHELL := /bin/bash
+export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
+
+GO           ?= go
+AGENT        := bin/strata-agent
+METRICS_ADDR ?= 127.0.0.1:9810
+CI           ?=
+# Debian packages the build, the tests and the benchmarks use.
+DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables nginx-light wrk curl
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## Install the Debian packages the tests need (root; skips what is there)
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "make deps: need root to install:$$missing"; exit 1; fi; \
+		echo "installing:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+.PHONY: generate
+generate: ## Rebuild the BPF objects and their Go bindings (needs clang)
+	$(GO) generate ./probes/...
+
+.PHONY: check-generate
+check-generate: generate ## Fail if the committed BPF objects differ from the sources
+	@git diff --exit-code -- probes/ || { echo "generated BPF files are stale: run make generate and commit"; exit 1; }
+
+.PHONY: build
+build: ## Build bin/strata-agent
+	$(GO) build -o $(AGENT) ./agent/cmd/strata-agent
+
+.PHONY: run
+run: build ## Build and start the agent in standalone mode (root)
+	@if [ "$$(id -u)" != 0 ]; then echo "make run: the agent loads eBPF programs; run as root (sudo make run)"; exit 1; fi
+	@echo "Strata agent (standalone). Metrics: http://$(METRICS_ADDR)/metrics   (Ctrl-C stops it)"
+	./$(AGENT) --kubernetes=off --metrics-addr $(METRICS_ADDR)
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: test
+test: deps lint build ## Run every test, BPF and network tests included (root)
+	@if [ "$$(id -u)" != 0 ]; then echo "make test: BPF and network-namespace tests need root (sudo make test)"; exit 1; fi
+	CI=$(CI) $(GO) test -count=1 -timeout 30m ./...
+
+.PHONY: test-unit
+test-unit: ## Run the tests that need neither root nor a kernel
+	$(GO) test -count=1 ./agent/config/ ./agent/flow/ ./identity/... ./probes/tcp/ -run 'Test[^E]'
+
+.PHONY: fuzz
+fuzz: ## Fuzz the record decoder for FUZZTIME (default 2m)
+	$(GO) test ./probes/tcp/ -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-2m}
+
+.PHONY: bench-overhead
+bench-overhead: deps build ## wrk against nginx in a namespace, agent off vs on, interleaved (root)
+	AGENT=$(AGENT) bash e2e/bench/overhead.sh
+
+.PHONY: clean
+clean: ## Remove build output
+	rm -rf bin/
