@@ -15,6 +15,8 @@ static __always_inline int emit(const struct sock *sk, __u8 kind)
 	r->kind = kind;
 	fill_sock(r, sk);
 	r->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!r->sport) // a full socket already unhashed (RST on close): inet_sport survives
+		r->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	r->newstate = BPF_CORE_READ(sk, __sk_common.skc_state);
 	submit(r, false);
 	return 0;
