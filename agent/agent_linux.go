@@ -40,6 +40,13 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 		log.Warn("Kubernetes identity is not built yet; running standalone with process names", zap.String("kubernetes", cfg.Kubernetes))
 	}
 
+	// Bind first: a taken port is the cheapest failure to report.
+	reg := prometheus.NewRegistry()
+	srv, err := prom.Listen(log.Named("metrics"), cfg.MetricsAddr, reg)
+	if err != nil {
+		return err
+	}
+
 	probes, err := tcp.Open(log.Named("probes"), tcp.Options{
 		RingBytes:   uint32(cfg.RingBuffer),
 		WakeupBytes: min(256<<10, uint64(cfg.RingBuffer)/4),
@@ -65,12 +72,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 	}
 	table := flow.NewTable(log.Named("flow"), resolver, opts)
 
-	reg := prometheus.NewRegistry()
 	reg.MustRegister(table, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := prom.Listen(log.Named("metrics"), cfg.MetricsAddr, reg)
-	if err != nil {
-		return err
-	}
 
 	events := make(chan event.TCP, cfg.EventQueue)
 	g, ctx := errgroup.WithContext(ctx)

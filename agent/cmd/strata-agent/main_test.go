@@ -1,0 +1,114 @@
+package main
+
+import (
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var agentBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "strata-cli-")
+	if err != nil {
+		panic(err)
+	}
+	agentBin = filepath.Join(dir, "strata-agent")
+	if out, err := exec.Command("go", "build", "-o", agentBin, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run returns the exit code and stderr of the agent.
+func run(t *testing.T, env []string, wrap []string, args ...string) (int, string) {
+	t.Helper()
+	argv := append(append(wrap, agentBin), args...)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return exit.ExitCode(), stderr.String()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0, stderr.String()
+}
+
+func TestBadInputExitsTwoWithOneLine(t *testing.T) {
+	cases := []struct {
+		env  []string
+		args []string
+		want string
+	}{
+		{nil, []string{"--kubernetes=maybe"}, `"maybe"`},
+		{nil, []string{"--metrics-addr", "9810"}, "HOST:PORT"},
+		{nil, []string{"--sweep-interval", "fast"}, `"fast"`},
+		{nil, []string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"STRATA_SWEEP_INTERVAL=100ms"}, nil, "STRATA_SWEEP_INTERVAL"},
+		{[]string{"STRATA_CONFIG=/nonexistent/strata.yaml"}, nil, "/nonexistent/strata.yaml"},
+	}
+	for _, c := range cases {
+		code, stderr := run(t, c.env, nil, c.args...)
+		if code != 2 {
+			t.Errorf("%v %v: exit %d, want 2 (%s)", c.env, c.args, code, stderr)
+		}
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if !strings.Contains(stderr, c.want) || !strings.HasPrefix(lines[len(lines)-1], "strata-agent: ") {
+			t.Errorf("%v %v: stderr %q, want a strata-agent: line naming %s", c.env, c.args, stderr, c.want)
+		}
+	}
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	code, stderr := run(t, nil, nil, "--help")
+	if code != 0 || !strings.Contains(stderr, "-sweep-interval") || !strings.Contains(stderr, "STRATA_") {
+		t.Fatalf("exit %d, usage %q", code, stderr)
+	}
+}
+
+// Without privileges the agent names what is missing and exits 3. As root
+// the test drops to nobody with no capabilities.
+func TestUnprivilegedNamesTheCapability(t *testing.T) {
+	var wrap []string
+	if os.Geteuid() == 0 {
+		setpriv, err := exec.LookPath("setpriv")
+		if err != nil {
+			t.Fatalf("setpriv (util-linux) is needed to drop privileges: %v", err)
+		}
+		wrap = []string{setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"}
+	}
+	code, stderr := run(t, nil, wrap, "--kubernetes=off", "--metrics-addr", "127.0.0.1:0")
+	if code != 3 || !strings.Contains(stderr, "CAP_SYS_ADMIN") {
+		t.Fatalf("exit %d, stderr %q; want 3 naming CAP_SYS_ADMIN", code, stderr)
+	}
+}
+
+func TestTakenMetricsPortIsClear(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("must run as root in CI")
+		}
+		t.Skip("needs root to get past the privilege check")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	code, stderr := run(t, nil, nil, "--kubernetes=off", "--metrics-addr", ln.Addr().String())
+	if code != 1 || !strings.Contains(stderr, "address already in use") || !strings.Contains(stderr, ln.Addr().String()) {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
+	}
+}
