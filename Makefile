@@ -7,7 +7,7 @@ AGENT        := bin/strata-agent
 METRICS_ADDR ?= 127.0.0.1:9810
 CI           ?=
 # Debian packages the build, the tests and the benchmarks use.
-DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables nginx-light wrk curl
+DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables procps util-linux nginx-light wrk curl
 
 .DEFAULT_GOAL := help
 

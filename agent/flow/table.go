@@ -107,6 +107,8 @@ type Table struct {
 	mu        sync.Mutex
 	gov       *governor
 	conns     map[uint64]*conn
+	closed    map[uint64]Key // recently closed sockets, for events that trail the close
+	closedLog []uint64       // closed, oldest first, to bound it
 	flows     map[Key]*stats
 	untracked uint64 // sockets not followed because MaxConns was reached
 	stale     uint64 // sockets dropped after vanishing without a close record
@@ -116,9 +118,10 @@ type Table struct {
 func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {
 	return &Table{
 		log: log, id: id, opts: opts, now: time.Now,
-		gov:   newGovernor(opts.Budgets),
-		conns: map[uint64]*conn{},
-		flows: map[Key]*stats{},
+		gov:    newGovernor(opts.Budgets),
+		conns:  map[uint64]*conn{},
+		closed: map[uint64]Key{},
+		flows:  map[Key]*stats{},
 	}
 }
 
@@ -132,6 +135,7 @@ func (t *Table) Apply(e *event.TCP) {
 		if old := t.conns[e.Sock]; old != nil { // its close was lost
 			t.end(e.Sock, old)
 		}
+		delete(t.closed, e.Sock) // the address now belongs to a new socket
 		c := t.track(e)
 		t.flow(c.key).connections[Success]++
 	case event.ConnectFailed:
@@ -155,10 +159,11 @@ func (t *Table) Apply(e *event.TCP) {
 			t.end(e.Sock, c)
 		}
 	case event.ResetSent, event.ResetReceived:
-		var k Key
+		// An aborting close sends its RST after the socket reached CLOSE.
+		k, ok := t.closed[e.Sock]
 		if c := t.conns[e.Sock]; c != nil {
 			k = c.key
-		} else {
+		} else if !ok {
 			k = t.keyOf(e)
 		}
 		if e.Kind == event.ResetSent {
@@ -192,7 +197,17 @@ func (t *Table) end(sock uint64, c *conn) {
 	t.flow(c.key).active--
 	delete(t.conns, sock)
 	t.id.Forget(sock)
+	if len(t.closedLog) >= maxClosed {
+		delete(t.closed, t.closedLog[0])
+		t.closedLog = t.closedLog[1:]
+	}
+	t.closed[sock] = c.key
+	t.closedLog = append(t.closedLog, sock)
 }
+
+// maxClosed bounds the memory of closed sockets: enough for the events that
+// trail a close by microseconds, even at thousands of closes per second.
+const maxClosed = 4096
 
 // account adds what a socket did since it was last seen.
 func (t *Table) account(c *conn, e *event.TCP) {

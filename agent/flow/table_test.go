@@ -181,6 +181,20 @@ func TestResetsByDirection(t *testing.T) {
 	}
 }
 
+// An aborting close reaches CLOSE before its RST goes out: the reset still
+// belongs to the connection's pair, not to whatever its addresses resolve to now.
+func TestResetAfterCloseKeepsThePair(t *testing.T) {
+	tb := NewTable(zap.NewNop(), &fakeID{}, DefaultOptions())
+	tb.Apply(clientEvent(event.Connect, 5, 1, 0))
+	tb.Apply(clientEvent(event.Close, 5, 1, 0))
+	late := clientEvent(event.ResetSent, 5, 0, 0)
+	late.Comm = "someone-else" // what identifying it afresh would say
+	tb.Apply(late)
+	if got := value(t, tb, "strata_tcp_resets_total", labels+`,direction="sent"`); got != 1 {
+		t.Errorf("sent = %v, want 1 on the closed connection's pair", got)
+	}
+}
+
 func TestSweepDropsVanishedSockets(t *testing.T) {
 	tb := NewTable(zap.NewNop(), &fakeID{}, DefaultOptions())
 	tb.Apply(clientEvent(event.Connect, 1, 1, 0))
