@@ -74,23 +74,27 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 
 	reg.MustRegister(table, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	events := make(chan event.TCP, cfg.EventQueue)
+	// Batches of up to 512 events; the queue holds about EventQueue events.
+	events := make(chan []event.TCP, max(1, cfg.EventQueue/512))
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer close(events)
-		return probes.Read(ctx, func(e event.TCP) {
+		return probes.Read(ctx, func(batch []event.TCP) {
 			select {
-			case events <- e:
+			case events <- batch:
 			default:
-				h.queueLost[probeOf(e.Kind)].Add(1)
+				for i := range batch {
+					h.queueLost[probeOf(batch[i].Kind)].Add(1)
+				}
+				tcp.Recycle(batch)
 			}
 		}, func(error) { h.decodeLost.Add(1) })
 	})
 	g.Go(func() error {
-		for e := range events {
-			h.events[probeOf(e.Kind)].Add(1)
-			resolver.Observe(&e)
-			table.Apply(&e)
+		for batch := range events {
+			h.count(batch)
+			table.ApplyBatch(batch, resolver.Observe)
+			tcp.Recycle(batch)
 		}
 		return nil
 	})

@@ -7,20 +7,22 @@ import (
 	"github.com/stratanet/strata/probes/event"
 )
 
-// probeOf names the probe that produces each kind of event.
-func probeOf(k event.Kind) string {
+// probeNames lists the probes; probeIndex maps each event kind to its probe.
+var probeNames = []string{"tcp_state", "tcp_sweep", "tcp_retransmit", "tcp_reset"}
+
+func probeIndex(k event.Kind) int {
 	switch k {
 	case event.Snapshot, event.SweepEnd:
-		return "tcp_sweep"
+		return 1
 	case event.Retransmit:
-		return "tcp_retransmit"
+		return 2
 	case event.ResetSent, event.ResetReceived:
-		return "tcp_reset"
+		return 3
 	}
-	return "tcp_state"
+	return 0
 }
 
-var probeNames = []string{"tcp_state", "tcp_sweep", "tcp_retransmit", "tcp_reset"}
+func probeOf(k event.Kind) string { return probeNames[probeIndex(k)] }
 
 // health is the agent's view of itself: what each probe runs as, what it
 // delivered and what was lost where.
@@ -40,6 +42,19 @@ func newHealth(modes map[string]string, kernelLost func() map[string]uint64) *he
 		h.queueLost[p] = new(atomic.Uint64)
 	}
 	return h
+}
+
+// count adds a batch to the per-probe event counters.
+func (h *health) count(batch []event.TCP) {
+	var n [4]uint64
+	for i := range batch {
+		n[probeIndex(batch[i].Kind)]++
+	}
+	for i, p := range probeNames {
+		if n[i] > 0 {
+			h.events[p].Add(n[i])
+		}
+	}
 }
 
 var (

@@ -88,6 +88,7 @@ func (h *histogram) observe(v float64) {
 
 type conn struct {
 	key    Key
+	stats  *stats // the flow of key: flows are never removed
 	netns  uint32
 	last   event.Counters
 	seen   uint32 // last sweep that saw it
@@ -106,6 +107,7 @@ type Table struct {
 
 	mu        sync.Mutex
 	gov       *governor
+	keys      map[identity.Pair]Key // the governor's answers, remembered
 	conns     map[uint64]*conn
 	closed    map[uint64]Key // recently closed sockets, for events that trail the close
 	closedLog []uint64       // closed, oldest first, to bound it
@@ -119,6 +121,7 @@ func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {
 	return &Table{
 		log: log, id: id, opts: opts, now: time.Now,
 		gov:    newGovernor(opts.Budgets),
+		keys:   map[identity.Pair]Key{},
 		conns:  map[uint64]*conn{},
 		closed: map[uint64]Key{},
 		flows:  map[Key]*stats{},
@@ -129,15 +132,28 @@ func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {
 func (t *Table) Apply(e *event.TCP) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.apply(e)
+}
 
+// ApplyBatch folds events in order under one lock, calling observe on each
+// first (identity learns from an event before the table asks it about it).
+func (t *Table) ApplyBatch(batch []event.TCP, observe func(*event.TCP)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range batch {
+		observe(&batch[i])
+		t.apply(&batch[i])
+	}
+}
+
+func (t *Table) apply(e *event.TCP) {
 	switch e.Kind {
 	case event.Connect, event.Accept:
 		if old := t.conns[e.Sock]; old != nil { // its close was lost
 			t.end(e.Sock, old)
 		}
 		delete(t.closed, e.Sock) // the address now belongs to a new socket
-		c := t.track(e)
-		t.flow(c.key).connections[Success]++
+		t.track(e).stats.connections[Success]++
 	case event.ConnectFailed:
 		t.flow(t.keyOf(e)).connections[Result(e.Err)]++
 	case event.Snapshot:
@@ -182,19 +198,19 @@ func (t *Table) Apply(e *event.TCP) {
 
 // track starts following a live socket.
 func (t *Table) track(e *event.TCP) *conn {
-	c := &conn{key: t.keyOf(e), netns: e.Netns, last: e.Counters}
-	t.flow(c.key).active++
+	k := t.keyOf(e)
+	c := &conn{key: k, stats: t.flow(k), netns: e.Netns, last: e.Counters}
 	if len(t.conns) >= t.opts.MaxConns {
 		t.untracked++
-		t.flow(c.key).active--
 		return c
 	}
+	c.stats.active++
 	t.conns[e.Sock] = c
 	return c
 }
 
 func (t *Table) end(sock uint64, c *conn) {
-	t.flow(c.key).active--
+	c.stats.active--
 	delete(t.conns, sock)
 	t.id.Forget(sock)
 	if len(t.closedLog) >= maxClosed {
@@ -211,7 +227,7 @@ const maxClosed = 4096
 
 // account adds what a socket did since it was last seen.
 func (t *Table) account(c *conn, e *event.TCP) {
-	s := t.flow(c.key)
+	s := c.stats
 	s.sent += delta(e.SentBytes, c.last.SentBytes)
 	s.received += delta(e.ReceivedBytes, c.last.ReceivedBytes)
 	s.retransmits += delta(e.Retransmits, c.last.Retransmits)
@@ -270,11 +286,19 @@ func (t *Table) sweepEnd(e *event.TCP) {
 }
 
 func (t *Table) keyOf(e *event.TCP) Key {
-	k := t.gov.key(t.id.Identify(e))
+	p := t.id.Identify(e)
+	if k, ok := t.keys[p]; ok {
+		return k
+	}
+	k := t.gov.key(p)
 	if _, ok := t.flows[k]; !ok && len(t.flows) >= t.opts.Budgets.Flows {
 		t.gov.overflow["flows"]++
 		return overflowKey(identity.Reporter(k.Reporter))
 	}
+	if len(t.keys) >= 2*t.opts.Budgets.Flows { // pairs folded into ~other pile up here
+		clear(t.keys)
+	}
+	t.keys[p] = k
 	return k
 }
 

@@ -56,6 +56,7 @@ type Resolver struct {
 	now  func() time.Time
 
 	listeners map[listenKey]map[uint64]listener // by socket
+	listenAt  map[uint64]listenKey              // listening socket -> its key
 	clients   map[tuple]string                  // live client sockets -> owner
 	clientOf  map[uint64]tuple
 	addrs     map[netip.Addr]uint32 // local address -> namespace
@@ -70,6 +71,7 @@ func New(log *zap.Logger, host Host) *Resolver {
 		host:      host,
 		now:       time.Now,
 		listeners: map[listenKey]map[uint64]listener{},
+		listenAt:  map[uint64]listenKey{},
 		clients:   map[tuple]string{},
 		clientOf:  map[uint64]tuple{},
 		addrs:     map[netip.Addr]uint32{},
@@ -87,6 +89,9 @@ func key(netns uint32, local, remote netip.AddrPort) tuple {
 // Observe implements identity.Identifier.
 func (r *Resolver) Observe(e *event.TCP) {
 	if e.Kind == event.SweepEnd {
+		if last, ok := r.listed[e.Netns]; ok && r.now().Sub(last) > refreshAddrs {
+			r.listNetns(e.Netns, 0)
+		}
 		return
 	}
 	r.learnNetns(e)
@@ -125,13 +130,11 @@ func (r *Resolver) Forget(sock uint64) {
 		delete(r.clients, t)
 		delete(r.clientOf, sock)
 	}
-	for k, ls := range r.listeners {
-		if _, ok := ls[sock]; ok {
-			delete(ls, sock)
-			if len(ls) == 0 {
-				delete(r.listeners, k)
-			}
-			return
+	if k, ok := r.listenAt[sock]; ok {
+		delete(r.listenAt, sock)
+		delete(r.listeners[k], sock)
+		if len(r.listeners[k]) == 0 {
+			delete(r.listeners, k)
 		}
 	}
 }
@@ -244,6 +247,7 @@ func (r *Resolver) addListener(e *event.TCP, owner string) {
 		r.listeners[k] = ls
 	}
 	ls[e.Sock] = listener{addr: e.Local.Addr(), owner: owner}
+	r.listenAt[e.Sock] = k
 }
 
 // localNetns finds the namespace on this host that owns addr, if any.
@@ -257,27 +261,29 @@ func (r *Resolver) localNetns(from uint32, addr netip.Addr) (uint32, bool) {
 
 // learnNetns records which namespace owns which address: from the socket's
 // own local address, and by listing a namespace's addresses the first time
-// it shows up (and again now and then), so that a connection to a
-// namespace on this host resolves even before its server accepts.
+// it shows up (and again at its sweeps, now and then), so that a connection
+// to a namespace on this host resolves even before its server accepts.
 func (r *Resolver) learnNetns(e *event.TCP) {
 	if a := e.Local.Addr(); a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
 		r.addAddr(a, e.Netns)
 	}
-	if e.Netns == 0 {
-		return
+	if _, ok := r.listed[e.Netns]; !ok && e.Netns != 0 {
+		r.listNetns(e.Netns, e.PID)
 	}
-	now := r.now()
-	if last, ok := r.listed[e.Netns]; ok && now.Sub(last) < refreshAddrs {
-		return
+}
+
+func (r *Resolver) listNetns(netns, pid uint32) {
+	if len(r.listed) >= maxAddrs { // namespaces come and go: start over
+		clear(r.listed)
 	}
-	r.listed[e.Netns] = now
-	addrs, err := r.host.NetnsAddrs(e.Netns, e.PID)
+	r.listed[netns] = r.now()
+	addrs, err := r.host.NetnsAddrs(netns, pid)
 	if err != nil {
-		r.log.Debug("cannot list namespace addresses", zap.Uint32("netns", e.Netns), zap.Error(err))
+		r.log.Debug("cannot list namespace addresses", zap.Uint32("netns", netns), zap.Error(err))
 		return
 	}
 	for _, a := range addrs {
-		r.addAddr(a, e.Netns)
+		r.addAddr(a, netns)
 	}
 }
 

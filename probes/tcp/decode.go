@@ -2,7 +2,6 @@ package tcp
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"syscall"
@@ -30,10 +29,9 @@ func decode(raw []byte) (event.TCP, error) {
 	if len(raw) < recordSize {
 		return event.TCP{}, errShort
 	}
+	// The sample is the C struct byte for byte, in the host's byte order.
 	var r record
-	if _, err := binary.Decode(raw[:recordSize], binary.NativeEndian, &r); err != nil {
-		return event.TCP{}, err
-	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), recordSize), raw)
 	return fromRecord(&r)
 }
 
@@ -48,13 +46,15 @@ func fromRecord(r *record) (event.TCP, error) {
 		Netns: r.Netns,
 		Inode: r.Ino,
 		PID:   r.Pid,
-		Comm:  comm(r.Comm[:]),
 		State: r.Newstate,
 		Sweep: r.Sweep,
 		Drops: uint64(r.Drops),
 	}
 	if k == event.SweepEnd {
 		return e, nil
+	}
+	if r.Pid != 0 { // comm is only filled where the owner ran
+		e.Comm = comm(r.Comm[:])
 	}
 	var ok bool
 	if e.Local, ok = addrPort(r.Family, r.Saddr, r.Sport); !ok {

@@ -33,7 +33,7 @@ type collector struct {
 	evs []event.TCP
 }
 
-func (c *collector) add(e event.TCP) { c.mu.Lock(); c.evs = append(c.evs, e); c.mu.Unlock() }
+func (c *collector) add(es []event.TCP) { c.mu.Lock(); c.evs = append(c.evs, es...); c.mu.Unlock() }
 
 // of returns the events touching port, in order.
 func (c *collector) of(port uint16) []event.TCP {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -176,30 +177,60 @@ func (p *Probes) Lost() map[string]uint64 {
 	return lost
 }
 
-// Read decodes records until ctx ends, handing each to emit. Records that
-// do not decode are counted by bad, never fatal.
-func (p *Probes) Read(ctx context.Context, emit func(event.TCP), bad func(error)) error {
+// Read decodes records until ctx ends and hands them to emit in batches:
+// whatever the ring holds right now, up to maxBatch. Records that do not
+// decode are counted by bad, never fatal. emit owns the batch; handing it to
+// Recycle when done spares the garbage collector.
+func (p *Probes) Read(ctx context.Context, emit func([]event.TCP), bad func(error)) error {
 	go func() {
 		<-ctx.Done()
 		p.reader.Close()
 	}()
+	batch := newBatch()
+	flush := func() {
+		if len(batch) > 0 {
+			emit(batch)
+			batch = newBatch()
+		}
+	}
 	var rec ringbuf.Record
+	// The deadline bounds how long a record waits when wake-ups are batched;
+	// it is renewed only when it fires, not per record.
+	p.reader.SetDeadline(time.Now().Add(p.opts.Poll))
 	for {
-		p.reader.SetDeadline(time.Now().Add(p.opts.Poll))
 		err := p.reader.ReadInto(&rec)
 		switch {
 		case err == nil:
 			if e, err := decode(rec.RawSample); err != nil {
 				bad(err)
 			} else {
-				emit(e)
+				batch = append(batch, e)
+			}
+			if len(batch) == maxBatch || p.reader.AvailableBytes() == 0 {
+				flush()
 			}
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			flush()
+			p.reader.SetDeadline(time.Now().Add(p.opts.Poll))
 		case errors.Is(err, ringbuf.ErrClosed):
+			flush()
 			return nil
 		default:
 			return fmt.Errorf("read ring buffer: %w", err)
 		}
+	}
+}
+
+const maxBatch = 512
+
+var batches = sync.Pool{New: func() any { b := make([]event.TCP, 0, maxBatch); return &b }}
+
+func newBatch() []event.TCP { return (*batches.Get().(*[]event.TCP))[:0] }
+
+// Recycle returns a batch from Read for reuse.
+func Recycle(b []event.TCP) {
+	if cap(b) == maxBatch {
+		batches.Put(&b)
 	}
 }
 
