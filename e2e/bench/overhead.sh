@@ -48,6 +48,9 @@ ip -n "$cli" addr add 10.244.200.2/24 dev "${id}b"
 for ns in "$srv" "$cli"; do ip -n "$ns" link set lo up; done
 ip -n "$srv" link set "${id}a" up
 ip -n "$cli" link set "${id}b" up
+# A new connection per request at tens of thousands a second would run the
+# client out of ports within a run; widen the range and reuse TIME_WAIT.
+ip netns exec "$cli" sysctl -qw net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_tw_reuse=1
 
 cat >"$tmp/nginx.conf" <<CONF
 worker_processes 1;
