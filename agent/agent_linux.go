@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,7 @@ import (
 var (
 	ErrPrivilege = errors.New("missing privilege")
 	ErrKernel    = errors.New("kernel refused the probes")
+	ErrUsage     = errors.New("unsupported setting")
 )
 
 // Run starts the agent and blocks until ctx ends. ready, if not nil, is
@@ -35,9 +37,12 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 	if err := checkPrivileges(); err != nil {
 		return err
 	}
-	if cfg.Kubernetes != "off" {
+	switch {
+	case cfg.Kubernetes == "on":
 		// Kubernetes identity lands with its own issue; say so rather than pretend.
-		log.Warn("Kubernetes identity is not built yet; running standalone with process names", zap.String("kubernetes", cfg.Kubernetes))
+		return fmt.Errorf("%w: --kubernetes=on: Kubernetes identity is not in this version yet; use --kubernetes=off (process names) or auto", ErrUsage)
+	case cfg.Kubernetes == "auto" && os.Getenv("KUBERNETES_SERVICE_HOST") != "":
+		log.Warn("running in a Kubernetes pod, but Kubernetes identity is not in this version yet: series carry process names")
 	}
 
 	// Bind first: a taken port is the cheapest failure to report.

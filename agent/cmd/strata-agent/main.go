@@ -51,6 +51,9 @@ func main() {
 	err = agent.Run(ctx, cfg, log, nil)
 	switch {
 	case err == nil:
+	case errors.Is(err, agent.ErrUsage):
+		fmt.Fprintf(os.Stderr, "strata-agent: %v\n", err)
+		os.Exit(exitUsage)
 	case errors.Is(err, agent.ErrPrivilege):
 		fmt.Fprintf(os.Stderr, "strata-agent: %v\n", err)
 		os.Exit(exitPrivilege)

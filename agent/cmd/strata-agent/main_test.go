@@ -46,6 +46,19 @@ func run(t *testing.T, env []string, wrap []string, args ...string) (int, string
 	return 0, stderr.String()
 }
 
+// needRoot: these cases are behind the privilege check. In CI a skip would
+// hide a regression, so there it fails.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("must run as root in CI")
+	}
+	t.Skip("needs root to get past the privilege check")
+}
+
 func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 	cases := []struct {
 		env  []string
@@ -68,6 +81,14 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 		if !strings.Contains(stderr, c.want) || !strings.HasPrefix(lines[len(lines)-1], "strata-agent: ") {
 			t.Errorf("%v %v: stderr %q, want a strata-agent: line naming %s", c.env, c.args, stderr, c.want)
 		}
+	}
+}
+
+func TestKubernetesOnIsRefusedClearly(t *testing.T) {
+	needRoot(t)
+	code, stderr := run(t, nil, nil, "--kubernetes=on", "--metrics-addr", "127.0.0.1:0")
+	if code != 2 || !strings.Contains(stderr, "--kubernetes=off") {
+		t.Fatalf("exit %d, stderr %q", code, stderr)
 	}
 }
 
@@ -96,12 +117,7 @@ func TestUnprivilegedNamesTheCapability(t *testing.T) {
 }
 
 func TestTakenMetricsPortIsClear(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("must run as root in CI")
-		}
-		t.Skip("needs root to get past the privilege check")
-	}
+	needRoot(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
