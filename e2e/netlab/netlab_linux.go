@@ -159,12 +159,13 @@ func (h *Host) iptables(args ...string) {
 	h.lab.must("ip", append([]string{"netns", "exec", h.NS, "iptables", "-w"}, args...)...)
 }
 
-// DropInput drops a random fraction of the TCP segments arriving for port.
-// Loss on the receiver makes the sender retransmit; loss on the sender's
-// own output would only be a local error.
-func (h *Host) DropInput(port uint16, probability float64) {
+// DropEvery drops every nth TCP segment arriving for port: loss that is
+// certain to hit a transfer of more than n segments. Loss on the receiver
+// makes the sender retransmit; loss on the sender's own output would only
+// be a local error.
+func (h *Host) DropEvery(port uint16, n int) {
 	h.iptables("-A", "INPUT", "-p", "tcp", "--dport", fmt.Sprint(port),
-		"-m", "statistic", "--mode", "random", "--probability", fmt.Sprint(probability), "-j", "DROP")
+		"-m", "statistic", "--mode", "nth", "--every", fmt.Sprint(n), "--packet", "0", "-j", "DROP")
 }
 
 // DropSYN silently drops every connection attempt to port.
