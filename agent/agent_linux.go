@@ -76,6 +76,13 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 		opts.Budgets.Labels[label] = n
 	}
 	table := flow.NewTable(log.Named("flow"), resolver, opts)
+	// Know every namespace's addresses before the first event, so that a
+	// connection to a local server is never named "world" for lack of it.
+	if all, err := netns.Enumerate(); err == nil {
+		for ino := range all {
+			resolver.Learn(ino)
+		}
+	}
 
 	reg.MustRegister(table, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -87,12 +87,15 @@ func (h *histogram) observe(v float64) {
 }
 
 type conn struct {
-	key    Key
-	stats  *stats // the flow of key: flows are never removed
-	netns  uint32
-	last   event.Counters
-	seen   uint32 // last sweep that saw it
-	missed int    // consecutive sweeps of its namespace that did not see it
+	key   Key
+	stats *stats // the flow of key: flows are never removed
+	netns uint32
+	last  event.Counters
+	seen  uint32 // last sweep that saw it
+	// provisional: first seen by a sweep, named before every namespace was
+	// known; named again when it first has traffic to count.
+	provisional bool
+	missed      int // consecutive sweeps of its namespace that did not see it
 
 	burstStart time.Time
 	burstCount int
@@ -164,7 +167,7 @@ func (t *Table) apply(e *event.TCP) {
 		if c == nil {
 			// Opened before the agent started (or its open was lost): its
 			// bytes so far are the baseline, not traffic of this run.
-			t.track(e)
+			t.track(e).provisional = true
 			return
 		}
 		c.seen = e.Sweep
@@ -227,6 +230,14 @@ const maxClosed = 4096
 
 // account adds what a socket did since it was last seen.
 func (t *Table) account(c *conn, e *event.TCP) {
+	if c.provisional {
+		c.provisional = false
+		if k := t.keyOf(e); k != c.key {
+			c.stats.active--
+			c.key, c.stats = k, t.flow(k)
+			c.stats.active++
+		}
+	}
 	s := c.stats
 	s.sent += delta(e.SentBytes, c.last.SentBytes)
 	s.received += delta(e.ReceivedBytes, c.last.ReceivedBytes)

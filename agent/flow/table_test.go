@@ -151,6 +151,39 @@ func TestPreexistingSocketStartsFromBaseline(t *testing.T) {
 	}
 }
 
+// fickleID answers "world" until told otherwise, like a resolver that has
+// not listed the peer's namespace yet.
+type fickleID struct {
+	fakeID
+	known bool
+}
+
+func (f *fickleID) Identify(e *event.TCP) identity.Pair {
+	p := f.fakeID.Identify(e)
+	if !f.known {
+		p.Destination.Name = identity.World
+	}
+	return p
+}
+
+func TestSweptSocketIsNamedAgainBeforeCounting(t *testing.T) {
+	id := &fickleID{}
+	tb := NewTable(zap.NewNop(), id, DefaultOptions())
+	tb.Apply(clientEvent(event.Snapshot, 9, 100, 100))
+	id.known = true
+	tb.Apply(clientEvent(event.Snapshot, 9, 150, 130))
+	if got := value(t, tb, "strata_tcp_sent_bytes_total", labels); got != 50 {
+		t.Fatalf("sent = %v on the real pair, want 50", got)
+	}
+	if got := value(t, tb, "strata_tcp_active_connections", labels); got != 1 {
+		t.Fatalf("active = %v on the real pair, want 1", got)
+	}
+	world := strings.Replace(labels, `destination_workload="web"`, `destination_workload="world"`, 1)
+	if got := value(t, tb, "strata_tcp_active_connections", world); got != 0 {
+		t.Fatalf("active = %v on the provisional pair, want 0", got)
+	}
+}
+
 func TestFailedConnectResults(t *testing.T) {
 	tb := NewTable(zap.NewNop(), &fakeID{}, DefaultOptions())
 	for _, errno := range []syscall.Errno{syscall.ECONNREFUSED, syscall.ECONNREFUSED, syscall.ETIMEDOUT, 0, syscall.ECONNRESET, syscall.EHOSTUNREACH} {

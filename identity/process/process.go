@@ -272,6 +272,14 @@ func (r *Resolver) learnNetns(e *event.TCP) {
 	}
 }
 
+// Learn lists a namespace's addresses unless they are known: the agent
+// calls it for every namespace at start, before any event.
+func (r *Resolver) Learn(netns uint32) {
+	if _, ok := r.listed[netns]; !ok {
+		r.listNetns(netns, 0)
+	}
+}
+
 func (r *Resolver) listNetns(netns, pid uint32) {
 	if len(r.listed) >= maxAddrs { // namespaces come and go: start over
 		clear(r.listed)
