@@ -79,33 +79,36 @@ func tcpCounter(t *testing.T, h *netlab.Host, name string) int64 {
 }
 
 func TestLab(t *testing.T) {
+	// Ports 918x and 10.250/16 stay clear of the e2e/tcp scenarios: their
+	// agent sees every namespace and counts per port, and go test runs
+	// packages in parallel.
 	lab := netlab.New(t) // first, so that without root it fails or skips before building
 	bin := buildTools(t)
-	srv := lab.Host("srv", "10.244.1.3/16")
-	cli := lab.Host("cli", "10.244.1.2/16")
+	srv := lab.Host("srv", "10.250.1.3/16")
+	cli := lab.Host("cli", "10.250.1.2/16")
 	server := func(port string, args ...string) *exec.Cmd {
 		p, _ := strconv.ParseUint(port, 10, 16)
-		cmd := srv.Start(filepath.Join(bin, "tcpserver"), append([]string{"-listen", "10.244.1.3:" + port}, args...)...)
+		cmd := srv.Start(filepath.Join(bin, "tcpserver"), append([]string{"-listen", "10.250.1.3:" + port}, args...)...)
 		srv.WaitListen(uint16(p))
 		return cmd
 	}
 
 	t.Run("exchange", func(t *testing.T) {
-		cmd := server("8080", "-request", "100", "-reply", "1000")
+		cmd := server("9180", "-request", "100", "-reply", "1000")
 		// ip netns exec execs the tool, so the agent will see its own name.
 		comm, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/comm")
 		if err != nil || strings.TrimSpace(string(comm)) != "tcpserver" {
 			t.Errorf("server comm = %q, %v; want tcpserver", comm, err)
 		}
-		r := runClient(t, cli, bin, "-connect", "10.244.1.3:8080", "-count", "3", "-requests", "2", "-send", "100", "-expect", "1000")
+		r := runClient(t, cli, bin, "-connect", "10.250.1.3:9180", "-count", "3", "-requests", "2", "-send", "100", "-expect", "1000")
 		if r.OK != 3 || r.Failed != 0 || r.Sent != 600 || r.Received != 6000 || len(r.Errors) != 0 {
 			t.Errorf("got %+v, want ok=3 failed=0 sent=600 received=6000", r)
 		}
 	})
 
 	t.Run("reset", func(t *testing.T) {
-		server("8081", "-request", "10", "-reset")
-		r := runClient(t, cli, bin, "-connect", "10.244.1.3:8081", "-count", "2", "-send", "10", "-expect", "10", "-allow-fail")
+		server("9181", "-request", "10", "-reset")
+		r := runClient(t, cli, bin, "-connect", "10.250.1.3:9181", "-count", "2", "-send", "10", "-expect", "10", "-allow-fail")
 		if r.OK != 0 || r.Failed != 2 || r.Sent != 20 || r.Received != 0 {
 			t.Errorf("got %+v, want ok=0 failed=2 sent=20 received=0", r)
 		}
@@ -113,25 +116,25 @@ func TestLab(t *testing.T) {
 			t.Errorf("errors = %q, want one reset", r.Errors)
 		}
 		// Without -allow-fail a failure must show in the exit status.
-		if _, err := cli.Run(filepath.Join(bin, "tcpclient"), "-connect", "10.244.1.3:8081", "-send", "10"); err == nil {
+		if _, err := cli.Run(filepath.Join(bin, "tcpclient"), "-connect", "10.250.1.3:9181", "-send", "10"); err == nil {
 			t.Error("tcpclient exited 0 after a reset")
 		}
 	})
 
 	t.Run("drop-syn", func(t *testing.T) {
-		server("8082")
-		srv.DropSYN(8082)
-		r := runClient(t, cli, bin, "-connect", "10.244.1.3:8082", "-timeout", "1s", "-allow-fail")
+		server("9182")
+		srv.DropSYN(9182)
+		r := runClient(t, cli, bin, "-connect", "10.250.1.3:9182", "-timeout", "1s", "-allow-fail")
 		if r.OK != 0 || r.Failed != 1 || len(r.Errors) != 1 || !strings.Contains(r.Errors[0], "timeout") {
 			t.Errorf("got %+v, want one dial timeout", r)
 		}
 	})
 
 	t.Run("drop-every", func(t *testing.T) {
-		server("8083", "-request", "200000", "-reply", "10")
-		srv.DropEvery(8083, 4)
+		server("9183", "-request", "200000", "-reply", "10")
+		srv.DropEvery(9183, 4)
 		before := tcpCounter(t, cli, "RetransSegs")
-		r := runClient(t, cli, bin, "-connect", "10.244.1.3:8083", "-requests", "5", "-send", "200000", "-expect", "10")
+		r := runClient(t, cli, bin, "-connect", "10.250.1.3:9183", "-requests", "5", "-send", "200000", "-expect", "10")
 		if r.OK != 1 || r.Sent != 1000000 || r.Received != 50 {
 			t.Errorf("got %+v, want ok=1 sent=1000000 received=50", r)
 		}
@@ -166,7 +169,7 @@ func TestCleanup(t *testing.T) {
 	var ns string
 	var pid int
 	t.Run("lab", func(t *testing.T) {
-		h := netlab.New(t).Host("a", "10.250.0.1/16")
+		h := netlab.New(t).Host("a", "10.250.2.1/16")
 		ns, pid = h.NS, h.Start("sleep", "600").Process.Pid
 	})
 	if ns == "" {

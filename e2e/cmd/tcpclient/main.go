@@ -5,6 +5,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -40,9 +41,9 @@ func main() {
 		r.Received += recv
 		if err != nil {
 			r.Failed++
-			if !seen[err.Error()] {
-				seen[err.Error()] = true
-				r.Errors = append(r.Errors, err.Error())
+			if msg := describe(err); !seen[msg] {
+				seen[msg] = true
+				r.Errors = append(r.Errors, msg)
 			}
 			continue
 		}
@@ -78,4 +79,18 @@ func conversation(addr string, timeout time.Duration, requests, send, expect int
 		}
 	}
 	return sent, recv, nil
+}
+
+// describe drops the addresses from network errors: each connection has its
+// own local port, so with them no two failures would ever read the same.
+func describe(err error) string {
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		return err.Error()
+	}
+	inner := op.Err
+	for u := errors.Unwrap(inner); u != nil; u = errors.Unwrap(inner) {
+		inner = u
+	}
+	return op.Op + ": " + inner.Error()
 }
