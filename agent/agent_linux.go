@@ -17,9 +17,11 @@ import (
 
 	"github.com/stratanet/strata/agent/config"
 	"github.com/stratanet/strata/agent/flow"
+	"github.com/stratanet/strata/agent/httpflow"
 	"github.com/stratanet/strata/exporters/prom"
 	"github.com/stratanet/strata/identity/process"
 	"github.com/stratanet/strata/probes/event"
+	httpprobe "github.com/stratanet/strata/probes/http"
 	"github.com/stratanet/strata/probes/netns"
 	"github.com/stratanet/strata/probes/tcp"
 )
@@ -66,7 +68,24 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 	for _, s := range probes.Status() {
 		modes[s.Probe] = s.Mode
 	}
-	h := newHealth(modes, probes.Lost)
+	var capture *httpprobe.Probe
+	modes["http"] = "disabled"
+	if cfg.HTTP == "on" {
+		capture, err = httpprobe.Open(uint32(cfg.RingBuffer), min(256<<10, uint64(cfg.RingBuffer)/4), 100*time.Millisecond)
+		if err != nil {
+			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "http"), zap.Error(err))
+		} else {
+			defer capture.Close()
+			modes["http"] = "syscall"
+		}
+	}
+	h := newHealth(modes, func() map[string]uint64 {
+		lost := probes.Lost()
+		if capture != nil {
+			lost["http"] = capture.Lost()
+		}
+		return lost
+	})
 
 	resolver := process.New(log.Named("identity"), process.NewProcHost())
 	opts := flow.DefaultOptions()
@@ -76,6 +95,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 		opts.Budgets.Labels[label] = n
 	}
 	table := flow.NewTable(log.Named("flow"), resolver, opts)
+	requests := httpflow.New(table.KeyFor)
 	// Know every namespace's addresses before the first event, so that a
 	// connection to a local server is never named "world" for lack of it.
 	if all, err := netns.Enumerate(); err == nil {
@@ -84,7 +104,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 		}
 	}
 
-	reg.MustRegister(table, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(table, requests, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Batches of up to 512 events; the queue holds about EventQueue events.
 	events := make(chan []event.TCP, max(1, cfg.EventQueue/512))
@@ -102,13 +122,45 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 			}
 		}, func(error) { h.decodeLost.Add(1) })
 	})
+	httpEvents := make(chan []event.HTTP, 64)
+	if capture != nil {
+		g.Go(func() error {
+			return capture.Read(ctx, func(batch []event.HTTP) {
+				select {
+				case httpEvents <- batch:
+				default:
+					h.queueLost["http"].Add(uint64(len(batch)))
+				}
+			}, func(error) { h.decodeLost.Add(1) })
+		})
+	}
+	// The one goroutine that owns identity, the flow table and HTTP pairing.
 	g.Go(func() error {
-		for batch := range events {
-			h.count(batch)
-			table.ApplyBatch(batch, resolver.Observe)
-			tcp.Recycle(batch)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case batch, ok := <-events:
+				if !ok {
+					return nil
+				}
+				h.count(batch)
+				table.ApplyBatch(batch, resolver.Observe)
+				for i := range batch {
+					if batch[i].Kind == event.Close {
+						requests.Closed(batch[i].Sock, batch[i].Mono)
+					}
+				}
+				tcp.Recycle(batch)
+			case batch := <-httpEvents:
+				h.events["http"].Add(uint64(len(batch)))
+				for i := range batch {
+					requests.Apply(&batch[i])
+				}
+			case <-tick.C:
+				requests.Tick()
+			}
 		}
-		return nil
 	})
 	if probes.CanSweep() {
 		g.Go(func() error { sweep(ctx, log.Named("sweep"), probes, cfg.SweepInterval); return nil })

@@ -8,7 +8,7 @@ import (
 )
 
 // probeNames lists the probes; probeIndex maps each event kind to its probe.
-var probeNames = []string{"tcp_state", "tcp_sweep", "tcp_retransmit", "tcp_reset"}
+var probeNames = []string{"tcp_state", "tcp_sweep", "tcp_retransmit", "tcp_reset", "http"}
 
 func probeIndex(k event.Kind) int {
 	switch k {
@@ -46,13 +46,13 @@ func newHealth(modes map[string]string, kernelLost func() map[string]uint64) *he
 
 // count adds a batch to the per-probe event counters.
 func (h *health) count(batch []event.TCP) {
-	var n [4]uint64
+	var n [4]uint64 // TCP events only; HTTP batches are counted apart
 	for i := range batch {
 		n[probeIndex(batch[i].Kind)]++
 	}
-	for i, p := range probeNames {
+	for i := range n {
 		if n[i] > 0 {
-			h.events[p].Add(n[i])
+			h.events[probeNames[i]].Add(n[i])
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 // Config is everything the agent can be told.
 type Config struct {
 	Kubernetes    string         `yaml:"kubernetes"`
+	HTTP          string         `yaml:"http"`
 	MetricsAddr   string         `yaml:"metrics_addr"`
 	SweepInterval time.Duration  `yaml:"sweep_interval"`
 	LogLevel      string         `yaml:"log_level"`
@@ -35,6 +36,7 @@ type Config struct {
 func Default() Config {
 	return Config{
 		Kubernetes:    "auto",
+		HTTP:          "on",
 		MetricsAddr:   ":9810",
 		SweepInterval: 10 * time.Second,
 		LogLevel:      "info",
@@ -78,6 +80,8 @@ type setting struct {
 var settings = []setting{
 	{"kubernetes", "identity source: auto (Kubernetes when in a cluster), on, or off (standalone: process names)",
 		func(c *Config) flag.Value { return (*choice)(&c.Kubernetes) }},
+	{"http", "HTTP/1.x golden signals from socket calls: on or off",
+		func(c *Config) flag.Value { return (*onOff)(&c.HTTP) }},
 	{"metrics-addr", "HOST:PORT to serve /metrics on",
 		func(c *Config) flag.Value { return (*addr)(&c.MetricsAddr) }},
 	{"sweep-interval", "how often live sockets are read for bytes, retransmits and RTT (>= 1s)",
@@ -203,6 +207,17 @@ func (c *choice) Set(v string) error {
 		return nil
 	}
 	return fmt.Errorf("must be auto, on or off, not %q", v)
+}
+
+type onOff string
+
+func (o *onOff) String() string { return string(*o) }
+func (o *onOff) Set(v string) error {
+	if v != "on" && v != "off" {
+		return fmt.Errorf("must be on or off, not %q", v)
+	}
+	*o = onOff(v)
+	return nil
 }
 
 type level string

@@ -38,12 +38,14 @@ type Key struct {
 	DestinationPort, Reporter                                     string
 }
 
-func (k Key) values() []string {
+// Values are the label values in KeyLabels order.
+func (k Key) Values() []string {
 	return []string{k.SourceNamespace, k.SourceWorkload, k.DestinationNamespace,
 		k.DestinationWorkload, k.DestinationService, k.DestinationPort, k.Reporter}
 }
 
-var keyLabels = []string{"source_namespace", "source_workload", "destination_namespace",
+// KeyLabels are the identity label names every per-connection series has.
+var KeyLabels = []string{"source_namespace", "source_workload", "destination_namespace",
 	"destination_workload", "destination_service", "destination_port", "reporter"}
 
 // governor folds values beyond a label's budget into Other and counts them.

@@ -5,7 +5,7 @@ import (
 )
 
 func desc(name, help string, extra ...string) *prometheus.Desc {
-	return prometheus.NewDesc(name, help, append(append([]string{}, keyLabels...), extra...), nil)
+	return prometheus.NewDesc(name, help, append(append([]string{}, KeyLabels...), extra...), nil)
 }
 
 var (
@@ -42,7 +42,7 @@ func (t *Table) Collect(ch chan<- prometheus.Metric) {
 		emit(name, prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...), 1)
 	}
 	for k, s := range t.flows {
-		lv := k.values()
+		lv := k.Values()
 		with := func(extra string) []string { return append(append([]string{}, lv...), extra) }
 		for r, n := range s.connections {
 			if n > 0 {

@@ -322,6 +322,21 @@ func (t *Table) flow(k Key) *stats {
 	return s
 }
 
+// KeyFor names the pair of the socket behind e: the connection's own when
+// the table follows it, else what its addresses resolve to now (e.Kind says
+// which end: Accept for a server, Connect for a client).
+func (t *Table) KeyFor(e *event.TCP) Key {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c := t.conns[e.Sock]; c != nil {
+		return c.key
+	}
+	if k, ok := t.closed[e.Sock]; ok {
+		return k
+	}
+	return t.keyOf(e)
+}
+
 // Tracked returns how many live sockets the table follows.
 func (t *Table) Tracked() int {
 	t.mu.Lock()

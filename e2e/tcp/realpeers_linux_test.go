@@ -61,12 +61,12 @@ http {
 		received += float64(hdr + body)
 	}
 	l := labels{"source_workload": "curl", "destination_workload": "nginx", "destination_port": "8090"}
-	a.expect(t, "strata_tcp_connections_total", l.with("reporter", "client").with("result", "success"), 3, 0)
-	a.expect(t, "strata_tcp_connections_total", l.with("reporter", "server").with("result", "success"), 3, 0)
-	a.expect(t, "strata_tcp_sent_bytes_total", l.with("reporter", "client"), sent, 0)
-	a.expect(t, "strata_tcp_received_bytes_total", l.with("reporter", "client"), received, 0)
-	a.expect(t, "strata_tcp_sent_bytes_total", l.with("reporter", "server"), received, 0)
-	a.expect(t, "strata_tcp_received_bytes_total", l.with("reporter", "server"), sent, time.Second)
+	a.Expect(t, "strata_tcp_connections_total", l.With("reporter", "client").With("result", "success"), 3, 0)
+	a.Expect(t, "strata_tcp_connections_total", l.With("reporter", "server").With("result", "success"), 3, 0)
+	a.Expect(t, "strata_tcp_sent_bytes_total", l.With("reporter", "client"), sent, 0)
+	a.Expect(t, "strata_tcp_received_bytes_total", l.With("reporter", "client"), received, 0)
+	a.Expect(t, "strata_tcp_sent_bytes_total", l.With("reporter", "server"), received, 0)
+	a.Expect(t, "strata_tcp_received_bytes_total", l.With("reporter", "server"), sent, time.Second)
 }
 
 // A connection opened before the agent starts is found by the first sweep,
@@ -85,19 +85,19 @@ func TestConnectionOlderThanTheAgent(t *testing.T) {
 
 	a := startAgent(t, "--sweep-interval", "1s")
 	l := pair(port, "client")
-	a.expect(t, "strata_tcp_active_connections", l, 1, 0)
-	a.expect(t, "strata_tcp_active_connections", pair(port, "server"), 1, 0)
-	if _, ok := a.value(t, "strata_tcp_connections_total", l.with("result", "success")); ok {
+	a.Expect(t, "strata_tcp_active_connections", l, 1, 0)
+	a.Expect(t, "strata_tcp_active_connections", pair(port, "server"), 1, 0)
+	if _, ok := a.Value(t, "strata_tcp_connections_total", l.With("result", "success")); ok {
 		t.Fatal("a connection the agent never saw open was counted as a new connection")
 	}
 	// Wait for the close, then check the bytes: whole requests after the
 	// first sweep, never the ones before the agent, never all twelve.
-	a.expect(t, "strata_tcp_active_connections", l, 0, 0)
-	got, _ := a.value(t, "strata_tcp_sent_bytes_total", l)
+	a.Expect(t, "strata_tcp_active_connections", l, 0, 0)
+	got, _ := a.Value(t, "strata_tcp_sent_bytes_total", l)
 	if int(got)%500 != 0 || got < 500*5 || got > 500*9 {
 		t.Fatalf("sent bytes %v: want a whole number of requests since the agent's first sweep (5 to 9 of 12)", got)
 	}
-	recv, _ := a.value(t, "strata_tcp_received_bytes_total", l)
+	recv, _ := a.Value(t, "strata_tcp_received_bytes_total", l)
 	if recv/700 != got/500 {
 		t.Fatalf("received %v for %v sent: want 700 per 500", recv, got)
 	}

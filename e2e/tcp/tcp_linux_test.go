@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stratanet/strata/e2e/harness"
 	"github.com/stratanet/strata/e2e/netlab"
 )
 
@@ -81,16 +82,16 @@ func TestTCPGoldenSignals(t *testing.T) {
 			sent, recv float64
 		}{{"client", 1000, 3000}, {"server", 3000, 1000}} {
 			l := pair(port, side.reporter)
-			a.expect(t, "strata_tcp_connections_total", l.with("result", "success"), 5, 0)
-			a.expect(t, "strata_tcp_sent_bytes_total", l, side.sent, 0)
-			a.expect(t, "strata_tcp_received_bytes_total", l, side.recv, 0)
-			a.expect(t, "strata_tcp_active_connections", l, 0, 0)
-			a.expect(t, "strata_tcp_retransmits_total", l, 0, 0) // a clean pair
+			a.Expect(t, "strata_tcp_connections_total", l.With("result", "success"), 5, 0)
+			a.Expect(t, "strata_tcp_sent_bytes_total", l, side.sent, 0)
+			a.Expect(t, "strata_tcp_received_bytes_total", l, side.recv, 0)
+			a.Expect(t, "strata_tcp_active_connections", l, 0, 0)
+			a.Expect(t, "strata_tcp_retransmits_total", l, 0, 0) // a clean pair
 		}
 		// Another sweep and nothing moves: closed connections count once.
 		time.Sleep(2 * sweep)
-		a.expect(t, "strata_tcp_sent_bytes_total", pair(port, "client"), 1000, 0)
-		a.expect(t, "strata_tcp_connections_total", pair(port, "server").with("result", "success"), 5, 0)
+		a.Expect(t, "strata_tcp_sent_bytes_total", pair(port, "client"), 1000, 0)
+		a.Expect(t, "strata_tcp_connections_total", pair(port, "server").With("result", "success"), 5, 0)
 	})
 
 	t.Run("refused", func(t *testing.T) {
@@ -99,9 +100,9 @@ func TestTCPGoldenSignals(t *testing.T) {
 		if r.Failed != 3 {
 			t.Fatalf("client: %+v", r)
 		}
-		l := pair(port, "client").with("destination_workload", "unknown")
-		a.expect(t, "strata_tcp_connections_total", l.with("result", "refused"), 3, sweep)
-		if v, ok := a.value(t, "strata_tcp_connections_total", l.with("result", "success")); ok {
+		l := pair(port, "client").With("destination_workload", "unknown")
+		a.Expect(t, "strata_tcp_connections_total", l.With("result", "refused"), 3, sweep)
+		if v, ok := a.Value(t, "strata_tcp_connections_total", l.With("result", "success")); ok {
 			t.Fatalf("refused connects also counted as %v successes", v)
 		}
 	})
@@ -116,8 +117,8 @@ func TestTCPGoldenSignals(t *testing.T) {
 		if r.Failed != 2 {
 			t.Fatalf("client: %+v", r)
 		}
-		a.expect(t, "strata_tcp_connections_total", pair(port, "client").with("result", "timeout"), 2, 0)
-		if _, ok := a.value(t, "strata_tcp_connections_total", pair(port, "server").with("result", "success")); ok {
+		a.Expect(t, "strata_tcp_connections_total", pair(port, "client").With("result", "timeout"), 2, 0)
+		if _, ok := a.Value(t, "strata_tcp_connections_total", pair(port, "server").With("result", "success")); ok {
 			t.Fatal("the server reported connections whose SYNs it never got")
 		}
 	})
@@ -129,11 +130,11 @@ func TestTCPGoldenSignals(t *testing.T) {
 		if r.Failed != 4 {
 			t.Fatalf("client: %+v", r)
 		}
-		a.expect(t, "strata_tcp_resets_total", pair(port, "server").with("direction", "sent"), 4, 0)
-		a.expect(t, "strata_tcp_resets_total", pair(port, "client").with("direction", "received"), 4, 0)
-		a.expect(t, "strata_tcp_connections_total", pair(port, "client").with("result", "success"), 4, 0)
-		a.expect(t, "strata_tcp_active_connections", pair(port, "client"), 0, 0)
-		if _, ok := a.value(t, "strata_tcp_resets_total", pair(port, "client").with("direction", "sent")); ok {
+		a.Expect(t, "strata_tcp_resets_total", pair(port, "server").With("direction", "sent"), 4, 0)
+		a.Expect(t, "strata_tcp_resets_total", pair(port, "client").With("direction", "received"), 4, 0)
+		a.Expect(t, "strata_tcp_connections_total", pair(port, "client").With("result", "success"), 4, 0)
+		a.Expect(t, "strata_tcp_active_connections", pair(port, "client"), 0, 0)
+		if _, ok := a.Value(t, "strata_tcp_resets_total", pair(port, "client").With("direction", "sent")); ok {
 			t.Fatal("the client reported resets it never sent")
 		}
 	})
@@ -148,14 +149,14 @@ func TestTCPGoldenSignals(t *testing.T) {
 			t.Fatalf("client: %+v", r)
 		}
 		l := pair(port, "client")
-		a.expect(t, "strata_tcp_sent_bytes_total", l, 500000, 0) // loss changes nothing in what arrived
-		a.expect(t, "strata_tcp_received_bytes_total", pair(port, "server"), 500000, 0)
-		if v, _ := a.value(t, "strata_tcp_retransmits_total", l); v < 1 {
+		a.Expect(t, "strata_tcp_sent_bytes_total", l, 500000, 0) // loss changes nothing in what arrived
+		a.Expect(t, "strata_tcp_received_bytes_total", pair(port, "server"), 500000, 0)
+		if v, _ := a.Value(t, "strata_tcp_retransmits_total", l); v < 1 {
 			t.Fatalf("retransmits on the lossy pair = %v, want > 0", v)
 		}
 		// The clean pair of the first scenario stayed clean.
-		a.expect(t, "strata_tcp_retransmits_total", pair(8080, "client"), 0, 0)
-		a.expect(t, "strata_tcp_retransmits_total", pair(8080, "server"), 0, 0)
+		a.Expect(t, "strata_tcp_retransmits_total", pair(8080, "client"), 0, 0)
+		a.Expect(t, "strata_tcp_retransmits_total", pair(8080, "server"), 0, 0)
 	})
 
 	t.Run("long-lived connection reports while open", func(t *testing.T) {
@@ -177,18 +178,18 @@ func TestTCPGoldenSignals(t *testing.T) {
 				}
 				open = false
 			case <-time.After(300 * time.Millisecond):
-				mfs, err := a.scrape()
+				mfs, err := a.Scrape()
 				if err != nil {
 					t.Fatal(err)
 				}
-				if active, _ := valueIn(t, mfs, "strata_tcp_active_connections", l); active != 1 {
+				if active, _ := harness.ValueIn(t, mfs, "strata_tcp_active_connections", l); active != 1 {
 					continue
 				}
-				v, _ := valueIn(t, mfs, "strata_tcp_sent_bytes_total", l)
+				v, _ := harness.ValueIn(t, mfs, "strata_tcp_sent_bytes_total", l)
 				if len(sent) == 0 || v != sent[len(sent)-1] {
 					sent = append(sent, v)
 				}
-				rtt, _ = valueIn(t, mfs, "strata_tcp_rtt_seconds", l)
+				rtt, _ = harness.ValueIn(t, mfs, "strata_tcp_rtt_seconds", l)
 			}
 		}
 		// Open for ~8 sweeps: at least three distinct, growing byte counts and
@@ -201,15 +202,15 @@ func TestTCPGoldenSignals(t *testing.T) {
 				t.Fatalf("sent bytes went %v", sent)
 			}
 		}
-		a.expect(t, "strata_tcp_sent_bytes_total", l, 8000, 0)
-		a.expect(t, "strata_tcp_connections_total", l.with("result", "success"), 1, 0)
+		a.Expect(t, "strata_tcp_sent_bytes_total", l, 8000, 0)
+		a.Expect(t, "strata_tcp_connections_total", l.With("result", "success"), 1, 0)
 	})
 
 	t.Run("agent health", func(t *testing.T) {
 		for probe, mode := range map[string]string{"tcp_state": "tracepoint", "tcp_sweep": "iterator", "tcp_retransmit": "tracepoint", "tcp_reset": "tracepoint"} {
-			a.expect(t, "strata_agent_probe_info", labels{"probe": probe, "mode": mode}, 1, 0)
+			a.Expect(t, "strata_agent_probe_info", labels{"probe": probe, "mode": mode}, 1, 0)
 		}
-		mfs, err := a.scrape()
+		mfs, err := a.Scrape()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -218,7 +219,7 @@ func TestTCPGoldenSignals(t *testing.T) {
 				t.Errorf("lost events: %v", m)
 			}
 		}
-		if v, _ := valueIn(t, mfs, "strata_agent_events_total", labels{"probe": "tcp_state"}); v < 30 {
+		if v, _ := harness.ValueIn(t, mfs, "strata_agent_events_total", labels{"probe": "tcp_state"}); v < 30 {
 			t.Errorf("tcp_state events = %v, want at least the scenarios' records", v)
 		}
 	})

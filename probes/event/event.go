@@ -63,6 +63,7 @@ type Counters struct {
 // TCP is one decoded kernel record.
 type TCP struct {
 	Kind   Kind
+	Mono   uint64 // kernel monotonic time, ns
 	Sock   uint64 // kernel socket address; unique while the socket lives
 	Netns  uint32 // network namespace inode
 	Inode  uint64 // socket inode, 0 if the socket has no file (yet)
@@ -75,4 +76,20 @@ type TCP struct {
 	Counters
 	Sweep uint32 // sweep generation (Snapshot, SweepEnd)
 	Drops uint64 // SweepEnd: snapshots lost so far
+}
+
+// HTTP is the start of one HTTP/1.x request or response as a socket call
+// moved it: who, which socket, which way, and its first bytes.
+type HTTP struct {
+	Mono     uint64 // kernel monotonic time, ns
+	Sock     uint64
+	PID      uint32
+	Comm     string
+	Netns    uint32
+	Local    netip.AddrPort
+	Remote   netip.AddrPort
+	Response bool   // else a request
+	Received bool   // read from the socket, else written to it
+	Size     uint32 // bytes of the call
+	Head     string // first bytes: request line or status line, headers
 }

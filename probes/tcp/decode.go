@@ -42,6 +42,7 @@ func fromRecord(r *record) (event.TCP, error) {
 	}
 	e := event.TCP{
 		Kind:  k,
+		Mono:  r.TsNs,
 		Sock:  r.Sk,
 		Netns: r.Netns,
 		Inode: r.Ino,

@@ -1,0 +1,242 @@
+// Package httpflow pairs HTTP requests with their responses per socket and
+// aggregates the durations into the contract's histograms.
+package httpflow
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stratanet/strata/agent/flow"
+	"github.com/stratanet/strata/agent/route"
+	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/http"
+)
+
+// Noanswer is the status_code of requests whose connection closed first.
+const Noanswer = "0"
+
+// Limits that keep memory bounded whatever the traffic.
+const (
+	maxPending = 64      // requests in flight per socket (pipelining)
+	maxSockets = 1 << 17 // sockets with requests in flight
+	maxSeries  = 20000
+	maxRoutes  = 500 // distinct routes; more fold into ~other
+)
+
+// Grace after a socket closed during which its last responses may still
+// arrive: they travel through another ring buffer than the close.
+const Grace = time.Second
+
+var buckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10}
+
+type pending struct {
+	at     uint64 // kernel ns
+	method string
+	route  string
+}
+
+type sock struct {
+	server bool
+	// who, for naming the pair when a request completes: by then the
+	// connection's own records (another ring buffer) have arrived.
+	who        event.TCP
+	queue      []pending
+	closedAt   time.Time // zero while open
+	closedMono uint64
+}
+
+type seriesKey struct {
+	flow.Key
+	server               bool
+	method, status, path string
+}
+
+type histogram struct {
+	counts []uint64
+	sum    float64
+	total  uint64
+}
+
+// KeyFunc names a socket's pair; e.Kind is Accept for the server end.
+type KeyFunc func(e *event.TCP) flow.Key
+
+// Table is the HTTP pairing and aggregation.
+type Table struct {
+	keyOf KeyFunc
+	now   func() time.Time
+
+	mu        sync.Mutex
+	socks     map[uint64]*sock
+	series    map[seriesKey]*histogram
+	routes    map[string]struct{}
+	unpaired  uint64 // responses with no request in flight
+	malformed uint64 // records that were not HTTP after all
+	dropped   uint64 // requests not followed because a bound was reached
+}
+
+func New(keyOf KeyFunc) *Table {
+	return &Table{keyOf: keyOf, now: time.Now, socks: map[uint64]*sock{},
+		series: map[seriesKey]*histogram{}, routes: map[string]struct{}{}}
+}
+
+// Apply pairs one record. A server receives requests and sends responses; a
+// client sends requests and receives responses.
+func (t *Table) Apply(e *event.HTTP) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !e.Response {
+		req, ok := http.ParseRequest(e.Head)
+		if !ok {
+			t.malformed++
+			return
+		}
+		s := t.sock(e, e.Received)
+		if s == nil || len(s.queue) >= maxPending {
+			t.dropped++
+			return
+		}
+		s.queue = append(s.queue, pending{at: e.Mono, method: req.Method, route: t.route(req.Path)})
+		return
+	}
+	resp, ok := http.ParseResponse(e.Head)
+	if !ok {
+		t.malformed++
+		return
+	}
+	s := t.socks[e.Sock]
+	if s == nil || len(s.queue) == 0 || s.server == e.Received {
+		t.unpaired++
+		return
+	}
+	if resp.Status < 200 { // 100 Continue and friends: the final answer follows
+		return
+	}
+	p := s.queue[0]
+	s.queue = s.queue[1:]
+	t.observe(s, p, strconv.Itoa(resp.Status), e.Mono)
+	if len(s.queue) == 0 && s.closedAt.IsZero() {
+		delete(t.socks, e.Sock) // nothing in flight: no state to keep
+	}
+}
+
+// Closed notes that a socket closed at kernel time mono; requests still in
+// flight once the grace period is over count as unanswered, their duration
+// ending at the close.
+func (t *Table) Closed(sockAddr, mono uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s := t.socks[sockAddr]; s != nil && s.closedAt.IsZero() {
+		s.closedAt, s.closedMono = t.now(), mono
+	}
+}
+
+// Tick finalizes sockets closed longer than Grace ago.
+func (t *Table) Tick() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	for addr, s := range t.socks {
+		if s.closedAt.IsZero() || now.Sub(s.closedAt) < Grace {
+			continue
+		}
+		for _, p := range s.queue {
+			t.observe(s, p, Noanswer, s.closedMono)
+		}
+		delete(t.socks, addr)
+	}
+}
+
+// sock returns the state of e's socket, creating it; nil when full.
+func (t *Table) sock(e *event.HTTP, server bool) *sock {
+	s := t.socks[e.Sock]
+	if s != nil && !s.closedAt.IsZero() { // the address now belongs to a new socket
+		for _, p := range s.queue {
+			t.observe(s, p, Noanswer, s.closedMono)
+		}
+		s = nil
+	}
+	if s == nil {
+		if len(t.socks) >= maxSockets {
+			return nil
+		}
+		kind := event.Connect
+		if server {
+			kind = event.Accept
+		}
+		s = &sock{server: server, who: event.TCP{Kind: kind, Sock: e.Sock, Netns: e.Netns,
+			PID: e.PID, Comm: e.Comm, Local: e.Local, Remote: e.Remote}}
+		t.socks[e.Sock] = s
+	}
+	return s
+}
+
+func (t *Table) route(path string) string {
+	r := route.Template(path)
+	if _, ok := t.routes[r]; !ok {
+		if len(t.routes) >= maxRoutes {
+			return flow.Other
+		}
+		t.routes[r] = struct{}{}
+	}
+	return r
+}
+
+func (t *Table) observe(s *sock, p pending, status string, end uint64) {
+	k := seriesKey{Key: t.keyOf(&s.who), server: s.server, method: p.method, status: status, path: p.route}
+	h := t.series[k]
+	if h == nil {
+		if len(t.series) >= maxSeries {
+			t.dropped++
+			return
+		}
+		h = &histogram{counts: make([]uint64, len(buckets)+1)}
+		t.series[k] = h
+	}
+	d := 0.0
+	if end > p.at {
+		d = float64(end-p.at) / 1e9
+	}
+	i := 0
+	for i < len(buckets) && d > buckets[i] {
+		i++
+	}
+	h.counts[i]++
+	h.sum += d
+	h.total++
+}
+
+var (
+	labels     = append(append([]string{}, flow.KeyLabels...), "method", "status_code", "route")
+	serverDesc = prometheus.NewDesc("strata_http_server_request_duration_seconds",
+		"HTTP requests this host served: time from the request's first bytes read to the response's first bytes written.", labels, nil)
+	clientDesc = prometheus.NewDesc("strata_http_client_request_duration_seconds",
+		"HTTP requests this host made: time from the request's first bytes written to the response's first bytes read.", labels, nil)
+	healthDesc = prometheus.NewDesc("strata_agent_http_records_total",
+		"HTTP records that did not become a request: unpaired responses, malformed heads, dropped at a bound.", []string{"outcome"}, nil)
+)
+
+func (t *Table) Describe(chan<- *prometheus.Desc) {}
+
+func (t *Table) Collect(ch chan<- prometheus.Metric) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, h := range t.series {
+		d := clientDesc
+		if k.server {
+			d = serverDesc
+		}
+		cum, b := uint64(0), make(map[float64]uint64, len(buckets))
+		for i, le := range buckets {
+			cum += h.counts[i]
+			b[le] = cum
+		}
+		lv := append(k.Key.Values(), k.method, k.status, k.path)
+		ch <- prometheus.MustNewConstHistogram(d, h.total, h.sum, b, lv...)
+	}
+	for outcome, n := range map[string]uint64{"unpaired": t.unpaired, "malformed": t.malformed, "dropped": t.dropped} {
+		ch <- prometheus.MustNewConstMetric(healthDesc, prometheus.CounterValue, float64(n), outcome)
+	}
+}

@@ -1,0 +1,25 @@
+package route
+
+import "testing"
+
+func TestTemplate(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                           "/",
+		"/":                          "/",
+		"/users/123/orders/9f8e2c1a": "/users/{id}/orders/{id}",
+		"/api/users/42":              "/api/users/{id}",
+		"/items/550e8400-e29b-41d4-a716-446655440000": "/items/{id}",
+		"/blobs/sha256:abc":                           "/blobs/sha256:abc",
+		"/v1/health":                                  "/v1/health",
+		"/static/app.js":                              "/static/app.js",
+		"/files/deadbeef":                             "/files/deadbeef", // a word, no digit
+		"/t/aZ9kLmN0pQrStUvWx":                        "/t/{id}",
+		"/a/b/c/d/e/f/g/h/i/j":                        "/a/b/c/d/e/f/g/h/*",
+		"/docs/":                                      "/docs/",
+		"/2024/report":                                "/{id}/report",
+	} {
+		if got := Template(in); got != want {
+			t.Errorf("Template(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

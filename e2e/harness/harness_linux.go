@@ -1,0 +1,214 @@
+// Package harness runs the real agent for end-to-end tests and reads its
+// /metrics back: exact values of named series, waited for and then checked
+// to stay put.
+package harness
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Build compiles main packages (name -> package path) into dir.
+func Build(dir string, pkgs map[string]string) error {
+	for name, pkg := range pkgs {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("build %s: %v\n%s", name, err, out)
+		}
+	}
+	return nil
+}
+
+// RequireRoot skips locally but fails in CI, where a skip would hide a regression.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("end-to-end tests must run as root in CI")
+	}
+	t.Skip("needs root")
+}
+
+// Agent is a running strata-agent.
+type Agent struct {
+	Addr string
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+}
+
+// StartAgent runs the agent binary in standalone mode on a free port and
+// waits until it serves /metrics. It is stopped when the test ends.
+func StartAgent(t *testing.T, binary string, args ...string) *Agent {
+	RequireRoot(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{Addr: ln.Addr().String(), log: &bytes.Buffer{}}
+	ln.Close()
+	a.cmd = exec.Command(binary, append([]string{"--kubernetes=off", "--metrics-addr", a.Addr, "--log-level", "debug"}, args...)...)
+	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("STRATA_E2E_DUMP") != "" {
+			a.cmd.Process.Signal(syscall.SIGQUIT) // goroutine dump into the log
+		}
+		a.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { a.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			a.cmd.Process.Kill()
+			<-done
+			t.Error("agent did not stop within 10s of SIGTERM")
+		}
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.log.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := a.Scrape(); err == nil {
+			return a
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent did not serve /metrics within 30s:\n%s", a.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Scrape reads /metrics once.
+func (a *Agent) Scrape() (map[string]*dto.MetricFamily, error) {
+	resp, err := http.Get("http://" + a.Addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("status %s", resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(resp.Body)
+}
+
+// Labels select a series: every given label must match.
+type Labels map[string]string
+
+// With returns a copy with one more label.
+func (l Labels) With(k, v string) Labels {
+	out := Labels{}
+	for a, b := range l {
+		out[a] = b
+	}
+	out[k] = v
+	return out
+}
+
+func (l Labels) String() string {
+	var parts []string
+	for k, v := range l {
+		parts = append(parts, k+"="+v)
+	}
+	sort.Strings(parts)
+	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// Value of the one series of metric matching want (histograms: the sample count).
+func (a *Agent) Value(t *testing.T, metric string, want Labels) (float64, bool) {
+	t.Helper()
+	mfs, err := a.Scrape()
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	return ValueIn(t, mfs, metric, want)
+}
+
+// Series returns every series of metric matching want.
+func Series(mfs map[string]*dto.MetricFamily, metric string, want Labels) []*dto.Metric {
+	var out []*dto.Metric
+	for _, m := range mfs[metric].GetMetric() {
+		have := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			have[lp.GetName()] = lp.GetValue()
+		}
+		match := true
+		for k, v := range want {
+			if have[k] != v {
+				match = false
+			}
+		}
+		if match {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// ValueIn is Value on a scrape already made.
+func ValueIn(t *testing.T, mfs map[string]*dto.MetricFamily, metric string, want Labels) (float64, bool) {
+	t.Helper()
+	found := Series(mfs, metric, want)
+	if len(found) > 1 {
+		t.Fatalf("%s%v matches %d series; the test must name one", metric, want, len(found))
+	}
+	if len(found) == 0 {
+		return 0, false
+	}
+	m := found[0]
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue(), true
+	case m.Gauge != nil:
+		return m.Gauge.GetValue(), true
+	case m.Histogram != nil:
+		return float64(m.Histogram.GetSampleCount()), true
+	}
+	return 0, false
+}
+
+// Expect waits until metric{want} equals v, then checks it still does after
+// settle (nothing counted twice by a later sweep or close).
+func (a *Agent) Expect(t *testing.T, metric string, want Labels, v float64, settle time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var got float64
+	var ok bool
+	for time.Now().Before(deadline) {
+		if got, ok = a.Value(t, metric, want); ok && got == v {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !ok || got != v {
+		if mfs, err := a.Scrape(); err == nil {
+			for _, m := range Series(mfs, metric, nil) {
+				t.Logf("present: %v", m)
+			}
+		}
+		t.Fatalf("%s%v = %v (present %v), want %v", metric, want, got, ok, v)
+	}
+	time.Sleep(settle)
+	if got, _ = a.Value(t, metric, want); got != v {
+		t.Fatalf("%s%v moved to %v after settling, want %v", metric, want, got, v)
+	}
+}

@@ -1,0 +1,156 @@
+package http
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	nethttp "net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stratanet/strata/probes/event"
+)
+
+func open(t *testing.T) func(port uint16) []event.HTTP {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("BPF tests must run as root in CI")
+		}
+		t.Skip("needs root")
+	}
+	p, err := Open(1<<22, 1<<20, 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var mu sync.Mutex
+	var evs []event.HTTP
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Read(ctx, func(b []event.HTTP) { mu.Lock(); evs = append(evs, b...); mu.Unlock() },
+			func(err error) { t.Errorf("undecodable: %v", err) })
+	}()
+	t.Cleanup(func() { cancel(); <-done; p.Close() })
+	return func(port uint16) []event.HTTP {
+		time.Sleep(200 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		var out []event.HTTP
+		for _, e := range evs {
+			if e.Local.Port() == port || e.Remote.Port() == port {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+}
+
+// tally counts records by end and direction: "server recv request" etc.
+func tally(evs []event.HTTP, port uint16) map[string]int {
+	n := map[string]int{}
+	for _, e := range evs {
+		end := "client"
+		if e.Local.Port() == port {
+			end = "server"
+		}
+		what := "request"
+		if e.Response {
+			what = "response"
+		}
+		dir := "sent"
+		if e.Received {
+			dir = "received"
+		}
+		n[end+" "+dir+" "+what]++
+	}
+	return n
+}
+
+// Keep-alive requests from Go's client to Go's server: one record per
+// request and per response on each end, none for the bodies.
+func TestOneRecordPerRequestAndResponse(t *testing.T) {
+	records := open(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	srv := &nethttp.Server{Handler: nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(201)
+		w.Write([]byte(strings.Repeat("b", 100000))) // a body over many calls
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	for i := 0; i < 5; i++ {
+		resp, err := nethttp.Post(fmt.Sprintf("http://%s/users/%d?secret=x", ln.Addr(), i), "text/plain",
+			strings.NewReader(strings.Repeat("GET / HTTP/1.1\r\n", 1000))) // a body that looks like requests
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	evs := records(port)
+	want := map[string]int{"client sent request": 5, "server received request": 5,
+		"server sent response": 5, "client received response": 5}
+	got := tally(evs, port)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+	for _, e := range evs {
+		if !e.Response {
+			if r, ok := ParseRequest(e.Head); !ok || r.Method != "POST" || !strings.HasPrefix(r.Path, "/users/") {
+				t.Errorf("request head %q parsed as %+v, %v", e.Head, r, ok)
+			}
+		} else if r, ok := ParseResponse(e.Head); !ok || r.Status != 201 {
+			t.Errorf("response head %q parsed as %+v, %v", e.Head, r, ok)
+		}
+		if e.Comm != "http.test" || e.PID != uint32(os.Getpid()) {
+			t.Errorf("record owned by %s/%d", e.Comm, e.PID)
+		}
+	}
+}
+
+// writev on one end, recvmsg-family reads on the other: vectored calls
+// are seen too.
+func TestVectoredCalls(t *testing.T) {
+	records := open(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		raw, _ := c.(*net.TCPConn).SyscallConn()
+		raw.Read(func(fd uintptr) bool { // recvmsg, not read
+			_, _, _, _, err := recvmsg(int(fd), buf)
+			return err == nil
+		})
+		bufs := net.Buffers{[]byte("HTTP/1.1 204 No Content\r\n"), []byte("Content-Length: 0\r\n\r\n")}
+		bufs.WriteTo(c) // writev
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bufs := net.Buffers{[]byte("DELETE /items/7 HTTP/1.1\r\n"), []byte("Host: x\r\n\r\n")}
+	bufs.WriteTo(c)
+	bufio.NewReader(c).ReadString('\n')
+	c.Close()
+	got := tally(records(port), port)
+	for _, k := range []string{"client sent request", "server received request", "server sent response", "client received response"} {
+		if got[k] != 1 {
+			t.Errorf("%s: %d, want 1 (all: %v)", k, got[k], got)
+		}
+	}
+}
