@@ -13,6 +13,12 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type httpCarry struct {
+	_ structs.HostLayout
+	N uint8
+	B [7]uint8
+}
+
 type httpHttpRecord struct {
 	_        structs.HostLayout
 	TsNs     uint64
@@ -44,6 +50,7 @@ type httpPendingRead struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	httpMapCarries          = "carries"
 	httpMapHttpEvents       = "http_events"
 	httpMapReads            = "reads"
 	httpProgEnterRead       = "enter_read"
@@ -123,6 +130,7 @@ type httpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpMapSpecs struct {
+	Carries    *ebpf.MapSpec `ebpf:"carries"`
 	HttpEvents *ebpf.MapSpec `ebpf:"http_events"`
 	Reads      *ebpf.MapSpec `ebpf:"reads"`
 }
@@ -156,12 +164,14 @@ func (o *httpObjects) Close() error {
 //
 // It can be passed to loadHttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpMaps struct {
+	Carries    *ebpf.Map `ebpf:"carries"`
 	HttpEvents *ebpf.Map `ebpf:"http_events"`
 	Reads      *ebpf.Map `ebpf:"reads"`
 }
 
 func (m *httpMaps) Close() error {
 	return _HttpClose(
+		m.Carries,
 		m.HttpEvents,
 		m.Reads,
 	)

@@ -154,3 +154,54 @@ func TestVectoredCalls(t *testing.T) {
 		}
 	}
 }
+
+// A server that reads the first byte alone (as Go's HTTP server does while
+// it watches for the client to go away) still shows whole requests.
+func TestRequestSplitAfterFirstByte(t *testing.T) {
+	records := open(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for i := 0; i < 3; i++ {
+			one := make([]byte, 1)
+			if _, err := io.ReadFull(c, one); err != nil {
+				return
+			}
+			rest := make([]byte, 4096)
+			c.Read(rest)
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	for i := 0; i < 3; i++ {
+		fmt.Fprintf(c, "PUT /things/%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+		time.Sleep(20 * time.Millisecond) // let the one-byte read happen alone
+		r.ReadString('\n')
+		r.ReadString('\n')
+		r.ReadString('\n')
+	}
+	c.Close()
+	evs := records(port)
+	var paths []string
+	for _, e := range evs {
+		if !e.Response && e.Received {
+			req, ok := ParseRequest(e.Head)
+			if !ok {
+				t.Errorf("head %q does not parse", e.Head)
+			}
+			paths = append(paths, req.Method+" "+req.Path)
+		}
+	}
+	if strings.Join(paths, ",") != "PUT /things/0,PUT /things/1,PUT /things/2" {
+		t.Fatalf("server saw %v", paths)
+	}
+}

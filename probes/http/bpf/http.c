@@ -59,6 +59,21 @@ struct {
 	__type(value, struct pending_read);
 } reads SEC(".maps");
 
+// The first bytes of a socket's stream when a read took fewer than eight:
+// Go's HTTP server, for one, reads a single byte to watch for a closing
+// client, and the request line continues in the next read.
+struct carry {
+	__u8 n;
+	__u8 b[7];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct carry);
+} carries SEC(".maps");
+
 volatile const __u64 wakeup_bytes = 256 * 1024;
 __u64 lost = 0;
 
@@ -85,6 +100,12 @@ static __always_inline struct sock *tcp_sock_of(int fd)
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	return sk;
+}
+
+// Whether a stream starting with this byte may be HTTP.
+static __always_inline bool classify_start(__u8 b)
+{
+	return b == 'G' || b == 'P' || b == 'H' || b == 'D' || b == 'O';
 }
 
 // What the first bytes start, if anything. Userspace checks the whole line.
@@ -128,7 +149,8 @@ static __always_inline __u64 first_buf(__u64 arg, __u8 how, __u64 *len)
 	return arg;
 }
 
-static __always_inline void emit(struct sock *sk, __u8 kind, __u8 dir, __u64 buf, __u64 avail, __u64 size)
+static __always_inline void emit(struct sock *sk, __u8 kind, __u8 dir, __u64 buf, __u64 avail, __u64 size,
+				 const struct carry *c)
 {
 	struct http_record *r = bpf_ringbuf_reserve(&http_events, sizeof(*r), 0);
 	if (!r) {
@@ -155,10 +177,21 @@ static __always_inline void emit(struct sock *sk, __u8 kind, __u8 dir, __u64 buf
 		BPF_CORE_READ_INTO((__u32 *)r->saddr, sk, __sk_common.skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__u32 *)r->daddr, sk, __sk_common.skc_daddr);
 	}
-	__u32 n = avail < PREFIX ? avail : PREFIX;
-	r->captured = n;
-	if (bpf_probe_read_user(r->data, n, (void *)buf))
-		r->captured = 0;
+	if (c) {
+		__u8 k = c->n & 7;
+		for (int i = 0; i < 7; i++)
+			if (i < k)
+				r->data[i] = c->b[i];
+		__u32 n = avail < PREFIX - 8 ? avail : PREFIX - 8;
+		r->captured = k + n;
+		if (bpf_probe_read_user(r->data + k, n, (void *)buf))
+			r->captured = k;
+	} else {
+		__u32 n = avail < PREFIX ? avail : PREFIX;
+		r->captured = n;
+		if (bpf_probe_read_user(r->data, n, (void *)buf))
+			r->captured = 0;
+	}
 	__u64 flags = bpf_ringbuf_query(&http_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
 	bpf_ringbuf_submit(r, flags);
 }
@@ -176,7 +209,7 @@ static __always_inline int on_send(__u64 fd, __u64 arg, __u64 count, __u8 how)
 		return 0;
 	struct sock *sk = tcp_sock_of(fd);
 	if (sk)
-		emit(sk, kind, DIR_SENT, buf, len, len);
+		emit(sk, kind, DIR_SENT, buf, len, len, 0);
 	return 0;
 }
 
@@ -200,18 +233,38 @@ static __always_inline int on_recv_exit(long ret)
 		return 0;
 	struct pending_read pr = *p;
 	bpf_map_delete_elem(&reads, &id);
-	if (ret < 8)
+	if (ret <= 0)
 		return 0;
 	__u64 len = ret;
 	__u64 buf = first_buf(pr.buf, pr.how, &len);
+	if (!buf)
+		return 0;
 	if (len > (__u64)ret)
 		len = ret;
-	__u8 head[8] = {};
-	if (!buf || len < 8 || bpf_probe_read_user(head, sizeof(head), (void *)buf))
+
+	struct carry *c = bpf_map_lookup_elem(&carries, &pr.sk);
+	struct carry cur = {};
+	if (c)
+		__builtin_memcpy(&cur, c, sizeof(cur));
+	__u32 k = cur.n & 7;
+	// joined = the carried bytes, then this read's first bytes.
+	__u8 joined[16] = {};
+	__builtin_memcpy(joined, cur.b, 7);
+	if (bpf_probe_read_user(joined + k, 8, (void *)buf))
 		return 0;
-	__u8 kind = classify(head);
+	if (k + len < 8) { // still too short to tell: keep the bytes for the next read
+		if (k == 0 && !classify_start(joined[0]))
+			return 0;
+		cur.n = k + len;
+		__builtin_memcpy(cur.b, joined, 7);
+		bpf_map_update_elem(&carries, &pr.sk, &cur, BPF_ANY);
+		return 0;
+	}
+	if (c)
+		bpf_map_delete_elem(&carries, &pr.sk);
+	__u8 kind = classify(joined);
 	if (kind)
-		emit((struct sock *)pr.sk, kind, DIR_RECEIVED, buf, len, ret);
+		emit((struct sock *)pr.sk, kind, DIR_RECEIVED, buf, len, ret, k ? &cur : 0);
 	return 0;
 }
 
