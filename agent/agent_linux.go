@@ -14,11 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 
 	"github.com/stratanet/strata/agent/config"
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/agent/httpflow"
 	"github.com/stratanet/strata/exporters/prom"
+	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/identity/process"
 	"github.com/stratanet/strata/probes/event"
 	httpprobe "github.com/stratanet/strata/probes/http"
@@ -95,7 +97,13 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 		opts.Budgets.Labels[label] = n
 	}
 	table := flow.NewTable(log.Named("flow"), resolver, opts)
-	requests := httpflow.New(table.KeyFor)
+	var spans *tempo.Exporter
+	var sink httpflow.Spans
+	if cfg.OTLPEndpoint != "" {
+		spans = tempo.New(log.Named("tempo"), tempo.Config{Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure == "on"})
+		sink = spans
+	}
+	requests := httpflow.New(table.KeyFor, sink, monoToWall(), cfg.Cluster)
 	// Know every namespace's addresses before the first event, so that a
 	// connection to a local server is never named "world" for lack of it.
 	if all, err := netns.Enumerate(); err == nil {
@@ -104,6 +112,9 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 		}
 	}
 
+	if spans != nil {
+		reg.MustRegister(exportMetrics("tempo", spans))
+	}
 	reg.MustRegister(table, requests, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// Batches of up to 512 events; the queue holds about EventQueue events.
@@ -166,6 +177,9 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 		g.Go(func() error { sweep(ctx, log.Named("sweep"), probes, cfg.SweepInterval); return nil })
 	}
 	g.Go(func() error { return srv.Serve(ctx) })
+	if spans != nil {
+		g.Go(func() error { return spans.Run(ctx) })
+	}
 
 	log.Info("agent running", zap.String("metrics", fmt.Sprintf("http://%s/metrics", srv.Addr())),
 		zap.Duration("sweep_interval", cfg.SweepInterval))
@@ -196,4 +210,13 @@ func sweep(ctx context.Context, log *zap.Logger, probes *tcp.Probes, every time.
 		case <-tick.C:
 		}
 	}
+}
+
+// monoToWall converts the kernel's CLOCK_MONOTONIC nanoseconds (what BPF
+// stamps records with) into wall-clock time.
+func monoToWall() func(uint64) time.Time {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	boot := time.Now().Add(-time.Duration(ts.Nano()))
+	return func(mono uint64) time.Time { return boot.Add(time.Duration(mono)) }
 }

@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/probes/event"
 )
 
@@ -81,4 +82,32 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 		counter(lostDesc, h.queueLost[p].Load(), p, "queue")
 	}
 	counter(lostDesc, h.decodeLost.Load(), "all", "decode")
+}
+
+// exportMetrics reports one exporter's queue, errors and drops.
+func exportMetrics(name string, e *tempo.Exporter) prometheus.Collector {
+	return exporterCollector{name, e}
+}
+
+type exporterCollector struct {
+	name string
+	e    *tempo.Exporter
+}
+
+var (
+	queueDesc   = prometheus.NewDesc("strata_agent_export_queue_length", "Items waiting to be sent, per exporter.", []string{"exporter"}, nil)
+	errorsDesc  = prometheus.NewDesc("strata_agent_export_errors_total", "Failed sends, per exporter.", []string{"exporter"}, nil)
+	droppedDesc = prometheus.NewDesc("strata_agent_export_dropped_total", "Items dropped (full queue or failed send), per exporter.", []string{"exporter"}, nil)
+)
+
+func (c exporterCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queueDesc
+	ch <- errorsDesc
+	ch <- droppedDesc
+}
+
+func (c exporterCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(c.e.QueueLength()), c.name)
+	ch <- prometheus.MustNewConstMetric(errorsDesc, prometheus.CounterValue, float64(c.e.Errors.Load()), c.name)
+	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(c.e.Dropped.Load()), c.name)
 }

@@ -21,6 +21,8 @@ import (
 type Config struct {
 	Kubernetes    string         `yaml:"kubernetes"`
 	HTTP          string         `yaml:"http"`
+	OTLPEndpoint  string         `yaml:"otlp_endpoint"`
+	OTLPInsecure  string         `yaml:"otlp_insecure"`
 	MetricsAddr   string         `yaml:"metrics_addr"`
 	SweepInterval time.Duration  `yaml:"sweep_interval"`
 	LogLevel      string         `yaml:"log_level"`
@@ -37,6 +39,7 @@ func Default() Config {
 	return Config{
 		Kubernetes:    "auto",
 		HTTP:          "on",
+		OTLPInsecure:  "off",
 		MetricsAddr:   ":9810",
 		SweepInterval: 10 * time.Second,
 		LogLevel:      "info",
@@ -82,6 +85,10 @@ var settings = []setting{
 		func(c *Config) flag.Value { return (*choice)(&c.Kubernetes) }},
 	{"http", "HTTP/1.x golden signals from socket calls: on or off",
 		func(c *Config) flag.Value { return (*onOff)(&c.HTTP) }},
+	{"otlp-endpoint", "HOST:PORT of an OTLP gRPC trace backend (Tempo) for request spans; empty: no spans",
+		func(c *Config) flag.Value { return (*optionalAddr)(&c.OTLPEndpoint) }},
+	{"otlp-insecure", "on: plaintext gRPC to the OTLP endpoint (off: TLS)",
+		func(c *Config) flag.Value { return (*onOff)(&c.OTLPInsecure) }},
 	{"metrics-addr", "HOST:PORT to serve /metrics on",
 		func(c *Config) flag.Value { return (*addr)(&c.MetricsAddr) }},
 	{"sweep-interval", "how often live sockets are read for bytes, retransmits and RTT (>= 1s)",
@@ -245,6 +252,17 @@ func (a *addr) Set(v string) error {
 	}
 	*a = addr(v)
 	return nil
+}
+
+type optionalAddr string
+
+func (a *optionalAddr) String() string { return string(*a) }
+func (a *optionalAddr) Set(v string) error {
+	if v == "" {
+		*a = ""
+		return nil
+	}
+	return (*addr)(a).Set(v)
 }
 
 type interval time.Duration

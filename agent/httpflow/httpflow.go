@@ -3,6 +3,8 @@
 package httpflow
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"strconv"
 	"sync"
 	"time"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/agent/route"
+	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/http"
 )
@@ -36,6 +39,31 @@ type pending struct {
 	at     uint64 // kernel ns
 	method string
 	route  string
+	parent traceparent
+}
+
+// traceparent is a W3C trace context, zero when the request had none.
+type traceparent struct {
+	trace [16]byte
+	span  [8]byte
+}
+
+func parseTraceparent(v string) (traceparent, bool) {
+	// 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>
+	var tp traceparent
+	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		return tp, false
+	}
+	if _, err := hex.Decode(tp.trace[:], []byte(v[3:35])); err != nil {
+		return tp, false
+	}
+	if _, err := hex.Decode(tp.span[:], []byte(v[36:52])); err != nil {
+		return tp, false
+	}
+	if tp.trace == [16]byte{} || tp.span == [8]byte{} {
+		return tp, false
+	}
+	return tp, true
 }
 
 type sock struct {
@@ -55,9 +83,15 @@ type seriesKey struct {
 }
 
 type histogram struct {
-	counts []uint64
-	sum    float64
-	total  uint64
+	counts    []uint64
+	sum       float64
+	total     uint64
+	exemplars []*prometheus.Exemplar // latest per bucket, nil where none
+}
+
+// Spans receives one span per completed request.
+type Spans interface {
+	Export(tempo.Span) bool
 }
 
 // KeyFunc names a socket's pair; e.Kind is Accept for the server end.
@@ -65,8 +99,11 @@ type KeyFunc func(e *event.TCP) flow.Key
 
 // Table is the HTTP pairing and aggregation.
 type Table struct {
-	keyOf KeyFunc
-	now   func() time.Time
+	keyOf   KeyFunc
+	now     func() time.Time
+	spans   Spans                       // nil: no spans
+	wall    func(mono uint64) time.Time // kernel monotonic ns to wall clock
+	cluster string
 
 	mu        sync.Mutex
 	socks     map[uint64]*sock
@@ -77,9 +114,10 @@ type Table struct {
 	dropped   uint64 // requests not followed because a bound was reached
 }
 
-func New(keyOf KeyFunc) *Table {
-	return &Table{keyOf: keyOf, now: time.Now, socks: map[uint64]*sock{},
-		series: map[seriesKey]*histogram{}, routes: map[string]struct{}{}}
+// New makes a table; spans may be nil. wall converts kernel time.
+func New(keyOf KeyFunc, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
+	return &Table{keyOf: keyOf, now: time.Now, spans: spans, wall: wall, cluster: cluster,
+		socks: map[uint64]*sock{}, series: map[seriesKey]*histogram{}, routes: map[string]struct{}{}}
 }
 
 // Apply pairs one record. A server receives requests and sends responses; a
@@ -98,7 +136,8 @@ func (t *Table) Apply(e *event.HTTP) {
 			t.dropped++
 			return
 		}
-		s.queue = append(s.queue, pending{at: e.Mono, method: req.Method, route: t.route(req.Path)})
+		tp, _ := parseTraceparent(req.Traceparent)
+		s.queue = append(s.queue, pending{at: e.Mono, method: req.Method, route: t.route(req.Path), parent: tp})
 		return
 	}
 	resp, ok := http.ParseResponse(e.Head)
@@ -185,14 +224,15 @@ func (t *Table) route(path string) string {
 }
 
 func (t *Table) observe(s *sock, p pending, status string, end uint64) {
-	k := seriesKey{Key: t.keyOf(&s.who), server: s.server, method: p.method, status: status, path: p.route}
+	key := t.keyOf(&s.who)
+	k := seriesKey{Key: key, server: s.server, method: p.method, status: status, path: p.route}
 	h := t.series[k]
 	if h == nil {
 		if len(t.series) >= maxSeries {
 			t.dropped++
 			return
 		}
-		h = &histogram{counts: make([]uint64, len(buckets)+1)}
+		h = &histogram{counts: make([]uint64, len(buckets)+1), exemplars: make([]*prometheus.Exemplar, len(buckets)+1)}
 		t.series[k] = h
 	}
 	d := 0.0
@@ -206,6 +246,46 @@ func (t *Table) observe(s *sock, p pending, status string, end uint64) {
 	h.counts[i]++
 	h.sum += d
 	h.total++
+
+	trace := p.parent.trace
+	if trace == [16]byte{} && t.spans != nil {
+		rand.Read(trace[:]) // a new trace, rooted at this span
+	}
+	if trace == [16]byte{} {
+		return // nothing to point an exemplar at
+	}
+	h.exemplars[i] = &prometheus.Exemplar{Value: d, Timestamp: t.wall(end),
+		Labels: prometheus.Labels{"trace_id": hex.EncodeToString(trace[:])}}
+	if t.spans != nil {
+		t.spans.Export(t.span(s, key, p, status, end, trace))
+	}
+}
+
+// span is the request as OTel semantic conventions describe it.
+func (t *Table) span(s *sock, key flow.Key, p pending, status string, end uint64, trace [16]byte) tempo.Span {
+	sp := tempo.Span{TraceID: trace, ParentID: p.parent.span, Name: p.method + " " + p.route, Server: s.server,
+		Start: t.wall(p.at), End: t.wall(end)}
+	rand.Read(sp.SpanID[:])
+	server, client := s.who.Local, s.who.Remote
+	sp.Resource = tempo.Resource{Service: key.SourceWorkload, Namespace: key.SourceNamespace, Cluster: t.cluster}
+	if s.server {
+		sp.Resource = tempo.Resource{Service: key.DestinationWorkload, Namespace: key.DestinationNamespace, Cluster: t.cluster}
+	} else {
+		server, client = client, server
+	}
+	code, _ := strconv.Atoi(status)
+	sp.Attrs = map[string]any{
+		"http.request.method": p.method, "url.path": p.route, "http.route": p.route,
+		"server.address": server.Addr().String(), "server.port": int64(server.Port()),
+		"client.address": client.Addr().String(),
+	}
+	if code > 0 {
+		sp.Attrs["http.response.status_code"] = int64(code)
+	} else {
+		sp.Attrs["error.type"] = "no_response"
+	}
+	sp.Error = code == 0 || code >= 500 || (!s.server && code >= 400)
+	return sp
 }
 
 var (
@@ -234,7 +314,19 @@ func (t *Table) Collect(ch chan<- prometheus.Metric) {
 			b[le] = cum
 		}
 		lv := append(k.Key.Values(), k.method, k.status, k.path)
-		ch <- prometheus.MustNewConstHistogram(d, h.total, h.sum, b, lv...)
+		m := prometheus.MustNewConstHistogram(d, h.total, h.sum, b, lv...)
+		var ex []prometheus.Exemplar
+		for _, e := range h.exemplars {
+			if e != nil {
+				ex = append(ex, *e)
+			}
+		}
+		if len(ex) > 0 {
+			if withEx, err := prometheus.NewMetricWithExemplars(m, ex...); err == nil {
+				m = withEx
+			}
+		}
+		ch <- m
 	}
 	for outcome, n := range map[string]uint64{"unpaired": t.unpaired, "malformed": t.malformed, "dropped": t.dropped} {
 		ch <- prometheus.MustNewConstMetric(healthDesc, prometheus.CounterValue, float64(n), outcome)

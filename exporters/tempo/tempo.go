@@ -1,0 +1,217 @@
+// Package tempo sends request spans over OTLP gRPC (Grafana Tempo, or any
+// OTLP trace backend). Spans wait in a bounded queue; a full queue drops
+// and counts, never blocks the agent.
+package tempo
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"go.uber.org/zap"
+)
+
+// Span is one observed request, in the terms the exporter needs.
+type Span struct {
+	TraceID  [16]byte
+	SpanID   [8]byte
+	ParentID [8]byte // zero for a root span
+	Name     string
+	Server   bool
+	Start    time.Time
+	End      time.Time
+	Resource Resource
+	Attrs    map[string]any // string or int64 values
+	Error    bool
+}
+
+// Resource says who produced the span.
+type Resource struct {
+	Service   string // the workload
+	Namespace string
+	Cluster   string
+}
+
+// Config of the exporter.
+type Config struct {
+	Endpoint  string // host:port
+	Insecure  bool
+	Headers   map[string]string
+	Queue     int           // spans waiting at most
+	BatchSize int           // spans per upload at most
+	Interval  time.Duration // longest a span waits for its batch
+}
+
+// Exporter uploads spans from its own goroutine.
+type Exporter struct {
+	log    *zap.Logger
+	cfg    Config
+	client otlptrace.Client
+	queue  chan Span
+
+	Dropped atomic.Uint64 // spans the full queue refused
+	Errors  atomic.Uint64 // failed uploads
+	Sent    atomic.Uint64
+}
+
+func New(log *zap.Logger, cfg Config) *Exporter {
+	if cfg.Queue <= 0 {
+		cfg.Queue = 4096
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 512
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(cfg.Endpoint), otlptracegrpc.WithTimeout(10 * time.Second),
+		// The queue is ours; the client must not hold batches for minutes.
+		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: 15 * time.Second})}
+	if cfg.Insecure {
+		opts = append(opts, otlptracegrpc.WithInsecure())
+	}
+	if len(cfg.Headers) > 0 {
+		opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
+	}
+	return &Exporter{log: log, cfg: cfg, client: otlptracegrpc.NewClient(opts...), queue: make(chan Span, cfg.Queue)}
+}
+
+// Export queues a span; false when the queue is full (the span is counted
+// as dropped).
+func (e *Exporter) Export(s Span) bool {
+	select {
+	case e.queue <- s:
+		return true
+	default:
+		e.Dropped.Add(1)
+		return false
+	}
+}
+
+// QueueLength is how many spans wait.
+func (e *Exporter) QueueLength() int { return len(e.queue) }
+
+// Run uploads batches until ctx ends, then flushes what is queued.
+func (e *Exporter) Run(ctx context.Context) error {
+	if err := e.client.Start(ctx); err != nil {
+		return err
+	}
+	tick := time.NewTicker(e.cfg.Interval)
+	defer tick.Stop()
+	batch := make([]Span, 0, e.cfg.BatchSize)
+	failing := false
+	flush := func(ctx context.Context) {
+		if len(batch) == 0 {
+			return
+		}
+		err := e.client.UploadTraces(ctx, toProto(batch))
+		switch {
+		case err != nil:
+			e.Errors.Add(1)
+			e.Dropped.Add(uint64(len(batch)))
+			if !failing { // once per outage, not once per batch
+				e.log.Warn("cannot send spans; dropping them until the backend answers", zap.String("endpoint", e.cfg.Endpoint), zap.Error(err))
+			}
+			failing = true
+		default:
+			e.Sent.Add(uint64(len(batch)))
+			if failing {
+				e.log.Info("sending spans again", zap.String("endpoint", e.cfg.Endpoint))
+			}
+			failing = false
+		}
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case s := <-e.queue:
+			batch = append(batch, s)
+			if len(batch) == e.cfg.BatchSize {
+				flush(ctx)
+			}
+		case <-tick.C:
+			flush(ctx)
+		case <-ctx.Done():
+			drain, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			for len(e.queue) > 0 && len(batch) < e.cfg.BatchSize {
+				batch = append(batch, <-e.queue)
+			}
+			flush(drain)
+			e.client.Stop(drain)
+			cancel()
+			return nil
+		}
+	}
+}
+
+// toProto groups spans by resource, as OTLP wants them.
+func toProto(spans []Span) []*tracepb.ResourceSpans {
+	by := map[Resource]*tracepb.ScopeSpans{}
+	var out []*tracepb.ResourceSpans
+	for i := range spans {
+		s := &spans[i]
+		ss := by[s.Resource]
+		if ss == nil {
+			ss = &tracepb.ScopeSpans{Scope: &commonpb.InstrumentationScope{Name: "strata"}}
+			by[s.Resource] = ss
+			out = append(out, &tracepb.ResourceSpans{Resource: resource(s.Resource), ScopeSpans: []*tracepb.ScopeSpans{ss}})
+		}
+		kind := tracepb.Span_SPAN_KIND_CLIENT
+		if s.Server {
+			kind = tracepb.Span_SPAN_KIND_SERVER
+		}
+		p := &tracepb.Span{
+			TraceId:           s.TraceID[:],
+			SpanId:            s.SpanID[:],
+			Name:              s.Name,
+			Kind:              kind,
+			StartTimeUnixNano: uint64(s.Start.UnixNano()),
+			EndTimeUnixNano:   uint64(s.End.UnixNano()),
+			Attributes:        attrs(s.Attrs),
+		}
+		if s.ParentID != [8]byte{} {
+			p.ParentSpanId = s.ParentID[:]
+		}
+		if s.Error {
+			p.Status = &tracepb.Status{Code: tracepb.Status_STATUS_CODE_ERROR}
+		}
+		ss.Spans = append(ss.Spans, p)
+	}
+	return out
+}
+
+func resource(r Resource) *resourcepb.Resource {
+	a := map[string]any{"service.name": r.Service}
+	if r.Namespace != "" {
+		a["k8s.namespace.name"] = r.Namespace
+	}
+	if r.Cluster != "" {
+		a["k8s.cluster.name"] = r.Cluster
+	}
+	return &resourcepb.Resource{Attributes: attrs(a)}
+}
+
+func attrs(m map[string]any) []*commonpb.KeyValue {
+	out := make([]*commonpb.KeyValue, 0, len(m))
+	for k, v := range m {
+		var av *commonpb.AnyValue
+		switch v := v.(type) {
+		case string:
+			av = &commonpb.AnyValue{Value: &commonpb.AnyValue_StringValue{StringValue: v}}
+		case int64:
+			av = &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: v}}
+		case int:
+			av = &commonpb.AnyValue{Value: &commonpb.AnyValue_IntValue{IntValue: int64(v)}}
+		default:
+			continue
+		}
+		out = append(out, &commonpb.KeyValue{Key: k, Value: av})
+	}
+	return out
+}
+
