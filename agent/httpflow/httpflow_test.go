@@ -1,0 +1,205 @@
+package httpflow
+
+import (
+	"encoding/hex"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/stratanet/strata/agent/flow"
+	"github.com/stratanet/strata/exporters/tempo"
+	"github.com/stratanet/strata/probes/event"
+)
+
+type spans []tempo.Span
+
+func (s *spans) Export(sp tempo.Span) bool { *s = append(*s, sp); return true }
+
+func key(e *event.TCP) flow.Key {
+	k := flow.Key{SourceWorkload: "curl", DestinationWorkload: "nginx", DestinationPort: "80", Reporter: "client"}
+	if e.Kind == event.Accept {
+		k.Reporter = "server"
+	}
+	return k
+}
+
+var (
+	cl = netip.MustParseAddrPort("10.0.0.1:5000")
+	sv = netip.MustParseAddrPort("10.0.0.2:80")
+)
+
+func wall(mono uint64) time.Time { return time.Unix(1000, int64(mono)) }
+
+// server-side records: requests received, responses sent.
+func req(sock, at uint64, head string) *event.HTTP {
+	return &event.HTTP{Sock: sock, Mono: at, Received: true, Local: sv, Remote: cl, Head: head}
+}
+func resp(sock, at uint64, head string) *event.HTTP {
+	return &event.HTTP{Sock: sock, Mono: at, Response: true, Local: sv, Remote: cl, Head: head}
+}
+
+func gather(t *testing.T, tb *Table) map[string]*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(tb)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*dto.MetricFamily{}
+	for _, mf := range mfs {
+		out[mf.GetName()] = mf
+	}
+	return out
+}
+
+func count(mfs map[string]*dto.MetricFamily, name string, labels map[string]string) uint64 {
+	var n uint64
+	for _, m := range mfs[name].GetMetric() {
+		ok := true
+		for _, lp := range m.GetLabel() {
+			if v, want := labels[lp.GetName()]; want && v != lp.GetValue() {
+				ok = false
+			}
+		}
+		if ok {
+			n += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return n
+}
+
+func TestKeepAliveAndPipelining(t *testing.T) {
+	tb := New(key, nil, wall, "")
+	// keep-alive: three in a row
+	for i := uint64(0); i < 3; i++ {
+		tb.Apply(req(1, 100*i, "GET /users/"+string(rune('1'+i))+" HTTP/1.1\r\n"))
+		tb.Apply(resp(1, 100*i+50, "HTTP/1.1 200 OK\r\n"))
+	}
+	// pipelining: two requests, then both responses, in order
+	tb.Apply(req(2, 0, "GET /a HTTP/1.1\r\n"))
+	tb.Apply(req(2, 10, "POST /b HTTP/1.1\r\n"))
+	tb.Apply(resp(2, 20, "HTTP/1.1 100 Continue\r\n")) // interim: not the answer
+	tb.Apply(resp(2, 30, "HTTP/1.1 204 No Content\r\n"))
+	tb.Apply(resp(2, 40, "HTTP/1.1 503 Unavailable\r\n"))
+	mfs := gather(t, tb)
+	const name = "strata_http_server_request_duration_seconds"
+	for _, c := range []struct {
+		labels map[string]string
+		want   uint64
+	}{
+		{map[string]string{"route": "/users/{id}", "status_code": "200", "method": "GET"}, 3},
+		{map[string]string{"route": "/a", "status_code": "204"}, 1},
+		{map[string]string{"route": "/b", "status_code": "503", "method": "POST"}, 1},
+		{map[string]string{"reporter": "server"}, 5},
+	} {
+		if got := count(mfs, name, c.labels); got != c.want {
+			t.Errorf("%v: %d, want %d", c.labels, got, c.want)
+		}
+	}
+	if n := len(tb.socks); n != 0 {
+		t.Errorf("%d sockets kept with nothing in flight", n)
+	}
+}
+
+func TestUnansweredAfterCloseAndGrace(t *testing.T) {
+	tb := New(key, nil, wall, "")
+	now := time.Unix(0, 0)
+	tb.now = func() time.Time { return now }
+	tb.Apply(req(7, 0, "GET /slow HTTP/1.1\r\n"))
+	tb.Closed(7, 1e9)
+	tb.Tick()
+	// the response travelled another ring buffer: it may still come
+	tb.Apply(resp(7, 9e8, "HTTP/1.1 200 OK\r\n"))
+	tb.Apply(req(7, 1e9+1, "GET /never HTTP/1.1\r\n")) // a new socket at the same address
+	tb.Closed(7, 3e9)
+	now = now.Add(2 * Grace)
+	tb.Tick()
+	mfs := gather(t, tb)
+	const name = "strata_http_server_request_duration_seconds"
+	if got := count(mfs, name, map[string]string{"route": "/slow", "status_code": "200"}); got != 1 {
+		t.Errorf("/slow answered = %d, want 1", got)
+	}
+	if got := count(mfs, name, map[string]string{"route": "/never", "status_code": Noanswer}); got != 1 {
+		t.Errorf("/never unanswered = %d, want 1", got)
+	}
+	if len(tb.socks) != 0 {
+		t.Errorf("%d sockets left after grace", len(tb.socks))
+	}
+}
+
+func TestGarbageNeverBecomesSeries(t *testing.T) {
+	tb := New(key, nil, wall, "")
+	tb.Apply(req(1, 0, "GET /x HTTP/9.9\r\n"))
+	tb.Apply(req(1, 0, "\x16\x03\x01\x00"))
+	tb.Apply(resp(1, 0, "HTTP/1.1 200 OK\r\n")) // no request in flight
+	mfs := gather(t, tb)
+	if n := len(mfs["strata_http_server_request_duration_seconds"].GetMetric()); n != 0 {
+		t.Fatalf("%d series from garbage", n)
+	}
+	for outcome, want := range map[string]float64{"malformed": 2, "unpaired": 1} {
+		for _, m := range mfs["strata_agent_http_records_total"].GetMetric() {
+			if m.GetLabel()[0].GetValue() == outcome && m.GetCounter().GetValue() != want {
+				t.Errorf("%s = %v, want %v", outcome, m.GetCounter().GetValue(), want)
+			}
+		}
+	}
+}
+
+func TestTraceparentJoinsTraceAndExemplar(t *testing.T) {
+	var sp spans
+	tb := New(key, &sp, wall, "prod")
+	const tid, pid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	tb.Apply(req(3, 1000, "GET /users/42 HTTP/1.1\r\nHost: x\r\ntraceparent: 00-"+tid+"-"+pid+"-01\r\n\r\n"))
+	tb.Apply(resp(3, 51_000_000, "HTTP/1.1 500 Oops\r\n"))
+	tb.Apply(req(3, 60_000_000, "GET /other HTTP/1.1\r\n\r\n"))
+	tb.Apply(resp(3, 61_000_000, "HTTP/1.1 200 OK\r\n"))
+	if len(sp) != 2 {
+		t.Fatalf("%d spans, want 2", len(sp))
+	}
+	s := sp[0]
+	if hex.EncodeToString(s.TraceID[:]) != tid || hex.EncodeToString(s.ParentID[:]) != pid || !s.Server {
+		t.Fatalf("span %x parent %x server %v", s.TraceID, s.ParentID, s.Server)
+	}
+	if s.Name != "GET /users/{id}" || s.Resource.Service != "nginx" || s.Resource.Cluster != "prod" || !s.Error ||
+		s.Attrs["http.response.status_code"] != int64(500) || s.Attrs["server.port"] != int64(80) ||
+		s.Attrs["client.address"] != "10.0.0.1" || s.End.Sub(s.Start) != 50999*time.Microsecond {
+		t.Fatalf("span %+v", s)
+	}
+	if sp[1].TraceID == s.TraceID || sp[1].ParentID != [8]byte{} {
+		t.Fatal("a request without traceparent must start its own trace")
+	}
+	mfs := gather(t, tb)
+	var found bool
+	for _, m := range mfs["strata_http_server_request_duration_seconds"].GetMetric() {
+		for _, b := range m.GetHistogram().GetBucket() {
+			if ex := b.GetExemplar(); ex != nil && ex.GetLabel()[0].GetValue() == tid {
+				found = true
+				if b.GetUpperBound() < 0.05 {
+					t.Errorf("exemplar of a 51ms request in bucket le=%v", b.GetUpperBound())
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no exemplar carries the request's trace id")
+	}
+}
+
+func TestRoutesAreBounded(t *testing.T) {
+	tb := New(key, nil, wall, "")
+	for i := 0; i < maxRoutes+100; i++ {
+		tb.Apply(req(1, 0, "GET /page-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+"/"+hex.EncodeToString([]byte{byte(i), byte(i >> 8)})+"z HTTP/1.1\r\n"))
+		tb.Apply(resp(1, 1, "HTTP/1.1 200 OK\r\n"))
+	}
+	if len(tb.routes) > maxRoutes {
+		t.Fatalf("%d routes kept", len(tb.routes))
+	}
+	if got := count(gather(t, tb), "strata_http_server_request_duration_seconds", map[string]string{"route": flow.Other}); got == 0 {
+		t.Fatal("routes beyond the budget did not fold into ~other")
+	}
+}
