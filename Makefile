@@ -25,6 +25,10 @@ deps: ## Install the Debian packages the tests need (root; skips what is there)
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+.PHONY: tools
+tools: ## Build the trace backend the tests use (Jaeger v2, cached outside the repo)
+	bash e2e/tools/build.sh
+
 .PHONY: generate
 generate: ## Rebuild the BPF objects and their Go bindings (needs clang)
 	$(GO) generate ./probes/...
@@ -49,17 +53,18 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 .PHONY: test
-test: deps lint build ## Run every test, BPF and network tests included (root)
+test: deps tools lint build ## Run every test, BPF and network tests included (root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make test: BPF and network-namespace tests need root (sudo make test)"; exit 1; fi
 	CI=$(CI) $(GO) test -count=1 -timeout 30m ./...
 
 .PHONY: test-unit
-test-unit: ## Run the tests that need neither root nor a kernel
-	$(GO) test -count=1 ./agent/config/ ./agent/flow/ ./identity/... ./probes/tcp/ -run 'Test[^E]'
+test-unit: ## Run the tests that need neither root nor a kernel (privileged ones skip without root)
+	$(GO) test -count=1 ./agent/... ./identity/... ./exporters/... ./probes/...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the record decoder for FUZZTIME (default 2m)
+fuzz: ## Fuzz the record decoder and the HTTP parser, FUZZTIME each (default 2m)
 	$(GO) test ./probes/tcp/ -run '^$$' -fuzz FuzzDecode -fuzztime $${FUZZTIME:-2m}
+	$(GO) test ./probes/http/ -run '^$$' -fuzz FuzzParse -fuzztime $${FUZZTIME:-2m}
 
 .PHONY: bench-overhead
 bench-overhead: deps build ## wrk against nginx in a namespace, agent off vs on, interleaved (root)

@@ -103,7 +103,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 		spans = tempo.New(log.Named("tempo"), tempo.Config{Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure == "on"})
 		sink = spans
 	}
-	requests := httpflow.New(table.KeyFor, sink, monoToWall(), cfg.Cluster)
+	requests := httpflow.New(table, sink, monoToWall(), cfg.Cluster)
 	// Know every namespace's addresses before the first event, so that a
 	// connection to a local server is never named "world" for lack of it.
 	if all, err := netns.Enumerate(); err == nil {
@@ -147,7 +147,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 	}
 	// The one goroutine that owns identity, the flow table and HTTP pairing.
 	g.Go(func() error {
-		tick := time.NewTicker(time.Second)
+		tick := time.NewTicker(100 * time.Millisecond) // HTTP requests settle and closed sockets age
 		defer tick.Stop()
 		for {
 			select {

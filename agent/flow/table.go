@@ -4,6 +4,7 @@
 package flow
 
 import (
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -86,12 +87,20 @@ func (h *histogram) observe(v float64) {
 	h.total++
 }
 
+// tombstone is a closed socket: its address and ends, so that late events
+// find its pair, and a new socket at the same address is not mistaken for it.
+type tombstone struct {
+	sock          uint64
+	local, remote netip.AddrPort
+}
+
 type conn struct {
-	key   Key
-	stats *stats // the flow of key: flows are never removed
-	netns uint32
-	last  event.Counters
-	seen  uint32 // last sweep that saw it
+	key           Key
+	local, remote netip.AddrPort
+	stats         *stats // the flow of key: flows are never removed
+	netns         uint32
+	last          event.Counters
+	seen          uint32 // last sweep that saw it
 	// provisional: first seen by a sweep, named before every namespace was
 	// known; named again when it first has traffic to count.
 	provisional bool
@@ -112,8 +121,8 @@ type Table struct {
 	gov       *governor
 	keys      map[identity.Pair]Key // the governor's answers, remembered
 	conns     map[uint64]*conn
-	closed    map[uint64]Key // recently closed sockets, for events that trail the close
-	closedLog []uint64       // closed, oldest first, to bound it
+	closed    map[tombstone]Key // recently closed sockets, for events that trail the close
+	closedLog []tombstone       // closed, oldest first, to bound it
 	flows     map[Key]*stats
 	untracked uint64 // sockets not followed because MaxConns was reached
 	stale     uint64 // sockets dropped after vanishing without a close record
@@ -126,7 +135,7 @@ func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {
 		gov:    newGovernor(opts.Budgets),
 		keys:   map[identity.Pair]Key{},
 		conns:  map[uint64]*conn{},
-		closed: map[uint64]Key{},
+		closed: map[tombstone]Key{},
 		flows:  map[Key]*stats{},
 	}
 }
@@ -155,7 +164,6 @@ func (t *Table) apply(e *event.TCP) {
 		if old := t.conns[e.Sock]; old != nil { // its close was lost
 			t.end(e.Sock, old)
 		}
-		delete(t.closed, e.Sock) // the address now belongs to a new socket
 		t.track(e).stats.connections[Success]++
 	case event.ConnectFailed:
 		t.flow(t.keyOf(e)).connections[Result(e.Err)]++
@@ -179,10 +187,8 @@ func (t *Table) apply(e *event.TCP) {
 		}
 	case event.ResetSent, event.ResetReceived:
 		// An aborting close sends its RST after the socket reached CLOSE.
-		k, ok := t.closed[e.Sock]
-		if c := t.conns[e.Sock]; c != nil {
-			k = c.key
-		} else if !ok {
+		k, ok := t.lookup(e)
+		if !ok {
 			k = t.keyOf(e)
 		}
 		if e.Kind == event.ResetSent {
@@ -202,7 +208,7 @@ func (t *Table) apply(e *event.TCP) {
 // track starts following a live socket.
 func (t *Table) track(e *event.TCP) *conn {
 	k := t.keyOf(e)
-	c := &conn{key: k, stats: t.flow(k), netns: e.Netns, last: e.Counters}
+	c := &conn{key: k, local: e.Local, remote: e.Remote, stats: t.flow(k), netns: e.Netns, last: e.Counters}
 	if len(t.conns) >= t.opts.MaxConns {
 		t.untracked++
 		return c
@@ -220,8 +226,9 @@ func (t *Table) end(sock uint64, c *conn) {
 		delete(t.closed, t.closedLog[0])
 		t.closedLog = t.closedLog[1:]
 	}
-	t.closed[sock] = c.key
-	t.closedLog = append(t.closedLog, sock)
+	ts := tombstone{sock, c.local, c.remote}
+	t.closed[ts] = c.key
+	t.closedLog = append(t.closedLog, ts)
 }
 
 // maxClosed bounds the memory of closed sockets: enough for the events that
@@ -322,16 +329,32 @@ func (t *Table) flow(k Key) *stats {
 	return s
 }
 
+// Lookup finds the pair of the socket behind e among the connections the
+// table follows or recently closed. Its ends must match e's: socket
+// addresses are reused within milliseconds.
+func (t *Table) Lookup(e *event.TCP) (Key, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.lookup(e)
+}
+
+func (t *Table) lookup(e *event.TCP) (Key, bool) {
+	if c := t.conns[e.Sock]; c != nil && c.local == e.Local && c.remote == e.Remote {
+		return c.key, true
+	}
+	if k, ok := t.closed[tombstone{e.Sock, e.Local, e.Remote}]; ok {
+		return k, true
+	}
+	return Key{}, false
+}
+
 // KeyFor names the pair of the socket behind e: the connection's own when
-// the table follows it, else what its addresses resolve to now (e.Kind says
+// the table knows it, else what its addresses resolve to now (e.Kind says
 // which end: Accept for a server, Connect for a client).
 func (t *Table) KeyFor(e *event.TCP) Key {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if c := t.conns[e.Sock]; c != nil {
-		return c.key
-	}
-	if k, ok := t.closed[e.Sock]; ok {
+	if k, ok := t.lookup(e); ok {
 		return k
 	}
 	return t.keyOf(e)

@@ -29,6 +29,15 @@ const (
 	maxRoutes  = 500 // distinct routes; more fold into ~other
 )
 
+// Settle is how long a completed request waits before it is named: the
+// connection's own records travel another ring buffer and may trail it by
+// up to a poll interval.
+const Settle = 300 * time.Millisecond
+
+// maxSettling bounds the requests waiting to settle; beyond, the oldest
+// are named at once.
+const maxSettling = 1 << 16
+
 // Grace after a socket closed during which its last responses may still
 // arrive: they travel through another ring buffer than the close.
 const Grace = time.Second
@@ -76,6 +85,18 @@ type sock struct {
 	closedMono uint64
 }
 
+// done is a completed request waiting to be named and counted.
+type done struct {
+	at     time.Time
+	key    flow.Key
+	named  bool // key holds the connection's own pair
+	who    event.TCP
+	server bool
+	p      pending
+	status string
+	end    uint64
+}
+
 type seriesKey struct {
 	flow.Key
 	server               bool
@@ -94,18 +115,24 @@ type Spans interface {
 	Export(tempo.Span) bool
 }
 
-// KeyFunc names a socket's pair; e.Kind is Accept for the server end.
-type KeyFunc func(e *event.TCP) flow.Key
+// Namer names a socket's pair (e.Kind is Accept for the server end):
+// Lookup only from the connection's own records, KeyFor also by resolving
+// its addresses afresh.
+type Namer interface {
+	Lookup(e *event.TCP) (flow.Key, bool)
+	KeyFor(e *event.TCP) flow.Key
+}
 
 // Table is the HTTP pairing and aggregation.
 type Table struct {
-	keyOf   KeyFunc
+	names   Namer
 	now     func() time.Time
 	spans   Spans                       // nil: no spans
 	wall    func(mono uint64) time.Time // kernel monotonic ns to wall clock
 	cluster string
 
 	mu        sync.Mutex
+	settling  []done // completed, oldest first, waiting Settle to be named
 	socks     map[uint64]*sock
 	series    map[seriesKey]*histogram
 	routes    map[string]struct{}
@@ -115,8 +142,8 @@ type Table struct {
 }
 
 // New makes a table; spans may be nil. wall converts kernel time.
-func New(keyOf KeyFunc, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
-	return &Table{keyOf: keyOf, now: time.Now, spans: spans, wall: wall, cluster: cluster,
+func New(names Namer, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
+	return &Table{names: names, now: time.Now, spans: spans, wall: wall, cluster: cluster,
 		socks: map[uint64]*sock{}, series: map[seriesKey]*histogram{}, routes: map[string]struct{}{}}
 }
 
@@ -155,7 +182,7 @@ func (t *Table) Apply(e *event.HTTP) {
 	}
 	p := s.queue[0]
 	s.queue = s.queue[1:]
-	t.observe(s, p, strconv.Itoa(resp.Status), e.Mono)
+	t.complete(s, p, strconv.Itoa(resp.Status), e.Mono)
 	if len(s.queue) == 0 && s.closedAt.IsZero() {
 		delete(t.socks, e.Sock) // nothing in flight: no state to keep
 	}
@@ -172,17 +199,26 @@ func (t *Table) Closed(sockAddr, mono uint64) {
 	}
 }
 
-// Tick finalizes sockets closed longer than Grace ago.
+// Tick finalizes sockets closed longer than Grace ago and names the
+// requests that have settled. The agent calls it every 100ms.
 func (t *Table) Tick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	defer func() {
+		n := 0
+		for n < len(t.settling) && now.Sub(t.settling[n].at) >= Settle {
+			t.observe(t.settling[n])
+			n++
+		}
+		t.settling = t.settling[n:]
+	}()
 	for addr, s := range t.socks {
 		if s.closedAt.IsZero() || now.Sub(s.closedAt) < Grace {
 			continue
 		}
 		for _, p := range s.queue {
-			t.observe(s, p, Noanswer, s.closedMono)
+			t.complete(s, p, Noanswer, s.closedMono)
 		}
 		delete(t.socks, addr)
 	}
@@ -193,7 +229,7 @@ func (t *Table) sock(e *event.HTTP, server bool) *sock {
 	s := t.socks[e.Sock]
 	if s != nil && !s.closedAt.IsZero() { // the address now belongs to a new socket
 		for _, p := range s.queue {
-			t.observe(s, p, Noanswer, s.closedMono)
+			t.complete(s, p, Noanswer, s.closedMono)
 		}
 		s = nil
 	}
@@ -223,9 +259,27 @@ func (t *Table) route(path string) string {
 	return r
 }
 
-func (t *Table) observe(s *sock, p pending, status string, end uint64) {
-	key := t.keyOf(&s.who)
-	k := seriesKey{Key: key, server: s.server, method: p.method, status: status, path: p.route}
+// complete queues a finished request to be named once its connection's
+// records have arrived.
+func (t *Table) complete(s *sock, p pending, status string, end uint64) {
+	if len(t.settling) >= maxSettling {
+		t.observe(t.settling[0])
+		t.settling = t.settling[1:]
+	}
+	d := done{at: t.now(), who: s.who, server: s.server, p: p, status: status, end: end}
+	// Name it now if the connection's records are in: by the time it has
+	// settled, the socket's address may belong to another connection.
+	d.key, d.named = t.names.Lookup(&d.who)
+	t.settling = append(t.settling, d)
+}
+
+func (t *Table) observe(d done) {
+	key := d.key
+	if !d.named {
+		key = t.names.KeyFor(&d.who)
+	}
+	p, status, end := d.p, d.status, d.end
+	k := seriesKey{Key: key, server: d.server, method: p.method, status: status, path: p.route}
 	h := t.series[k]
 	if h == nil {
 		if len(t.series) >= maxSeries {
@@ -235,16 +289,16 @@ func (t *Table) observe(s *sock, p pending, status string, end uint64) {
 		h = &histogram{counts: make([]uint64, len(buckets)+1), exemplars: make([]*prometheus.Exemplar, len(buckets)+1)}
 		t.series[k] = h
 	}
-	d := 0.0
+	secs := 0.0
 	if end > p.at {
-		d = float64(end-p.at) / 1e9
+		secs = float64(end-p.at) / 1e9
 	}
 	i := 0
-	for i < len(buckets) && d > buckets[i] {
+	for i < len(buckets) && secs > buckets[i] {
 		i++
 	}
 	h.counts[i]++
-	h.sum += d
+	h.sum += secs
 	h.total++
 
 	trace := p.parent.trace
@@ -254,21 +308,22 @@ func (t *Table) observe(s *sock, p pending, status string, end uint64) {
 	if trace == [16]byte{} {
 		return // nothing to point an exemplar at
 	}
-	h.exemplars[i] = &prometheus.Exemplar{Value: d, Timestamp: t.wall(end),
+	h.exemplars[i] = &prometheus.Exemplar{Value: secs, Timestamp: t.wall(end),
 		Labels: prometheus.Labels{"trace_id": hex.EncodeToString(trace[:])}}
 	if t.spans != nil {
-		t.spans.Export(t.span(s, key, p, status, end, trace))
+		t.spans.Export(t.span(d, key, trace))
 	}
 }
 
 // span is the request as OTel semantic conventions describe it.
-func (t *Table) span(s *sock, key flow.Key, p pending, status string, end uint64, trace [16]byte) tempo.Span {
-	sp := tempo.Span{TraceID: trace, ParentID: p.parent.span, Name: p.method + " " + p.route, Server: s.server,
-		Start: t.wall(p.at), End: t.wall(end)}
+func (t *Table) span(d done, key flow.Key, trace [16]byte) tempo.Span {
+	p, status := d.p, d.status
+	sp := tempo.Span{TraceID: trace, ParentID: p.parent.span, Name: p.method + " " + p.route, Server: d.server,
+		Start: t.wall(p.at), End: t.wall(d.end)}
 	rand.Read(sp.SpanID[:])
-	server, client := s.who.Local, s.who.Remote
+	server, client := d.who.Local, d.who.Remote
 	sp.Resource = tempo.Resource{Service: key.SourceWorkload, Namespace: key.SourceNamespace, Cluster: t.cluster}
-	if s.server {
+	if d.server {
 		sp.Resource = tempo.Resource{Service: key.DestinationWorkload, Namespace: key.DestinationNamespace, Cluster: t.cluster}
 	} else {
 		server, client = client, server
@@ -284,7 +339,7 @@ func (t *Table) span(s *sock, key flow.Key, p pending, status string, end uint64
 	} else {
 		sp.Attrs["error.type"] = "no_response"
 	}
-	sp.Error = code == 0 || code >= 500 || (!s.server && code >= 400)
+	sp.Error = code == 0 || code >= 500 || (!d.server && code >= 400)
 	return sp
 }
 

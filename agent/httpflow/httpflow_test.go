@@ -19,6 +19,11 @@ type spans []tempo.Span
 
 func (s *spans) Export(sp tempo.Span) bool { *s = append(*s, sp); return true }
 
+type names struct{}
+
+func (names) Lookup(e *event.TCP) (flow.Key, bool) { return flow.Key{}, false }
+func (names) KeyFor(e *event.TCP) flow.Key         { return key(e) }
+
 func key(e *event.TCP) flow.Key {
 	k := flow.Key{SourceWorkload: "curl", DestinationWorkload: "nginx", DestinationPort: "80", Reporter: "client"}
 	if e.Kind == event.Accept {
@@ -42,8 +47,13 @@ func resp(sock, at uint64, head string) *event.HTTP {
 	return &event.HTTP{Sock: sock, Mono: at, Response: true, Local: sv, Remote: cl, Head: head}
 }
 
+// gather names what has settled and reads the table's metrics.
 func gather(t *testing.T, tb *Table) map[string]*dto.MetricFamily {
 	t.Helper()
+	now := tb.now
+	tb.now = func() time.Time { return now().Add(Settle) }
+	tb.Tick()
+	tb.now = now
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(tb)
 	mfs, err := reg.Gather()
@@ -74,7 +84,7 @@ func count(mfs map[string]*dto.MetricFamily, name string, labels map[string]stri
 }
 
 func TestKeepAliveAndPipelining(t *testing.T) {
-	tb := New(key, nil, wall, "")
+	tb := New(names{}, nil, wall, "")
 	// keep-alive: three in a row
 	for i := uint64(0); i < 3; i++ {
 		tb.Apply(req(1, 100*i, "GET /users/"+string(rune('1'+i))+" HTTP/1.1\r\n"))
@@ -107,7 +117,7 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 }
 
 func TestUnansweredAfterCloseAndGrace(t *testing.T) {
-	tb := New(key, nil, wall, "")
+	tb := New(names{}, nil, wall, "")
 	now := time.Unix(0, 0)
 	tb.now = func() time.Time { return now }
 	tb.Apply(req(7, 0, "GET /slow HTTP/1.1\r\n"))
@@ -133,7 +143,7 @@ func TestUnansweredAfterCloseAndGrace(t *testing.T) {
 }
 
 func TestGarbageNeverBecomesSeries(t *testing.T) {
-	tb := New(key, nil, wall, "")
+	tb := New(names{}, nil, wall, "")
 	tb.Apply(req(1, 0, "GET /x HTTP/9.9\r\n"))
 	tb.Apply(req(1, 0, "\x16\x03\x01\x00"))
 	tb.Apply(resp(1, 0, "HTTP/1.1 200 OK\r\n")) // no request in flight
@@ -152,12 +162,16 @@ func TestGarbageNeverBecomesSeries(t *testing.T) {
 
 func TestTraceparentJoinsTraceAndExemplar(t *testing.T) {
 	var sp spans
-	tb := New(key, &sp, wall, "prod")
+	tb := New(names{}, &sp, wall, "prod")
 	const tid, pid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	tb.Apply(req(3, 1000, "GET /users/42 HTTP/1.1\r\nHost: x\r\ntraceparent: 00-"+tid+"-"+pid+"-01\r\n\r\n"))
 	tb.Apply(resp(3, 51_000_000, "HTTP/1.1 500 Oops\r\n"))
 	tb.Apply(req(3, 60_000_000, "GET /other HTTP/1.1\r\n\r\n"))
 	tb.Apply(resp(3, 61_000_000, "HTTP/1.1 200 OK\r\n"))
+	if len(sp) != 0 {
+		t.Fatalf("%d spans before the requests settled, want 0", len(sp))
+	}
+	mfs := gather(t, tb)
 	if len(sp) != 2 {
 		t.Fatalf("%d spans, want 2", len(sp))
 	}
@@ -173,7 +187,6 @@ func TestTraceparentJoinsTraceAndExemplar(t *testing.T) {
 	if sp[1].TraceID == s.TraceID || sp[1].ParentID != [8]byte{} {
 		t.Fatal("a request without traceparent must start its own trace")
 	}
-	mfs := gather(t, tb)
 	var found bool
 	for _, m := range mfs["strata_http_server_request_duration_seconds"].GetMetric() {
 		for _, b := range m.GetHistogram().GetBucket() {
@@ -191,7 +204,7 @@ func TestTraceparentJoinsTraceAndExemplar(t *testing.T) {
 }
 
 func TestRoutesAreBounded(t *testing.T) {
-	tb := New(key, nil, wall, "")
+	tb := New(names{}, nil, wall, "")
 	for i := 0; i < maxRoutes+100; i++ {
 		tb.Apply(req(1, 0, "GET /page-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+"/"+hex.EncodeToString([]byte{byte(i), byte(i >> 8)})+"z HTTP/1.1\r\n"))
 		tb.Apply(resp(1, 1, "HTTP/1.1 200 OK\r\n"))

@@ -4,7 +4,6 @@
 package harness
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -49,7 +48,7 @@ func RequireRoot(t testing.TB) {
 type Agent struct {
 	Addr string
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *lockedBuffer
 }
 
 // StartAgent runs the agent binary in standalone mode on a free port and
@@ -60,7 +59,7 @@ func StartAgent(t *testing.T, binary string, args ...string) *Agent {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{Addr: ln.Addr().String(), log: &bytes.Buffer{}}
+	a := &Agent{Addr: ln.Addr().String(), log: &lockedBuffer{}}
 	ln.Close()
 	a.cmd = exec.Command(binary, append([]string{"--kubernetes=off", "--metrics-addr", a.Addr, "--log-level", "debug"}, args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
@@ -202,7 +201,12 @@ func (a *Agent) Expect(t *testing.T, metric string, want Labels, v float64, sett
 	if !ok || got != v {
 		if mfs, err := a.Scrape(); err == nil {
 			for _, m := range Series(mfs, metric, nil) {
-				t.Logf("present: %v", m)
+				l := Labels{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				v, _ := ValueIn(t, map[string]*dto.MetricFamily{metric: {Metric: []*dto.Metric{m}}}, metric, nil)
+				t.Logf("present: %s%v %v", metric, l, v)
 			}
 		}
 		t.Fatalf("%s%v = %v (present %v), want %v", metric, want, got, ok, v)

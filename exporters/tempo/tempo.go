@@ -214,4 +214,3 @@ func attrs(m map[string]any) []*commonpb.KeyValue {
 	}
 	return out
 }
-

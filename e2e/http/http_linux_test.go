@@ -1,0 +1,184 @@
+package http_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stratanet/strata/e2e/harness"
+	"github.com/stratanet/strata/e2e/netlab"
+)
+
+const (
+	serverMetric = "strata_http_server_request_duration_seconds"
+	clientMetric = "strata_http_client_request_duration_seconds"
+)
+
+func nginx(t *testing.T, h *netlab.Host, port int) {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`
+worker_processes 1;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s;
+	uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+	server {
+		listen %[2]s:%[3]d;
+		location = / { return 200 "home\n"; }
+		location /missing { return 404; }
+		location /api/users/ { return 500; }
+		location /traced { return 200 "traced\n"; }
+	}
+}
+`, dir, h.IP, port)), 0o644)
+	h.Start("nginx", "-c", conf)
+	h.WaitListen(uint16(port))
+}
+
+// curl runs one curl with n requests to url over one connection.
+func curl(t *testing.T, h *netlab.Host, n int, method, url string, extra ...string) {
+	t.Helper()
+	var cfg strings.Builder
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&cfg, "url = %q\noutput = \"/dev/null\"\n", url)
+	}
+	f := filepath.Join(t.TempDir(), "curl.cfg")
+	os.WriteFile(f, []byte(cfg.String()), 0o644)
+	args := append([]string{"-s", "-X", method, "-K", f, "-w", "%{http_code}\n"}, extra...)
+	out, err := h.Run("curl", args...)
+	if err != nil || strings.Count(out, "\n") != n {
+		t.Fatalf("curl: %v %q", err, out)
+	}
+}
+
+func pair(reporter string) labels {
+	return labels{"source_workload": "curl", "destination_workload": "nginx", "reporter": reporter, "destination_port": "8080"}
+}
+
+func TestHTTPGoldenSignals(t *testing.T) {
+	jaeger := harness.StartJaeger(t)
+	a := startAgent(t, "--sweep-interval", "1s", "--otlp-endpoint", jaeger.OTLP, "--otlp-insecure=on")
+	lab := netlab.New(t)
+	web := lab.Host("web", "10.244.4.3/16")
+	cli := lab.Host("cli", "10.244.4.2/16")
+	nginx(t, web, 8080)
+
+	t.Run("status codes and routes on both ends", func(t *testing.T) {
+		curl(t, cli, 100, "GET", "http://10.244.4.3:8080/")
+		curl(t, cli, 20, "GET", "http://10.244.4.3:8080/missing")
+		curl(t, cli, 10, "POST", "http://10.244.4.3:8080/api/users/42")
+		for _, c := range []struct {
+			metric, reporter string
+		}{{serverMetric, "server"}, {clientMetric, "client"}} {
+			l := pair(c.reporter)
+			a.Expect(t, c.metric, l.With("method", "GET").With("status_code", "200").With("route", "/"), 100, 0)
+			a.Expect(t, c.metric, l.With("method", "GET").With("status_code", "404").With("route", "/missing"), 20, 0)
+			a.Expect(t, c.metric, l.With("method", "POST").With("status_code", "500").With("route", "/api/users/{id}"), 10, 0)
+		}
+		// No other series for this pair: nothing invented, nothing unanswered.
+		mfs, _ := a.Scrape()
+		if n := len(harness.Series(mfs, serverMetric, pair("server"))); n != 3 {
+			t.Fatalf("%d server series, want 3", n)
+		}
+	})
+
+	t.Run("slow handler lands in buckets of 50ms and more", func(t *testing.T) {
+		web.Start(filepath.Join(bin, "httpserver"), "-listen", "10.244.4.3:8081", "-delay", "50ms")
+		web.WaitListen(8081)
+		curl(t, cli, 10, "GET", "http://10.244.4.3:8081/slow")
+		l := labels{"source_workload": "curl", "destination_workload": "httpserver", "destination_port": "8081", "route": "/slow", "status_code": "200"}
+		a.Expect(t, serverMetric, l, 10, 0)
+		a.Expect(t, clientMetric, l, 10, 0)
+		mfs, _ := a.Scrape()
+		for _, metric := range []string{serverMetric, clientMetric} {
+			for _, m := range harness.Series(mfs, metric, l) {
+				for _, b := range m.GetHistogram().GetBucket() {
+					if b.GetUpperBound() < 0.05 && b.GetCumulativeCount() != 0 {
+						t.Errorf("%s: %d requests in le=%v, want none under 50ms", metric, b.GetCumulativeCount(), b.GetUpperBound())
+					}
+				}
+			}
+		}
+	})
+
+	t.Run("traceparent joins the trace, exemplar points at it", func(t *testing.T) {
+		const trace, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+		curl(t, cli, 1, "GET", "http://10.244.4.3:8080/traced", "-H", "traceparent: 00-"+trace+"-"+parent+"-01")
+		var spans []harness.Span
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) && len(spans) < 2 {
+			spans = jaeger.Trace(t, trace)
+			time.Sleep(300 * time.Millisecond)
+		}
+		kinds := map[string]harness.Span{}
+		for _, s := range spans {
+			kinds[s.Kind] = s
+		}
+		srv, cl := kinds["server"], kinds["client"]
+		if len(spans) != 2 || srv.Service != "nginx" || cl.Service != "curl" {
+			t.Fatalf("trace %s holds %+v; want a server span of nginx and a client span of curl", trace, spans)
+		}
+		for _, s := range spans {
+			if s.TraceID != trace || s.Parent != parent || s.Name != "GET /traced" {
+				t.Errorf("span %+v: want trace %s, parent %s, name GET /traced", s, trace, parent)
+			}
+			if s.Tags["http.request.method"] != "GET" || fmt.Sprint(s.Tags["http.response.status_code"]) != "200" ||
+				s.Tags["server.address"] != "10.244.4.3" || fmt.Sprint(s.Tags["server.port"]) != "8080" {
+				t.Errorf("span tags %v", s.Tags)
+			}
+		}
+		// The latency histogram's bucket carries the trace as an exemplar
+		// (OpenMetrics exposition).
+		req, _ := http.NewRequest("GET", "http://"+a.Addr+"/metrics", nil)
+		req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		found := false
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, serverMetric+"_bucket{") && strings.Contains(line, `route="/traced"`) &&
+				strings.Contains(line, `# {trace_id="`+trace+`"}`) {
+				found = true
+			}
+		}
+		if !found {
+			t.Fatalf("no bucket of %s{route=\"/traced\"} carries exemplar trace_id=%s", serverMetric, trace)
+		}
+	})
+
+	t.Run("one keep-alive connection, 1000 requests", func(t *testing.T) {
+		out, err := cli.Run(filepath.Join(bin, "httpclient"), "-url", "http://10.244.4.3:8080/", "-n", "1000")
+		if err != nil || strings.TrimSpace(out) != `{"200":1000}` {
+			t.Fatalf("httpclient: %v %s", err, out)
+		}
+		var codes map[string]int
+		json.Unmarshal([]byte(out), &codes)
+		l := labels{"source_workload": "httpclient", "destination_workload": "nginx", "route": "/", "status_code": "200"}
+		a.Expect(t, serverMetric, l.With("reporter", "server"), 1000, 0)
+		a.Expect(t, clientMetric, l.With("reporter", "client"), 1000, 0)
+		a.Expect(t, "strata_tcp_connections_total", labels{"source_workload": "httpclient", "destination_workload": "nginx",
+			"reporter": "client", "result": "success"}, 1, 0)
+	})
+
+	t.Run("spans were all delivered", func(t *testing.T) {
+		for _, m := range []string{"strata_agent_export_dropped_total", "strata_agent_export_errors_total"} {
+			a.Expect(t, m, labels{"exporter": "tempo"}, 0, 0)
+		}
+		a.Expect(t, "strata_agent_probe_info", labels{"probe": "http", "mode": "syscall"}, 1, 0)
+	})
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Builds the real backends the end-to-end tests run (each from its own
+# wrapper module under e2e/tools/) into a cache outside the repository, so a
+# machine builds each once: STRATA_TOOLS_DIR, default /var/cache/strata/bin.
+# A tool is rebuilt when its wrapper module changes.
+set -euo pipefail
+cd "$(dirname "$0")"
+out=${STRATA_TOOLS_DIR:-/var/cache/strata/bin}
+mkdir -p "$out"
+
+build() { # name main-package
+	local name=$1 pkg=$2 stamp
+	stamp=$(cat "$name/go.mod" "$name/go.sum" | sha256sum | cut -c1-16)
+	if [ -x "$out/$name" ] && [ "$(cat "$out/$name.stamp" 2>/dev/null)" = "$stamp" ]; then
+		return
+	fi
+	echo "building $name into $out (first time on this machine: a few minutes)"
+	(cd "$name" && go build -trimpath -o "$out/$name" "$pkg")
+	echo "$stamp" >"$out/$name.stamp"
+}
+
+build jaeger github.com/jaegertracing/jaeger/cmd/jaeger
