@@ -38,7 +38,7 @@ type Config struct {
 func Default() Config {
 	return Config{
 		Kubernetes:    "auto",
-		HTTP:          "on",
+		HTTP:          "off", // on once its overhead at saturation meets the target (docs/metrics.md)
 		OTLPInsecure:  "off",
 		MetricsAddr:   ":9810",
 		SweepInterval: 10 * time.Second,
@@ -83,7 +83,7 @@ type setting struct {
 var settings = []setting{
 	{"kubernetes", "identity source: auto (Kubernetes when in a cluster), on, or off (standalone: process names)",
 		func(c *Config) flag.Value { return (*choice)(&c.Kubernetes) }},
-	{"http", "HTTP/1.x golden signals from socket calls: on or off",
+	{"http", "HTTP/1.x golden signals and spans from socket calls: on or off (experimental: costs throughput on saturated servers)",
 		func(c *Config) flag.Value { return (*onOff)(&c.HTTP) }},
 	{"otlp-endpoint", "HOST:PORT of an OTLP gRPC trace backend (Tempo) for request spans; empty: no spans",
 		func(c *Config) flag.Value { return (*optionalAddr)(&c.OTLPEndpoint) }},

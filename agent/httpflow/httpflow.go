@@ -132,7 +132,8 @@ type Table struct {
 	cluster string
 
 	mu        sync.Mutex
-	settling  []done // completed, oldest first, waiting Settle to be named
+	settling  []done // completed, oldest first from head, waiting Settle to be named
+	head      int
 	socks     map[uint64]*sock
 	series    map[seriesKey]*histogram
 	routes    map[string]struct{}
@@ -206,12 +207,19 @@ func (t *Table) Tick() {
 	defer t.mu.Unlock()
 	now := t.now()
 	defer func() {
-		n := 0
-		for n < len(t.settling) && now.Sub(t.settling[n].at) >= Settle {
-			t.observe(t.settling[n])
-			n++
+		for t.head < len(t.settling) && now.Sub(t.settling[t.head].at) >= Settle {
+			t.observe(t.settling[t.head])
+			t.settling[t.head] = done{} // let go of its strings
+			t.head++
 		}
-		t.settling = t.settling[n:]
+		// Reuse the array instead of sliding along it.
+		if t.head == len(t.settling) {
+			t.settling, t.head = t.settling[:0], 0
+		} else if t.head > len(t.settling)/2 {
+			n := copy(t.settling, t.settling[t.head:])
+			clear(t.settling[n:])
+			t.settling, t.head = t.settling[:n], 0
+		}
 	}()
 	for addr, s := range t.socks {
 		if s.closedAt.IsZero() || now.Sub(s.closedAt) < Grace {
@@ -262,9 +270,9 @@ func (t *Table) route(path string) string {
 // complete queues a finished request to be named once its connection's
 // records have arrived.
 func (t *Table) complete(s *sock, p pending, status string, end uint64) {
-	if len(t.settling) >= maxSettling {
-		t.observe(t.settling[0])
-		t.settling = t.settling[1:]
+	if len(t.settling)-t.head >= maxSettling {
+		t.observe(t.settling[t.head])
+		t.head++
 	}
 	d := done{at: t.now(), who: s.who, server: s.server, p: p, status: status, end: end}
 	// Name it now if the connection's records are in: by the time it has

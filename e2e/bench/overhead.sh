@@ -71,20 +71,19 @@ CONF
 ip netns exec "$srv" nginx -c "$tmp/nginx.conf" &
 for _ in $(seq 50); do ip netns exec "$cli" curl -sf http://10.244.200.1:8080/ >/dev/null && break; sleep 0.1; done
 
-# wrk prints "Requests/sec: N" and, with --latency, "99% X{us,ms,s}".
+# wrk prints "N requests in", "Requests/sec: N" and, with --latency, "99% X{us,ms,s}".
 measure() {
-	local out rps p99
-	local hdr=()
+	local out hdr=()
 	[ "$mode" = close ] && hdr=(-H "Connection: close")
 	out=$(ip netns exec "$cli" wrk -t "$THREADS" -c "$CONNS" -d "$DURATION" --latency "${hdr[@]}" http://10.244.200.1:8080/)
-	rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
-	p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); print v} else if (v ~ /ms$/) {sub(/ms$/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); print v*1000000}}' <<<"$out")
-	echo "$rps $p99"
+	awk '/requests in/ {n=$1} /^Requests\/sec:/ {r=$2}
+		$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); p=v} else if (v ~ /ms$/) {sub(/ms$/,"",v); p=v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); p=v*1000000}}
+		END {print r, p, n}' <<<"$out"
 }
 
-start_agent() {
+start_agent() { # extra agent arguments
 	# shellcheck disable=SC2086
-	"$AGENT" --kubernetes=off --metrics-addr "$METRICS" --log-level warn $EXTRA_ARGS >"$tmp/agent.log" 2>&1 &
+	"$AGENT" --kubernetes=off --metrics-addr "$METRICS" --log-level warn $EXTRA_ARGS "$@" >"$tmp/agent.log" 2>&1 &
 	agent_pid=$!
 	for _ in $(seq 300); do
 		curl -sf "http://$METRICS/metrics" >/dev/null && return 0
@@ -98,29 +97,46 @@ stop_agent() {
 	kill "$agent_pid"; wait "$agent_pid" || true; agent_pid=""
 }
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# Kernel time of the HTTP programs (kernel.bpf_stats_enabled), summed.
+http_bpf_ns() {
+	bpftool prog show 2>/dev/null | awk '/ name (enter|exit)_(write|sendto|writev|sendmsg|read|recvfrom|readv|recvmsg) / {
+		for (i = 1; i < NF; i++) if ($i == "run_time_ns") s += $(i+1) } END {print s+0}'
+}
 
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
+
+sysctl -qw kernel.bpf_stats_enabled=1
+trap 'sysctl -qw kernel.bpf_stats_enabled=0; cleanup' EXIT
+
+# Three setups, interleaved: no agent; the agent with TCP probes only
+# (--http=off); the agent with HTTP capture too.
 for mode in $MODES; do
-echo "== $mode: wrk -t $THREADS -c $CONNS -d $DURATION, $RUNS interleaved runs"
-printf "%-4s %14s %12s %14s %12s\n" run "off req/s" "off p99 us" "on req/s" "on p99 us"
-	: >"$tmp/off"; : >"$tmp/on"
+	echo "== $mode: wrk -t $THREADS -c $CONNS -d $DURATION, $RUNS interleaved runs"
+	printf "%-4s %12s %9s %12s %9s %12s %9s %10s\n" run "off req/s" "p99 us" "tcp req/s" "p99 us" "http req/s" "p99 us" "ns/req"
+	: >"$tmp/off"; : >"$tmp/tcp"; : >"$tmp/http"; : >"$tmp/nsreq"
 	for i in $(seq "$RUNS"); do
-		read -r off_rps off_p99 < <(measure)
-		start_agent
-		read -r on_rps on_p99 < <(measure)
+		read -r off_rps off_p99 _ < <(measure)
+		start_agent --http=off
+		read -r tcp_rps tcp_p99 _ < <(measure)
+		stop_agent
+		start_agent --http=on
+		before=$(http_bpf_ns)
+		read -r http_rps http_p99 http_n < <(measure)
+		after=$(http_bpf_ns)
 		lost=$(curl -sf "http://$METRICS/metrics" | awk '/^strata_agent_events_lost_total/ {s+=$2} END {print s+0}')
 		stop_agent
-		echo "$off_rps $off_p99" >>"$tmp/off"
-		echo "$on_rps $on_p99" >>"$tmp/on"
-		printf "%-4s %14s %12s %14s %12s   (events lost: %s)\n" "$i" "$off_rps" "$off_p99" "$on_rps" "$on_p99" "$lost"
+		nsreq=$(awk -v a="$after" -v b="$before" -v n="$http_n" 'BEGIN {printf "%.0f", (a-b)/n}')
+		echo "$off_rps $off_p99" >>"$tmp/off"; echo "$tcp_rps $tcp_p99" >>"$tmp/tcp"; echo "$http_rps $http_p99" >>"$tmp/http"; echo "$nsreq" >>"$tmp/nsreq"
+		printf "%-4s %12s %9s %12s %9s %12s %9s %10s   (events lost: %s)\n" "$i" "$off_rps" "$off_p99" "$tcp_rps" "$tcp_p99" "$http_rps" "$http_p99" "$nsreq" "$lost"
 	done
-
-	off_rps=$(cut -d' ' -f1 "$tmp/off" | median); on_rps=$(cut -d' ' -f1 "$tmp/on" | median)
-	off_p99=$(cut -d' ' -f2 "$tmp/off" | median); on_p99=$(cut -d' ' -f2 "$tmp/on" | median)
+	for c in off tcp http; do
+		eval "${c}_rps=\$(cut -d' ' -f1 \$tmp/$c | median)"
+		eval "${c}_p99=\$(cut -d' ' -f2 \$tmp/$c | median)"
+	done
+	echo "medians: off $off_rps req/s p99 ${off_p99}us | tcp $tcp_rps req/s p99 ${tcp_p99}us | http $http_rps req/s p99 ${http_p99}us"
+	echo "throughput ratio tcp/off: $(ratio "$tcp_rps" "$off_rps")   http/off: $(ratio "$http_rps" "$off_rps")   http/tcp: $(ratio "$http_rps" "$tcp_rps")"
+	echo "p99 latency ratio tcp/off: $(ratio "$tcp_p99" "$off_p99")   http/off: $(ratio "$http_p99" "$off_p99")"
+	echo "HTTP capture in-kernel cost: $(median <"$tmp/nsreq") ns per request (all syscall hooks, both ends)"
 	echo
-	echo "median throughput: off $off_rps req/s, on $on_rps req/s"
-	echo "median p99 latency: off $off_p99 us, on $on_p99 us"
-	awk -v a="$on_rps" -v b="$off_rps" 'BEGIN {printf "throughput ratio (on/off): %.3f\n", a/b}'
-	awk -v a="$on_p99" -v b="$off_p99" 'BEGIN {printf "p99 latency ratio (on/off): %.3f\n", a/b}'
-echo
 done

@@ -69,7 +69,7 @@ func pair(reporter string) labels {
 
 func TestHTTPGoldenSignals(t *testing.T) {
 	jaeger := harness.StartJaeger(t)
-	a := startAgent(t, "--sweep-interval", "1s", "--otlp-endpoint", jaeger.OTLP, "--otlp-insecure=on")
+	a := startAgent(t, "--http=on", "--sweep-interval", "1s", "--otlp-endpoint", jaeger.OTLP, "--otlp-insecure=on")
 	lab := netlab.New(t)
 	web := lab.Host("web", "10.244.4.3/16")
 	cli := lab.Host("cli", "10.244.4.2/16")
