@@ -15,7 +15,6 @@ import (
 	"github.com/stratanet/strata/agent/route"
 	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/probes/event"
-	"github.com/stratanet/strata/probes/http"
 )
 
 // Noanswer is the status_code of requests whose connection closed first.
@@ -37,6 +36,10 @@ const Settle = 300 * time.Millisecond
 // maxSettling bounds the requests waiting to settle; beyond, the oldest
 // are named at once.
 const maxSettling = 1 << 16
+
+// IdleAfter forgets a socket with nothing in flight that has been quiet
+// this long (its close may have been lost); it comes back with its next request.
+const IdleAfter = time.Minute
 
 // Grace after a socket closed during which its last responses may still
 // arrive: they travel through another ring buffer than the close.
@@ -77,6 +80,8 @@ func parseTraceparent(v string) (traceparent, bool) {
 
 type sock struct {
 	server bool
+	start  uint64 // kernel ns of its first record
+	last   uint64 // kernel ns of its latest record
 	// who, for naming the pair when a request completes: by then the
 	// connection's own records (another ring buffer) have arrived.
 	who        event.TCP
@@ -135,6 +140,8 @@ type Table struct {
 	settling  []done // completed, oldest first from head, waiting Settle to be named
 	head      int
 	socks     map[uint64]*sock
+	lastMono  uint64    // latest record's kernel time
+	swept     time.Time // last sweep for idle sockets
 	series    map[seriesKey]*histogram
 	routes    map[string]struct{}
 	unpaired  uint64 // responses with no request in flight
@@ -153,9 +160,9 @@ func New(names Namer, spans Spans, wall func(uint64) time.Time, cluster string) 
 func (t *Table) Apply(e *event.HTTP) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.lastMono = max(t.lastMono, e.Mono)
 	if !e.Response {
-		req, ok := http.ParseRequest(e.Head)
-		if !ok {
+		if !e.Valid {
 			t.malformed++
 			return
 		}
@@ -164,12 +171,12 @@ func (t *Table) Apply(e *event.HTTP) {
 			t.dropped++
 			return
 		}
-		tp, _ := parseTraceparent(req.Traceparent)
-		s.queue = append(s.queue, pending{at: e.Mono, method: req.Method, route: t.route(req.Path), parent: tp})
+		s.last = e.Mono
+		tp, _ := parseTraceparent(e.Traceparent)
+		s.queue = append(s.queue, pending{at: e.Mono, method: e.Method, route: t.route(e.Path), parent: tp})
 		return
 	}
-	resp, ok := http.ParseResponse(e.Head)
-	if !ok {
+	if !e.Valid {
 		t.malformed++
 		return
 	}
@@ -178,15 +185,13 @@ func (t *Table) Apply(e *event.HTTP) {
 		t.unpaired++
 		return
 	}
-	if resp.Status < 200 { // 100 Continue and friends: the final answer follows
+	if e.Status < 200 { // 100 Continue and friends: the final answer follows
 		return
 	}
 	p := s.queue[0]
-	s.queue = s.queue[1:]
-	t.complete(s, p, strconv.Itoa(resp.Status), e.Mono)
-	if len(s.queue) == 0 && s.closedAt.IsZero() {
-		delete(t.socks, e.Sock) // nothing in flight: no state to keep
-	}
+	s.queue = s.queue[:copy(s.queue, s.queue[1:])] // keeps the array for the next request
+	s.last = e.Mono
+	t.complete(s, p, status(e.Status), e.Mono)
 }
 
 // Closed notes that a socket closed at kernel time mono; requests still in
@@ -195,7 +200,9 @@ func (t *Table) Apply(e *event.HTTP) {
 func (t *Table) Closed(sockAddr, mono uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if s := t.socks[sockAddr]; s != nil && s.closedAt.IsZero() {
+	// A close from before the state's first record is an older socket's
+	// at the same address, arriving late through the other ring buffer.
+	if s := t.socks[sockAddr]; s != nil && s.closedAt.IsZero() && mono >= s.start {
 		s.closedAt, s.closedMono = t.now(), mono
 	}
 }
@@ -221,7 +228,15 @@ func (t *Table) Tick() {
 			t.settling, t.head = t.settling[:n], 0
 		}
 	}()
+	idleSweep := now.Sub(t.swept) >= IdleAfter/4
+	if idleSweep {
+		t.swept = now
+	}
 	for addr, s := range t.socks {
+		if idleSweep && len(s.queue) == 0 && t.lastMono-s.last > uint64(IdleAfter) {
+			delete(t.socks, addr) // its close went unseen; nothing in flight to lose
+			continue
+		}
 		if s.closedAt.IsZero() || now.Sub(s.closedAt) < Grace {
 			continue
 		}
@@ -232,12 +247,35 @@ func (t *Table) Tick() {
 	}
 }
 
+// status is the label value of a status code, without allocating for the
+// usual ones.
+func status(code int) string {
+	if code >= 100 && code < 600 {
+		return statusNames[code-100]
+	}
+	return strconv.Itoa(code)
+}
+
+var statusNames = func() (n [500]string) {
+	for i := range n {
+		n[i] = strconv.Itoa(i + 100)
+	}
+	return
+}()
+
 // sock returns the state of e's socket, creating it; nil when full.
 func (t *Table) sock(e *event.HTTP, server bool) *sock {
 	s := t.socks[e.Sock]
-	if s != nil && !s.closedAt.IsZero() { // the address now belongs to a new socket
+	// Other ends at the same address: a new socket, so the old one closed
+	// (its close may still be on its way). What it left in flight went
+	// unanswered.
+	if s != nil && (!s.closedAt.IsZero() || s.who.Local != e.Local || s.who.Remote != e.Remote) {
+		end := s.closedMono
+		if end == 0 {
+			end = e.Mono
+		}
 		for _, p := range s.queue {
-			t.complete(s, p, Noanswer, s.closedMono)
+			t.complete(s, p, Noanswer, end)
 		}
 		s = nil
 	}
@@ -249,7 +287,7 @@ func (t *Table) sock(e *event.HTTP, server bool) *sock {
 		if server {
 			kind = event.Accept
 		}
-		s = &sock{server: server, who: event.TCP{Kind: kind, Sock: e.Sock, Netns: e.Netns,
+		s = &sock{server: server, start: e.Mono, who: event.TCP{Kind: kind, Sock: e.Sock, Netns: e.Netns,
 			PID: e.PID, Comm: e.Comm, Local: e.Local, Remote: e.Remote}}
 		t.socks[e.Sock] = s
 	}
@@ -274,10 +312,15 @@ func (t *Table) complete(s *sock, p pending, status string, end uint64) {
 		t.observe(t.settling[t.head])
 		t.head++
 	}
-	d := done{at: t.now(), who: s.who, server: s.server, p: p, status: status, end: end}
-	// Name it now if the connection's records are in: by the time it has
-	// settled, the socket's address may belong to another connection.
-	d.key, d.named = t.names.Lookup(&d.who)
+	d := done{who: s.who, server: s.server, p: p, status: status, end: end}
+	// Name it now if the connection's records are in (by the time it has
+	// settled, the socket's address may belong to another connection);
+	// else let them arrive first.
+	if d.key, d.named = t.names.Lookup(&d.who); d.named {
+		t.observe(d)
+		return
+	}
+	d.at = t.now()
 	t.settling = append(t.settling, d)
 }
 

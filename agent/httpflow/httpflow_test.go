@@ -13,6 +13,7 @@ import (
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/http"
 )
 
 type spans []tempo.Span
@@ -41,10 +42,14 @@ func wall(mono uint64) time.Time { return time.Unix(1000, int64(mono)) }
 
 // server-side records: requests received, responses sent.
 func req(sock, at uint64, head string) *event.HTTP {
-	return &event.HTTP{Sock: sock, Mono: at, Received: true, Local: sv, Remote: cl, Head: head}
+	e := &event.HTTP{Sock: sock, Mono: at, Received: true, Local: sv, Remote: cl}
+	http.Fill(e, head)
+	return e
 }
 func resp(sock, at uint64, head string) *event.HTTP {
-	return &event.HTTP{Sock: sock, Mono: at, Response: true, Local: sv, Remote: cl, Head: head}
+	e := &event.HTTP{Sock: sock, Mono: at, Response: true, Local: sv, Remote: cl}
+	http.Fill(e, head)
+	return e
 }
 
 // gather names what has settled and reads the table's metrics.
@@ -111,8 +116,12 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 			t.Errorf("%v: %d, want %d", c.labels, got, c.want)
 		}
 	}
-	if n := len(tb.socks); n != 0 {
-		t.Errorf("%d sockets kept with nothing in flight", n)
+	// Idle sockets are forgotten once quiet for IdleAfter, by kernel time.
+	tb.Apply(req(9, uint64(2*IdleAfter), "GET /late HTTP/1.1\r\n"))
+	tb.now = func() time.Time { return time.Now().Add(time.Hour) }
+	tb.Tick()
+	if _, ok := tb.socks[9]; !ok || len(tb.socks) != 1 {
+		t.Errorf("sockets after the idle sweep: %d, want only the one with a request in flight", len(tb.socks))
 	}
 }
 
@@ -214,5 +223,32 @@ func TestRoutesAreBounded(t *testing.T) {
 	}
 	if got := count(gather(t, tb), "strata_http_server_request_duration_seconds", map[string]string{"route": flow.Other}); got == 0 {
 		t.Fatal("routes beyond the budget did not fold into ~other")
+	}
+}
+
+// A socket address reused by a new connection while the old one's close
+// is still on its way through the TCP ring: the late close must not end
+// the new connection's request.
+func TestLateCloseOfReusedAddress(t *testing.T) {
+	tb := New(names{}, nil, wall, "")
+	tb.Apply(req(5, 100, "POST /a HTTP/1.1\r\n"))
+	tb.Apply(resp(5, 200, "HTTP/1.1 500 Oops\r\n"))
+	second := req(5, 300, "POST /a HTTP/1.1\r\n")
+	second.Remote = netip.MustParseAddrPort("10.0.0.1:5001") // the next connection
+	tb.Apply(second)
+	tb.Closed(5, 250) // the first connection's close, late
+	now := time.Now()
+	tb.now = func() time.Time { return now.Add(2 * Grace) }
+	tb.Tick()
+	r := resp(5, 400, "HTTP/1.1 500 Oops\r\n")
+	r.Remote = second.Remote
+	tb.Apply(r)
+	mfs := gather(t, tb)
+	const name = "strata_http_server_request_duration_seconds"
+	if got := count(mfs, name, map[string]string{"status_code": "500"}); got != 2 {
+		t.Errorf("answered = %d, want 2", got)
+	}
+	if got := count(mfs, name, map[string]string{"status_code": Noanswer}); got != 0 {
+		t.Errorf("unanswered = %d, want 0", got)
 	}
 }

@@ -91,5 +91,10 @@ type HTTP struct {
 	Response bool   // else a request
 	Received bool   // read from the socket, else written to it
 	Size     uint32 // bytes of the call
-	Head     string // first bytes: request line or status line, headers
+	// What the first bytes say; Valid is false when they were not HTTP after all.
+	Valid       bool
+	Method      string // requests
+	Path        string // requests, without query
+	Traceparent string // requests, when the header came within the first bytes
+	Status      int    // responses
 }

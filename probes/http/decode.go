@@ -44,11 +44,31 @@ func decode(raw []byte) (event.HTTP, error) {
 		return event.HTTP{}, errors.New("http: unknown address family")
 	}
 	n := min(int(r.Captured), len(r.Data))
-	e.Head = string(r.Data[:n])
+	if n > 0 {
+		Fill(&e, unsafe.String(&r.Data[0], n)) // copies what it keeps
+	}
 	c := unsafe.Slice((*byte)(unsafe.Pointer(&r.Comm[0])), len(r.Comm))
 	if i := bytes.IndexByte(c, 0); i >= 0 {
 		c = c[:i]
 	}
-	e.Comm = string(c)
+	e.Comm = comms.intern(c)
 	return e, nil
+}
+
+// commCache hands out one string per process name instead of one per
+// record. Only the reader goroutine decodes; it is reset when it grows.
+type commCache map[string]string
+
+var comms = commCache{}
+
+func (m commCache) intern(b []byte) string {
+	if s, ok := m[string(b)]; ok { // no allocation for the lookup
+		return s
+	}
+	if len(m) > 4096 {
+		clear(m)
+	}
+	s := string(b)
+	m[s] = s
+	return s
 }

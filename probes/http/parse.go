@@ -3,6 +3,8 @@ package http
 import (
 	"strconv"
 	"strings"
+
+	"github.com/stratanet/strata/probes/event"
 )
 
 // Request is what the first bytes of a request say.
@@ -69,6 +71,38 @@ func ParseResponse(head string) (Response, bool) {
 	}
 	return Response{Status: code}, true
 }
+
+// Fill sets e's request or response fields from the head, copying only
+// what it keeps (the head may be a view of a reused buffer).
+func Fill(e *event.HTTP, head string) {
+	if e.Response {
+		r, ok := ParseResponse(head)
+		e.Valid, e.Status = ok, r.Status
+		return
+	}
+	r, ok := ParseRequest(head)
+	if !ok {
+		return
+	}
+	e.Valid = true
+	e.Method = canonical(r.Method)
+	e.Path = strings.Clone(r.Path)
+	if r.Traceparent != "" {
+		e.Traceparent = strings.Clone(r.Traceparent)
+	}
+}
+
+// canonical returns the package's own copy of a method name.
+func canonical(m string) string {
+	for _, c := range methodNames {
+		if c == m {
+			return c
+		}
+	}
+	return strings.Clone(m)
+}
+
+var methodNames = []string{"GET", "POST", "PUT", "DELETE", "HEAD", "PATCH", "OPTIONS"}
 
 // header finds a header's value among complete header lines.
 func header(lines, name string) string {

@@ -106,11 +106,11 @@ func TestOneRecordPerRequestAndResponse(t *testing.T) {
 	}
 	for _, e := range evs {
 		if !e.Response {
-			if r, ok := ParseRequest(e.Head); !ok || r.Method != "POST" || !strings.HasPrefix(r.Path, "/users/") {
-				t.Errorf("request head %q parsed as %+v, %v", e.Head, r, ok)
+			if !e.Valid || e.Method != "POST" || !strings.HasPrefix(e.Path, "/users/") {
+				t.Errorf("request %+v", e)
 			}
-		} else if r, ok := ParseResponse(e.Head); !ok || r.Status != 201 {
-			t.Errorf("response head %q parsed as %+v, %v", e.Head, r, ok)
+		} else if !e.Valid || e.Status != 201 {
+			t.Errorf("response %+v", e)
 		}
 		if e.Comm != "http.test" || e.PID != uint32(os.Getpid()) {
 			t.Errorf("record owned by %s/%d", e.Comm, e.PID)
@@ -194,11 +194,10 @@ func TestRequestSplitAfterFirstByte(t *testing.T) {
 	var paths []string
 	for _, e := range evs {
 		if !e.Response && e.Received {
-			req, ok := ParseRequest(e.Head)
-			if !ok {
-				t.Errorf("head %q does not parse", e.Head)
+			if !e.Valid {
+				t.Errorf("request %+v does not parse", e)
 			}
-			paths = append(paths, req.Method+" "+req.Path)
+			paths = append(paths, e.Method+" "+e.Path)
 		}
 	}
 	if strings.Join(paths, ",") != "PUT /things/0,PUT /things/1,PUT /things/2" {
