@@ -133,7 +133,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 			}
 		}, func(error) { h.decodeLost.Add(1) })
 	})
-	httpEvents := make(chan []event.HTTP, 64)
+	httpEvents := make(chan []event.HTTP, max(1, cfg.EventQueue/256)) // batches of up to 256
 	if capture != nil {
 		g.Go(func() error {
 			return capture.Read(ctx, func(batch []event.HTTP) {
