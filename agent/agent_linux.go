@@ -19,6 +19,7 @@ import (
 	"github.com/stratanet/strata/agent/config"
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/agent/httpflow"
+	"github.com/stratanet/strata/agent/route"
 	"github.com/stratanet/strata/exporters/prom"
 	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/identity/process"
@@ -103,7 +104,11 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 		spans = tempo.New(log.Named("tempo"), tempo.Config{Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure == "on"})
 		sink = spans
 	}
-	requests := httpflow.New(table, sink, monoToWall(), cfg.Cluster)
+	routes, err := route.New(cfg.HTTPRoutes) // checked with the config already
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	requests := httpflow.New(table, routes, sink, monoToWall(), cfg.Cluster)
 	// Know every namespace's addresses before the first event, so that a
 	// connection to a local server is never named "world" for lack of it.
 	if all, err := netns.Enumerate(); err == nil {

@@ -15,12 +15,15 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/stratanet/strata/agent/route"
 )
 
 // Config is everything the agent can be told.
 type Config struct {
 	Kubernetes    string         `yaml:"kubernetes"`
 	HTTP          string         `yaml:"http"`
+	HTTPRoutes    []string       `yaml:"http_routes"`
 	OTLPEndpoint  string         `yaml:"otlp_endpoint"`
 	OTLPInsecure  string         `yaml:"otlp_insecure"`
 	MetricsAddr   string         `yaml:"metrics_addr"`
@@ -85,6 +88,8 @@ var settings = []setting{
 		func(c *Config) flag.Value { return (*choice)(&c.Kubernetes) }},
 	{"http", "HTTP/1.x golden signals and spans from socket calls: on or off (experimental: costs throughput on saturated servers)",
 		func(c *Config) flag.Value { return (*onOff)(&c.HTTP) }},
+	{"http-routes", "comma-separated route patterns tried before the heuristic, e.g. /api/users/{user}/orders/{order}",
+		func(c *Config) flag.Value { return (*patterns)(&c.HTTPRoutes) }},
 	{"otlp-endpoint", "HOST:PORT of an OTLP gRPC trace backend (Tempo) for request spans; empty: no spans",
 		func(c *Config) flag.Value { return (*optionalAddr)(&c.OTLPEndpoint) }},
 	{"otlp-insecure", "on: plaintext gRPC to the OTLP endpoint (off: TLS)",
@@ -214,6 +219,23 @@ func (c *choice) Set(v string) error {
 		return nil
 	}
 	return fmt.Errorf("must be auto, on or off, not %q", v)
+}
+
+type patterns []string
+
+func (p *patterns) String() string { return strings.Join(*p, ",") }
+func (p *patterns) Set(v string) error {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	if _, err := route.New(out); err != nil {
+		return err
+	}
+	*p = out
+	return nil
 }
 
 type onOff string

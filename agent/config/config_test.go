@@ -112,6 +112,8 @@ func TestBadInput(t *testing.T) {
 		{"file bad value", nil, nil, "sweep_interval: 10ms\n", []string{"sweep_interval", "at least 1s"}},
 		{"file zero budget", nil, nil, "label_budgets:\n  source_workload: 0\n", []string{"label_budgets.source_workload"}},
 		{"missing file", []string{"--config", "/nonexistent/strata.yaml"}, nil, "", []string{"/nonexistent/strata.yaml"}},
+		{"route pattern", []string{"--http-routes", "/ok/{id},users/{id}"}, nil, "", []string{"http-routes", "users/{id}"}},
+		{"http", []string{"--http=yes"}, nil, "", []string{"http", `"yes"`}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -130,6 +132,17 @@ func TestBadInput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestRoutePatterns(t *testing.T) {
+	c, err := load(t, []string{"--http-routes", " /api/users/{user} , /files/{name}"}, nil)
+	if err != nil || len(c.HTTPRoutes) != 2 || c.HTTPRoutes[0] != "/api/users/{user}" || c.HTTPRoutes[1] != "/files/{name}" {
+		t.Fatalf("%q, %v", c.HTTPRoutes, err)
+	}
+	c, err = load(t, []string{"--config", writeFile(t, "http_routes: [\"/a/{x}\", /b]\n")}, nil)
+	if err != nil || len(c.HTTPRoutes) != 2 || c.HTTPRoutes[1] != "/b" {
+		t.Fatalf("from file: %q, %v", c.HTTPRoutes, err)
 	}
 }
 

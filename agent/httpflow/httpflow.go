@@ -130,11 +130,12 @@ type Namer interface {
 
 // Table is the HTTP pairing and aggregation.
 type Table struct {
-	names   Namer
-	now     func() time.Time
-	spans   Spans                       // nil: no spans
-	wall    func(mono uint64) time.Time // kernel monotonic ns to wall clock
-	cluster string
+	names     Namer
+	templater *route.Templater
+	now       func() time.Time
+	spans     Spans                       // nil: no spans
+	wall      func(mono uint64) time.Time // kernel monotonic ns to wall clock
+	cluster   string
 
 	mu        sync.Mutex
 	settling  []done // completed, oldest first from head, waiting Settle to be named
@@ -150,8 +151,8 @@ type Table struct {
 }
 
 // New makes a table; spans may be nil. wall converts kernel time.
-func New(names Namer, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
-	return &Table{names: names, now: time.Now, spans: spans, wall: wall, cluster: cluster,
+func New(names Namer, routes *route.Templater, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
+	return &Table{names: names, templater: routes, now: time.Now, spans: spans, wall: wall, cluster: cluster,
 		socks: map[uint64]*sock{}, series: map[seriesKey]*histogram{}, routes: map[string]struct{}{}}
 }
 
@@ -295,7 +296,7 @@ func (t *Table) sock(e *event.HTTP, server bool) *sock {
 }
 
 func (t *Table) route(path string) string {
-	r := route.Template(path)
+	r := t.templater.Template(path)
 	if _, ok := t.routes[r]; !ok {
 		if len(t.routes) >= maxRoutes {
 			return flow.Other

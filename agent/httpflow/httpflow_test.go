@@ -89,7 +89,7 @@ func count(mfs map[string]*dto.MetricFamily, name string, labels map[string]stri
 }
 
 func TestKeepAliveAndPipelining(t *testing.T) {
-	tb := New(names{}, nil, wall, "")
+	tb := New(names{}, nil, nil, wall, "")
 	// keep-alive: three in a row
 	for i := uint64(0); i < 3; i++ {
 		tb.Apply(req(1, 100*i, "GET /users/"+string(rune('1'+i))+" HTTP/1.1\r\n"))
@@ -126,7 +126,7 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 }
 
 func TestUnansweredAfterCloseAndGrace(t *testing.T) {
-	tb := New(names{}, nil, wall, "")
+	tb := New(names{}, nil, nil, wall, "")
 	now := time.Unix(0, 0)
 	tb.now = func() time.Time { return now }
 	tb.Apply(req(7, 0, "GET /slow HTTP/1.1\r\n"))
@@ -152,7 +152,7 @@ func TestUnansweredAfterCloseAndGrace(t *testing.T) {
 }
 
 func TestGarbageNeverBecomesSeries(t *testing.T) {
-	tb := New(names{}, nil, wall, "")
+	tb := New(names{}, nil, nil, wall, "")
 	tb.Apply(req(1, 0, "GET /x HTTP/9.9\r\n"))
 	tb.Apply(req(1, 0, "\x16\x03\x01\x00"))
 	tb.Apply(resp(1, 0, "HTTP/1.1 200 OK\r\n")) // no request in flight
@@ -171,7 +171,7 @@ func TestGarbageNeverBecomesSeries(t *testing.T) {
 
 func TestTraceparentJoinsTraceAndExemplar(t *testing.T) {
 	var sp spans
-	tb := New(names{}, &sp, wall, "prod")
+	tb := New(names{}, nil, &sp, wall, "prod")
 	const tid, pid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	tb.Apply(req(3, 1000, "GET /users/42 HTTP/1.1\r\nHost: x\r\ntraceparent: 00-"+tid+"-"+pid+"-01\r\n\r\n"))
 	tb.Apply(resp(3, 51_000_000, "HTTP/1.1 500 Oops\r\n"))
@@ -213,7 +213,7 @@ func TestTraceparentJoinsTraceAndExemplar(t *testing.T) {
 }
 
 func TestRoutesAreBounded(t *testing.T) {
-	tb := New(names{}, nil, wall, "")
+	tb := New(names{}, nil, nil, wall, "")
 	for i := 0; i < maxRoutes+100; i++ {
 		tb.Apply(req(1, 0, "GET /page-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+"/"+hex.EncodeToString([]byte{byte(i), byte(i >> 8)})+"z HTTP/1.1\r\n"))
 		tb.Apply(resp(1, 1, "HTTP/1.1 200 OK\r\n"))
@@ -230,7 +230,7 @@ func TestRoutesAreBounded(t *testing.T) {
 // is still on its way through the TCP ring: the late close must not end
 // the new connection's request.
 func TestLateCloseOfReusedAddress(t *testing.T) {
-	tb := New(names{}, nil, wall, "")
+	tb := New(names{}, nil, nil, wall, "")
 	tb.Apply(req(5, 100, "POST /a HTTP/1.1\r\n"))
 	tb.Apply(resp(5, 200, "HTTP/1.1 500 Oops\r\n"))
 	second := req(5, 300, "POST /a HTTP/1.1\r\n")

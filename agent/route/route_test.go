@@ -23,3 +23,25 @@ func TestTemplate(t *testing.T) {
 		}
 	}
 }
+
+func TestPatternsFirst(t *testing.T) {
+	tm, err := New([]string{"/api/v1/users/{user}/orders/{order}", "/files/{name}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for in, want := range map[string]string{
+		"/api/v1/users/alice/orders/77": "/api/v1/users/{user}/orders/{order}",
+		"/files/report.pdf":             "/files/{name}",
+		"/files/a/b":                    "/files/a/b", // not the pattern's shape: the heuristic
+		"/users/42":                     "/users/{id}",
+	} {
+		if got := tm.Template(in); got != want {
+			t.Errorf("Template(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, bad := range []string{"api/x", "/a?b=1", "/x/{id", "/x/a{id}"} {
+		if _, err := New([]string{bad}); err == nil {
+			t.Errorf("pattern %q accepted", bad)
+		}
+	}
+}
