@@ -36,9 +36,8 @@ var (
 	ErrUsage     = errors.New("unsupported setting")
 )
 
-// Run starts the agent and blocks until ctx ends. ready, if not nil, is
-// called with the metrics address once everything runs.
-func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(addr string)) error {
+// Run starts the agent and blocks until ctx ends.
+func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err := checkPrivileges(); err != nil {
 		return err
 	}
@@ -49,6 +48,10 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 	case cfg.Kubernetes == "auto" && os.Getenv("KUBERNETES_SERVICE_HOST") != "":
 		log.Warn("running in a Kubernetes pod, but Kubernetes identity is not in this version yet: series carry process names")
 	}
+	routes, err := route.New(cfg.HTTPRoutes) // checked with the config already
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
 
 	// Bind first: a taken port is the cheapest failure to report.
 	reg := prometheus.NewRegistry()
@@ -56,59 +59,14 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 	if err != nil {
 		return err
 	}
-
-	probes, err := tcp.Open(log.Named("probes"), tcp.Options{
-		RingBytes:   uint32(cfg.RingBuffer),
-		WakeupBytes: min(256<<10, uint64(cfg.RingBuffer)/4),
-		Poll:        100 * time.Millisecond,
-	})
+	k, err := openKernel(cfg, log)
 	if err != nil {
-		return fmt.Errorf("%w: %w", ErrKernel, err)
+		return err
 	}
-	defer probes.Close()
+	defer k.close()
 
-	modes := map[string]string{}
-	for _, s := range probes.Status() {
-		modes[s.Probe] = s.Mode
-	}
-	var capture *httpprobe.Probe
-	modes["http"] = "disabled"
-	if cfg.HTTP == "on" {
-		capture, err = httpprobe.Open(uint32(cfg.RingBuffer), min(256<<10, uint64(cfg.RingBuffer)/4), 100*time.Millisecond)
-		if err != nil {
-			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "http"), zap.Error(err))
-		} else {
-			defer capture.Close()
-			modes["http"] = "syscall"
-		}
-	}
-	h := newHealth(modes, func() map[string]uint64 {
-		lost := probes.Lost()
-		if capture != nil {
-			lost["http"] = capture.Lost()
-		}
-		return lost
-	})
-
+	// Stages, in the order data flows through them.
 	resolver := process.New(log.Named("identity"), process.NewProcHost())
-	opts := flow.DefaultOptions()
-	opts.MaxConns = cfg.MaxSockets
-	opts.Budgets.Flows = cfg.MaxSeries
-	for label, n := range cfg.LabelBudgets {
-		opts.Budgets.Labels[label] = n
-	}
-	table := flow.NewTable(log.Named("flow"), resolver, opts)
-	var spans *tempo.Exporter
-	var sink httpflow.Spans
-	if cfg.OTLPEndpoint != "" {
-		spans = tempo.New(log.Named("tempo"), tempo.Config{Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure == "on"})
-		sink = spans
-	}
-	routes, err := route.New(cfg.HTTPRoutes) // checked with the config already
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUsage, err)
-	}
-	requests := httpflow.New(table, routes, sink, monoToWall(), cfg.Cluster)
 	// Know every namespace's addresses before the first event, so that a
 	// connection to a local server is never named "world" for lack of it.
 	if all, err := netns.Enumerate(); err == nil {
@@ -116,47 +74,27 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 			resolver.Learn(ino)
 		}
 	}
-
-	if spans != nil {
+	table := flow.NewTable(log.Named("flow"), resolver, flowOptions(cfg))
+	var spans *tempo.Exporter
+	var sink httpflow.Spans
+	if cfg.OTLPEndpoint != "" {
+		spans = tempo.New(log.Named("tempo"), tempo.Config{Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure == "on"})
+		sink = spans
 		reg.MustRegister(exportMetrics("tempo", spans))
 	}
+	requests := httpflow.New(table, routes, sink, monoToWall(), cfg.Cluster)
+	h := newHealth(k.modes, k.lost)
 	reg.MustRegister(table, requests, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	// Batches of up to 512 events; the queue holds about EventQueue events.
-	events := make(chan []event.TCP, max(1, cfg.EventQueue/512))
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		defer close(events)
-		return probes.Read(ctx, func(batch []event.TCP) {
-			select {
-			case events <- batch:
-			default:
-				for i := range batch {
-					h.queueLost[probeOf(batch[i].Kind)].Add(1)
-				}
-				tcp.Recycle(batch)
-			}
-		}, func(error) { h.decodeLost.Add(1) })
-	})
-	httpEvents := make(chan []event.HTTP, max(1, cfg.EventQueue/256)) // batches of up to 256
-	if capture != nil {
-		g.Go(func() error {
-			return capture.Read(ctx, func(batch []event.HTTP) {
-				select {
-				case httpEvents <- batch:
-				default:
-					h.queueLost["http"].Add(uint64(len(batch)))
-				}
-			}, func(error) { h.decodeLost.Add(1) })
-		})
-	}
+	tcpEvents, httpEvents := k.read(ctx, g, h, cfg.EventQueue)
 	// The one goroutine that owns identity, the flow table and HTTP pairing.
 	g.Go(func() error {
 		tick := time.NewTicker(100 * time.Millisecond) // HTTP requests settle and closed sockets age
 		defer tick.Stop()
 		for {
 			select {
-			case batch, ok := <-events:
+			case batch, ok := <-tcpEvents:
 				if !ok {
 					return nil
 				}
@@ -178,20 +116,103 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger, ready func(add
 			}
 		}
 	})
-	if probes.CanSweep() {
-		g.Go(func() error { sweep(ctx, log.Named("sweep"), probes, cfg.SweepInterval); return nil })
+	if k.tcp.CanSweep() {
+		g.Go(func() error { sweep(ctx, log.Named("sweep"), k.tcp, cfg.SweepInterval); return nil })
 	}
-	g.Go(func() error { return srv.Serve(ctx) })
 	if spans != nil {
 		g.Go(func() error { return spans.Run(ctx) })
 	}
+	g.Go(func() error { return srv.Serve(ctx) })
 
 	log.Info("agent running", zap.String("metrics", fmt.Sprintf("http://%s/metrics", srv.Addr())),
-		zap.Duration("sweep_interval", cfg.SweepInterval))
-	if ready != nil {
-		ready(srv.Addr().String())
-	}
+		zap.Duration("sweep_interval", cfg.SweepInterval), zap.String("http", cfg.HTTP))
 	return g.Wait()
+}
+
+func flowOptions(cfg config.Config) flow.Options {
+	opts := flow.DefaultOptions()
+	opts.MaxConns = cfg.MaxSockets
+	opts.Budgets.Flows = cfg.MaxSeries
+	for label, n := range cfg.LabelBudgets {
+		opts.Budgets.Labels[label] = n
+	}
+	return opts
+}
+
+// kernel is every loaded probe and the mode each runs in.
+type kernel struct {
+	tcp   *tcp.Probes
+	http  *httpprobe.Probe // nil when off or refused
+	modes map[string]string
+}
+
+const poll = 100 * time.Millisecond // longest a record waits in a quiet ring
+
+func openKernel(cfg config.Config, log *zap.Logger) (*kernel, error) {
+	wakeup := min(256<<10, uint64(cfg.RingBuffer)/4)
+	t, err := tcp.Open(log.Named("probes"), tcp.Options{RingBytes: uint32(cfg.RingBuffer), WakeupBytes: wakeup, Poll: poll})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrKernel, err)
+	}
+	k := &kernel{tcp: t, modes: map[string]string{"http": "disabled"}}
+	for _, s := range t.Status() {
+		k.modes[s.Probe] = s.Mode
+	}
+	if cfg.HTTP == "on" {
+		if k.http, err = httpprobe.Open(uint32(cfg.RingBuffer), wakeup, poll); err != nil {
+			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "http"), zap.Error(err))
+		} else {
+			k.modes["http"] = "syscall"
+		}
+	}
+	return k, nil
+}
+
+func (k *kernel) lost() map[string]uint64 {
+	lost := k.tcp.Lost()
+	if k.http != nil {
+		lost["http"] = k.http.Lost()
+	}
+	return lost
+}
+
+// read starts a reader per ring buffer. Neither ever waits for the event
+// loop: a full queue drops the batch and counts it.
+func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue int) (<-chan []event.TCP, <-chan []event.HTTP) {
+	tcpEvents := make(chan []event.TCP, max(1, queue/512)) // batches of up to 512
+	g.Go(func() error {
+		defer close(tcpEvents)
+		return k.tcp.Read(ctx, func(batch []event.TCP) {
+			select {
+			case tcpEvents <- batch:
+			default:
+				for i := range batch {
+					h.queueLost[probeOf(batch[i].Kind)].Add(1)
+				}
+				tcp.Recycle(batch)
+			}
+		}, func(error) { h.decodeLost.Add(1) })
+	})
+	httpEvents := make(chan []event.HTTP, max(1, queue/256)) // batches of up to 256
+	if k.http != nil {
+		g.Go(func() error {
+			return k.http.Read(ctx, func(batch []event.HTTP) {
+				select {
+				case httpEvents <- batch:
+				default:
+					h.queueLost["http"].Add(uint64(len(batch)))
+				}
+			}, func(error) { h.decodeLost.Add(1) })
+		})
+	}
+	return tcpEvents, httpEvents
+}
+
+func (k *kernel) close() {
+	if k.http != nil {
+		k.http.Close()
+	}
+	k.tcp.Close()
 }
 
 // sweep reads every network namespace's sockets each interval, starting now.

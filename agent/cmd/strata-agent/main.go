@@ -48,7 +48,7 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	err = agent.Run(ctx, cfg, log, nil)
+	err = agent.Run(ctx, cfg, log)
 	switch {
 	case err == nil:
 	case errors.Is(err, agent.ErrUsage):
