@@ -34,6 +34,10 @@ func decode(raw []byte) (event.HTTP, error) {
 		return event.HTTP{}, errors.New("http: unknown record kind")
 	}
 	switch r.Family {
+	case 0: // a response: its request named the socket
+		if !e.Response {
+			return event.HTTP{}, errors.New("http: request without addresses")
+		}
 	case 2:
 		e.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r.Saddr[:4])), r.Sport)
 		e.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r.Daddr[:4])), r.Dport)

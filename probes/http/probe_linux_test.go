@@ -42,10 +42,13 @@ func open(t *testing.T) func(port uint16) []event.HTTP {
 		time.Sleep(200 * time.Millisecond)
 		mu.Lock()
 		defer mu.Unlock()
+		// Requests carry the socket's ends; responses only the socket.
+		socks := map[uint64]bool{}
 		var out []event.HTTP
 		for _, e := range evs {
-			if e.Local.Port() == port || e.Remote.Port() == port {
+			if e.Local.Port() == port || e.Remote.Port() == port || (e.Response && socks[e.Sock]) {
 				out = append(out, e)
+				socks[e.Sock] = true
 			}
 		}
 		return out
@@ -55,9 +58,15 @@ func open(t *testing.T) func(port uint16) []event.HTTP {
 // tally counts records by end and direction: "server recv request" etc.
 func tally(evs []event.HTTP, port uint16) map[string]int {
 	n := map[string]int{}
+	server := map[uint64]bool{}
+	for _, e := range evs {
+		if !e.Response && e.Local.Port() == port {
+			server[e.Sock] = true
+		}
+	}
 	for _, e := range evs {
 		end := "client"
-		if e.Local.Port() == port {
+		if server[e.Sock] {
 			end = "server"
 		}
 		what := "request"
@@ -112,8 +121,8 @@ func TestOneRecordPerRequestAndResponse(t *testing.T) {
 		} else if !e.Valid || e.Status != 201 {
 			t.Errorf("response %+v", e)
 		}
-		if e.Comm != "http.test" || e.PID != uint32(os.Getpid()) {
-			t.Errorf("record owned by %s/%d", e.Comm, e.PID)
+		if !e.Response && (e.Comm != "http.test" || e.PID != uint32(os.Getpid())) {
+			t.Errorf("request owned by %s/%d", e.Comm, e.PID)
 		}
 	}
 }

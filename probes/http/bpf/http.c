@@ -15,6 +15,7 @@
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define PREFIX 192
+#define RESPONSE_PREFIX 16 // "HTTP/1.1 200 OK\r" is all the agent reads of a response
 
 enum { HTTP_REQUEST = 1, HTTP_RESPONSE = 2 };
 enum { DIR_SENT = 0, DIR_RECEIVED = 1 };
@@ -159,11 +160,20 @@ static __always_inline void emit(struct sock *sk, __u8 kind, __u8 dir, __u64 buf
 	}
 	r->ts_ns = bpf_ktime_get_ns();
 	r->sk = (__u64)sk;
-	r->pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(&r->comm, sizeof(r->comm));
 	r->kind = kind;
 	r->dir = dir;
 	r->size = size;
+	// The request named the socket already: a status line is all a
+	// response adds.
+	__u64 limit = PREFIX;
+	if (kind == HTTP_RESPONSE) {
+		limit = RESPONSE_PREFIX;
+		r->family = 0;
+		r->pid = 0;
+		goto data;
+	}
+	r->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&r->comm, sizeof(r->comm));
 	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	r->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
@@ -177,6 +187,9 @@ static __always_inline void emit(struct sock *sk, __u8 kind, __u8 dir, __u64 buf
 		BPF_CORE_READ_INTO((__u32 *)r->saddr, sk, __sk_common.skc_rcv_saddr);
 		BPF_CORE_READ_INTO((__u32 *)r->daddr, sk, __sk_common.skc_daddr);
 	}
+data:
+	if (avail > limit)
+		avail = limit;
 	if (c) {
 		__u8 k = c->n & 7;
 		for (int i = 0; i < 7; i++)
