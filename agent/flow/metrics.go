@@ -59,14 +59,8 @@ func (t *Table) Collect(ch chan<- prometheus.Metric) {
 		if s.resetsReceived > 0 {
 			counter(resetsDesc, "strata_tcp_resets_total", s.resetsReceived, with("received")...)
 		}
-		if s.rtt.total > 0 {
-			buckets := make(map[float64]uint64, len(rttBuckets))
-			var cum uint64
-			for i, b := range rttBuckets {
-				cum += s.rtt.counts[i]
-				buckets[b] = cum
-			}
-			emit("strata_tcp_rtt_seconds", prometheus.MustNewConstHistogram(rttDesc, s.rtt.total, s.rtt.sum, buckets, lv...), len(rttBuckets)+3)
+		if s.rtt.Count() > 0 {
+			emit("strata_tcp_rtt_seconds", s.rtt.Metric(rttDesc, rttBuckets, lv...), len(rttBuckets)+3)
 		}
 	}
 	for label, n := range t.gov.overflow {

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/stratanet/strata/agent/hist"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -65,26 +66,7 @@ type stats struct {
 	retransmits    uint64
 	resetsSent     uint64
 	resetsReceived uint64
-	rtt            histogram
-}
-
-type histogram struct {
-	counts []uint64 // per bucket, not cumulative; last is +Inf
-	sum    float64
-	total  uint64
-}
-
-func (h *histogram) observe(v float64) {
-	if h.counts == nil {
-		h.counts = make([]uint64, len(rttBuckets)+1)
-	}
-	i := 0
-	for i < len(rttBuckets) && v > rttBuckets[i] {
-		i++
-	}
-	h.counts[i]++
-	h.sum += v
-	h.total++
+	rtt            hist.Histogram
 }
 
 // tombstone is a closed socket: its address and ends, so that late events
@@ -250,7 +232,7 @@ func (t *Table) account(c *conn, e *event.TCP) {
 	s.received += delta(e.ReceivedBytes, c.last.ReceivedBytes)
 	s.retransmits += delta(e.Retransmits, c.last.Retransmits)
 	if e.SRTT > 0 {
-		s.rtt.observe(e.SRTT.Seconds())
+		s.rtt.Observe(rttBuckets, e.SRTT.Seconds())
 	}
 	c.last = e.Counters
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stratanet/strata/agent/flow"
+	"github.com/stratanet/strata/agent/hist"
 	"github.com/stratanet/strata/agent/route"
 	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/probes/event"
@@ -109,9 +110,7 @@ type seriesKey struct {
 }
 
 type histogram struct {
-	counts    []uint64
-	sum       float64
-	total     uint64
+	hist.Histogram
 	exemplars []*prometheus.Exemplar // latest per bucket, nil where none
 }
 
@@ -338,20 +337,14 @@ func (t *Table) observe(d done) {
 			t.dropped++
 			return
 		}
-		h = &histogram{counts: make([]uint64, len(buckets)+1), exemplars: make([]*prometheus.Exemplar, len(buckets)+1)}
+		h = &histogram{exemplars: make([]*prometheus.Exemplar, len(buckets)+1)}
 		t.series[k] = h
 	}
 	secs := 0.0
 	if end > p.at {
 		secs = float64(end-p.at) / 1e9
 	}
-	i := 0
-	for i < len(buckets) && secs > buckets[i] {
-		i++
-	}
-	h.counts[i]++
-	h.sum += secs
-	h.total++
+	i := h.Observe(buckets, secs)
 
 	trace := p.parent.trace
 	if trace == [16]byte{} && t.spans != nil {
@@ -415,13 +408,7 @@ func (t *Table) Collect(ch chan<- prometheus.Metric) {
 		if k.server {
 			d = serverDesc
 		}
-		cum, b := uint64(0), make(map[float64]uint64, len(buckets))
-		for i, le := range buckets {
-			cum += h.counts[i]
-			b[le] = cum
-		}
-		lv := append(k.Key.Values(), k.method, k.status, k.path)
-		m := prometheus.MustNewConstHistogram(d, h.total, h.sum, b, lv...)
+		m := h.Metric(d, buckets, append(k.Key.Values(), k.method, k.status, k.path)...)
 		var ex []prometheus.Exemplar
 		for _, e := range h.exemplars {
 			if e != nil {

@@ -216,3 +216,46 @@ func (a *Agent) Expect(t *testing.T, metric string, want Labels, v float64, sett
 		t.Fatalf("%s%v moved to %v after settling, want %v", metric, want, got, v)
 	}
 }
+
+// Main builds the given main packages (name -> path) into a temporary
+// directory, runs the package's tests with it in *dir, and removes it.
+func Main(m *testing.M, dir *string, pkgs map[string]string) {
+	d, err := os.MkdirTemp("", "strata-e2e-")
+	if err == nil {
+		err = Build(d, pkgs)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(d)
+		os.Exit(1)
+	}
+	*dir = d
+	code := m.Run()
+	os.RemoveAll(d)
+	os.Exit(code)
+}
+
+// Nginx runs Debian's nginx in a namespace until the test ends, listening
+// on addr with the given server-block locations.
+func Nginx(t *testing.T, start func(name string, args ...string) *exec.Cmd, addr string, locations string) {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	os.WriteFile(conf, []byte(fmt.Sprintf(`
+worker_processes 1;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s;
+	uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
+	server {
+		listen %[2]s;
+		%[3]s
+	}
+}
+`, dir, addr, locations)), 0o644)
+	start("nginx", "-c", conf)
+}

@@ -22,28 +22,11 @@ const (
 
 func nginx(t *testing.T, h *netlab.Host, port int) {
 	t.Helper()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "nginx.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`
-worker_processes 1;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s;
-	uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
-	server {
-		listen %[2]s:%[3]d;
+	harness.Nginx(t, h.Start, fmt.Sprintf("%s:%d", h.IP, port), `
 		location = / { return 200 "home\n"; }
 		location /missing { return 404; }
 		location /api/users/ { return 500; }
-		location /traced { return 200 "traced\n"; }
-	}
-}
-`, dir, h.IP, port)), 0o644)
-	h.Start("nginx", "-c", conf)
+		location /traced { return 200 "traced\n"; }`)
 	h.WaitListen(uint16(port))
 }
 

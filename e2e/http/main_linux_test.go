@@ -4,8 +4,6 @@
 package http_test
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -15,24 +13,11 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "strata-e2e-http-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = dir
-	if err := harness.Build(dir, map[string]string{
+	harness.Main(m, &bin, map[string]string{
 		"strata-agent": "../../agent/cmd/strata-agent",
 		"httpserver":   "../cmd/httpserver",
 		"httpclient":   "../cmd/httpclient",
-	}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	})
 }
 
 type labels = harness.Labels

@@ -3,8 +3,6 @@
 package tcp_test
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"testing"
 
@@ -15,24 +13,11 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "strata-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	bin = dir
-	if err := harness.Build(dir, map[string]string{
+	harness.Main(m, &bin, map[string]string{
 		"strata-agent": "../../agent/cmd/strata-agent",
 		"tcpserver":    "../cmd/tcpserver",
 		"tcpclient":    "../cmd/tcpclient",
-	}); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	})
 }
 
 type labels = harness.Labels

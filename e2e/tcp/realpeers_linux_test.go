@@ -2,13 +2,13 @@ package tcp_test
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/stratanet/strata/e2e/harness"
 	"github.com/stratanet/strata/e2e/netlab"
 )
 
@@ -20,26 +20,9 @@ func TestNginxAndCurl(t *testing.T) {
 	srv := lab.Host("web", "10.244.2.3/16")
 	cli := lab.Host("curl", "10.244.2.2/16")
 
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "nginx.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`
-worker_processes 1;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
-	access_log off;
-	client_body_temp_path %[1]s; proxy_temp_path %[1]s; fastcgi_temp_path %[1]s;
-	uwsgi_temp_path %[1]s; scgi_temp_path %[1]s;
-	server {
-		listen 10.244.2.3:8090;
+	harness.Nginx(t, srv.Start, "10.244.2.3:8090", `
 		location / { return 200 "hello from nginx\n"; }
-		location /missing { return 404; }
-	}
-}
-`, dir)), 0o644)
-	srv.Start("nginx", "-c", conf)
+		location /missing { return 404; }`)
 	srv.WaitListen(8090)
 
 	var sent, received float64

@@ -2,9 +2,7 @@ package http
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -12,6 +10,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/ring"
 )
 
 // Probe is the loaded HTTP capture.
@@ -77,41 +76,8 @@ func (p *Probe) Lost() uint64 {
 
 // Read decodes records until ctx ends, handing each batch to emit.
 func (p *Probe) Read(ctx context.Context, emit func([]event.HTTP), bad func(error)) error {
-	go func() {
-		<-ctx.Done()
-		p.reader.Close()
-	}()
-	var batch []event.HTTP
-	flush := func() {
-		if len(batch) > 0 {
-			emit(batch)
-			batch = nil
-		}
-	}
-	var rec ringbuf.Record
-	p.reader.SetDeadline(time.Now().Add(p.poll))
-	for {
-		err := p.reader.ReadInto(&rec)
-		switch {
-		case err == nil:
-			if e, err := decode(rec.RawSample); err != nil {
-				bad(err)
-			} else {
-				batch = append(batch, e)
-			}
-			if len(batch) >= 256 || p.reader.AvailableBytes() == 0 {
-				flush()
-			}
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			flush()
-			p.reader.SetDeadline(time.Now().Add(p.poll))
-		case errors.Is(err, ringbuf.ErrClosed):
-			flush()
-			return nil
-		default:
-			return fmt.Errorf("read HTTP ring buffer: %w", err)
-		}
-	}
+	return ring.Reader[event.HTTP]{Ring: p.reader, Poll: p.poll, Decode: decode,
+		NewBatch: func() []event.HTTP { return make([]event.HTTP, 0, 256) }}.Run(ctx, emit, bad)
 }
 
 // Close detaches everything.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/ring"
 )
 
 // Options size the ring buffer and its wake-up batching.
@@ -177,48 +178,11 @@ func (p *Probes) Lost() map[string]uint64 {
 	return lost
 }
 
-// Read decodes records until ctx ends and hands them to emit in batches:
-// whatever the ring holds right now, up to maxBatch. Records that do not
-// decode are counted by bad, never fatal. emit owns the batch; handing it to
-// Recycle when done spares the garbage collector.
+// Read decodes records until ctx ends and hands them to emit in batches.
+// emit owns the batch; handing it to Recycle when done spares the garbage
+// collector. Records that do not decode are counted by bad, never fatal.
 func (p *Probes) Read(ctx context.Context, emit func([]event.TCP), bad func(error)) error {
-	go func() {
-		<-ctx.Done()
-		p.reader.Close()
-	}()
-	batch := newBatch()
-	flush := func() {
-		if len(batch) > 0 {
-			emit(batch)
-			batch = newBatch()
-		}
-	}
-	var rec ringbuf.Record
-	// The deadline bounds how long a record waits when wake-ups are batched;
-	// it is renewed only when it fires, not per record.
-	p.reader.SetDeadline(time.Now().Add(p.opts.Poll))
-	for {
-		err := p.reader.ReadInto(&rec)
-		switch {
-		case err == nil:
-			if e, err := decode(rec.RawSample); err != nil {
-				bad(err)
-			} else {
-				batch = append(batch, e)
-			}
-			if len(batch) == maxBatch || p.reader.AvailableBytes() == 0 {
-				flush()
-			}
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			flush()
-			p.reader.SetDeadline(time.Now().Add(p.opts.Poll))
-		case errors.Is(err, ringbuf.ErrClosed):
-			flush()
-			return nil
-		default:
-			return fmt.Errorf("read ring buffer: %w", err)
-		}
-	}
+	return ring.Reader[event.TCP]{Ring: p.reader, Poll: p.opts.Poll, Decode: decode, NewBatch: newBatch}.Run(ctx, emit, bad)
 }
 
 const maxBatch = 512

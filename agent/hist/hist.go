@@ -1,0 +1,43 @@
+// Package hist is a bucketed histogram kept in place by the aggregation
+// and exposed as a constant Prometheus histogram at scrape time.
+package hist
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Histogram counts observations per bucket (not cumulative; the last
+// bucket is +Inf). The zero value is ready.
+type Histogram struct {
+	counts []uint64
+	sum    float64
+	total  uint64
+}
+
+// Observe adds v and returns the index of its bucket.
+func (h *Histogram) Observe(bounds []float64, v float64) int {
+	if h.counts == nil {
+		h.counts = make([]uint64, len(bounds)+1)
+	}
+	i := 0
+	for i < len(bounds) && v > bounds[i] {
+		i++
+	}
+	h.counts[i]++
+	h.sum += v
+	h.total++
+	return i
+}
+
+// Count is the number of observations.
+func (h *Histogram) Count() uint64 { return h.total }
+
+// Metric is the histogram as Prometheus wants it.
+func (h *Histogram) Metric(d *prometheus.Desc, bounds []float64, labels ...string) prometheus.Metric {
+	cum, b := uint64(0), make(map[float64]uint64, len(bounds))
+	for i, le := range bounds {
+		if h.counts != nil {
+			cum += h.counts[i]
+		}
+		b[le] = cum
+	}
+	return prometheus.MustNewConstHistogram(d, h.total, h.sum, b, labels...)
+}
