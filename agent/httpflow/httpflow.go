@@ -140,8 +140,10 @@ type Table struct {
 	settling  []done // completed, oldest first from head, waiting Settle to be named
 	head      int
 	socks     map[uint64]*sock
-	lastMono  uint64    // latest record's kernel time
-	swept     time.Time // last sweep for idle sockets
+	closes    map[uint64]uint64 // recent closes of sockets with no state (yet): sock -> kernel ns
+	closeLog  []uint64          // closes, oldest first, to bound it
+	lastMono  uint64            // latest record's kernel time
+	swept     time.Time         // last sweep for idle sockets
 	series    map[seriesKey]*histogram
 	routes    map[string]struct{}
 	unpaired  uint64 // responses with no request in flight
@@ -152,7 +154,7 @@ type Table struct {
 // New makes a table; spans may be nil. wall converts kernel time.
 func New(names Namer, routes *route.Templater, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
 	return &Table{names: names, templater: routes, now: time.Now, spans: spans, wall: wall, cluster: cluster,
-		socks: map[uint64]*sock{}, series: map[seriesKey]*histogram{}, routes: map[string]struct{}{}}
+		socks: map[uint64]*sock{}, closes: map[uint64]uint64{}, series: map[seriesKey]*histogram{}, routes: map[string]struct{}{}}
 }
 
 // Apply pairs one record. A server receives requests and sends responses; a
@@ -202,9 +204,18 @@ func (t *Table) Closed(sockAddr, mono uint64) {
 	defer t.mu.Unlock()
 	// A close from before the state's first record is an older socket's
 	// at the same address, arriving late through the other ring buffer.
-	if s := t.socks[sockAddr]; s != nil && s.closedAt.IsZero() && mono >= s.start {
+	s := t.socks[sockAddr]
+	if s != nil && s.closedAt.IsZero() && mono >= s.start {
 		s.closedAt, s.closedMono = t.now(), mono
+		return
 	}
+	// Its requests may not have arrived yet (another ring buffer): remember.
+	if len(t.closeLog) >= maxSockets {
+		delete(t.closes, t.closeLog[0])
+		t.closeLog = t.closeLog[1:]
+	}
+	t.closes[sockAddr] = mono
+	t.closeLog = append(t.closeLog, sockAddr)
 }
 
 // Tick finalizes sockets closed longer than Grace ago and names the
@@ -233,9 +244,18 @@ func (t *Table) Tick() {
 		t.swept = now
 	}
 	for addr, s := range t.socks {
-		if idleSweep && len(s.queue) == 0 && t.lastMono-s.last > uint64(IdleAfter) {
-			delete(t.socks, addr) // its close went unseen; nothing in flight to lose
-			continue
+		if idleSweep && t.lastMono-s.last > uint64(IdleAfter) {
+			if len(s.queue) == 0 {
+				delete(t.socks, addr) // its close went unseen; nothing in flight to lose
+				continue
+			}
+			if t.lastMono-s.last > uint64(5*IdleAfter) { // no answer in five minutes
+				for _, p := range s.queue {
+					t.complete(s, p, Noanswer, s.last)
+				}
+				delete(t.socks, addr)
+				continue
+			}
 		}
 		if s.closedAt.IsZero() || now.Sub(s.closedAt) < Grace {
 			continue
@@ -289,6 +309,9 @@ func (t *Table) sock(e *event.HTTP, server bool) *sock {
 		}
 		s = &sock{server: server, start: e.Mono, who: event.TCP{Kind: kind, Sock: e.Sock, Netns: e.Netns,
 			PID: e.PID, Comm: e.Comm, Local: e.Local, Remote: e.Remote}}
+		if mono, ok := t.closes[e.Sock]; ok && mono >= e.Mono { // closed before we heard of it
+			s.closedAt, s.closedMono = t.now(), mono
+		}
 		t.socks[e.Sock] = s
 	}
 	return s

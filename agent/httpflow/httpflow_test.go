@@ -252,3 +252,17 @@ func TestLateCloseOfReusedAddress(t *testing.T) {
 		t.Errorf("unanswered = %d, want 0", got)
 	}
 }
+
+// The close can come through its ring before the request through the
+// other: the request still ends as unanswered.
+func TestCloseBeforeItsRequestArrives(t *testing.T) {
+	tb := New(names{}, nil, nil, wall, "")
+	tb.Closed(8, 500)
+	tb.Apply(req(8, 400, "GET /gone HTTP/1.1\r\n"))
+	now := time.Now()
+	tb.now = func() time.Time { return now.Add(2 * Grace) }
+	tb.Tick()
+	if got := count(gather(t, tb), "strata_http_server_request_duration_seconds", map[string]string{"status_code": Noanswer}); got != 1 {
+		t.Fatalf("unanswered = %d, want 1", got)
+	}
+}

@@ -158,6 +158,24 @@ func TestHTTPGoldenSignals(t *testing.T) {
 			"reporter": "client", "result": "success"}, 1, 0)
 	})
 
+	t.Run("closed without an answer, and garbage, on the same port", func(t *testing.T) {
+		// tcpserver -reset reads a request and aborts: no response ever.
+		web.Start(filepath.Join(bin, "tcpserver"), "-listen", "10.244.4.3:8082", "-request", "16", "-reset")
+		web.WaitListen(8082)
+		for i := 0; i < 3; i++ {
+			cli.Run("curl", "-s", "-o", "/dev/null", "http://10.244.4.3:8082/gone")
+		}
+		// TLS ClientHello-like bytes and random binary to the same port.
+		cli.Run(filepath.Join(bin, "tcpclient"), "-connect", "10.244.4.3:8082", "-count", "3", "-send", "16", "-expect", "1", "-allow-fail")
+		l := labels{"source_workload": "curl", "destination_port": "8082", "route": "/gone", "status_code": "0"}
+		a.Expect(t, serverMetric, l.With("reporter", "server"), 3, 0)
+		a.Expect(t, clientMetric, l.With("reporter", "client"), 3, 2*time.Second)
+		mfs, _ := a.Scrape()
+		if n := len(harness.Series(mfs, serverMetric, labels{"destination_port": "8082"})); n != 1 {
+			t.Fatalf("%d server series on port 8082, want only the unanswered /gone", n)
+		}
+	})
+
 	t.Run("spans were all delivered", func(t *testing.T) {
 		for _, m := range []string{"strata_agent_export_dropped_total", "strata_agent_export_errors_total"} {
 			a.Expect(t, m, labels{"exporter": "tempo"}, 0, 0)

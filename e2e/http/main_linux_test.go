@@ -17,6 +17,8 @@ func TestMain(m *testing.M) {
 		"strata-agent": "../../agent/cmd/strata-agent",
 		"httpserver":   "../cmd/httpserver",
 		"httpclient":   "../cmd/httpclient",
+		"tcpserver":    "../cmd/tcpserver",
+		"tcpclient":    "../cmd/tcpclient",
 	})
 }
 

@@ -26,16 +26,21 @@ var methods = map[string]bool{"GET": true, "POST": true, "PUT": true, "DELETE": 
 // (a body that happens to start with "GET ", another protocol) is refused,
 // so it can never become a series.
 func ParseRequest(head string) (Request, bool) {
-	line, rest, ok := strings.Cut(head, "\r\n")
-	if !ok {
-		return Request{}, false // the line must be complete
-	}
+	// A server may read less than the whole line; the path must still be
+	// complete (followed by a space) and the version a prefix of HTTP/1.x.
+	line, rest, whole := strings.Cut(head, "\r\n")
 	method, rest1, ok := strings.Cut(line, " ")
 	if !ok || !methods[method] {
 		return Request{}, false
 	}
 	target, version, ok := strings.Cut(rest1, " ")
-	if !ok || (version != "HTTP/1.1" && version != "HTTP/1.0") {
+	if !ok {
+		return Request{}, false
+	}
+	if whole && version != "HTTP/1.1" && version != "HTTP/1.0" {
+		return Request{}, false
+	}
+	if !whole && !strings.HasPrefix("HTTP/1.1", version) && !strings.HasPrefix("HTTP/1.0", version) {
 		return Request{}, false
 	}
 	if i := strings.Index(target, "://"); i > 0 { // absolute form, through a proxy
