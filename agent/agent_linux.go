@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	g.Go(func() error { return srv.Serve(ctx) })
 
 	log.Info("agent running", zap.String("metrics", fmt.Sprintf("http://%s/metrics", srv.Addr())),
-		zap.Duration("sweep_interval", cfg.SweepInterval), zap.String("http", cfg.HTTP))
+		zap.Stringer("sweep_interval", cfg.SweepInterval), zap.String("http", cfg.HTTP))
 	return g.Wait()
 }
 
