@@ -103,8 +103,9 @@ type Table struct {
 	gov       *governor
 	keys      map[identity.Pair]Key // the governor's answers, remembered
 	conns     map[uint64]*conn
-	closed    map[tombstone]Key // recently closed sockets, for events that trail the close
-	closedLog []tombstone       // closed, oldest first, to bound it
+	byNetns   map[uint32]map[uint64]*conn // the same sockets by namespace, for sweep ends
+	closed    map[tombstone]Key           // recently closed sockets, for events that trail the close
+	closedLog []tombstone                 // closed, oldest first, to bound it
 	flows     map[Key]*stats
 	untracked uint64 // sockets not followed because MaxConns was reached
 	stale     uint64 // sockets dropped after vanishing without a close record
@@ -114,11 +115,12 @@ type Table struct {
 func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {
 	return &Table{
 		log: log, id: id, opts: opts, now: time.Now,
-		gov:    newGovernor(opts.Budgets),
-		keys:   map[identity.Pair]Key{},
-		conns:  map[uint64]*conn{},
-		closed: map[tombstone]Key{},
-		flows:  map[Key]*stats{},
+		gov:     newGovernor(opts.Budgets),
+		keys:    map[identity.Pair]Key{},
+		conns:   map[uint64]*conn{},
+		byNetns: map[uint32]map[uint64]*conn{},
+		closed:  map[tombstone]Key{},
+		flows:   map[Key]*stats{},
 	}
 }
 
@@ -197,12 +199,23 @@ func (t *Table) track(e *event.TCP) *conn {
 	}
 	c.stats.active++
 	t.conns[e.Sock] = c
+	ns := t.byNetns[c.netns]
+	if ns == nil {
+		ns = map[uint64]*conn{}
+		t.byNetns[c.netns] = ns
+	}
+	ns[e.Sock] = c
 	return c
 }
 
 func (t *Table) end(sock uint64, c *conn) {
 	c.stats.active--
 	delete(t.conns, sock)
+	if ns := t.byNetns[c.netns]; ns != nil {
+		if delete(ns, sock); len(ns) == 0 {
+			delete(t.byNetns, c.netns)
+		}
+	}
 	t.id.Forget(sock)
 	if len(t.closedLog) >= maxClosed {
 		delete(t.closed, t.closedLog[0])
@@ -272,10 +285,7 @@ func (t *Table) sweepEnd(e *event.TCP) {
 	if !complete {
 		return
 	}
-	for sock, c := range t.conns {
-		if c.netns != e.Netns {
-			continue
-		}
+	for sock, c := range t.byNetns[e.Netns] {
 		if c.seen == e.Sweep {
 			c.missed = 0
 		} else if c.missed++; c.missed >= 2 {
