@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,7 @@ import (
 	"github.com/stratanet/strata/probes/event"
 	httpprobe "github.com/stratanet/strata/probes/http"
 	"github.com/stratanet/strata/probes/netns"
+	"github.com/stratanet/strata/probes/ring"
 	"github.com/stratanet/strata/probes/tcp"
 )
 
@@ -87,30 +89,35 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	reg.MustRegister(table, requests, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	g, ctx := errgroup.WithContext(ctx)
-	tcpEvents, httpEvents := k.read(ctx, g, h, cfg.EventQueue)
-	// The one goroutine that owns identity, the flow table and HTTP pairing.
+	records, err := k.read(ctx, g, h, cfg.EventQueue)
+	if err != nil {
+		return err
+	}
+	// The one goroutine that owns identity, the flow table and HTTP
+	// pairing; records come in the kernel's order.
 	g.Go(func() error {
-		tick := time.NewTicker(100 * time.Millisecond) // HTTP requests settle and closed sockets age
+		tick := time.NewTicker(time.Second) // idle HTTP sockets are forgotten
 		defer tick.Stop()
 		for {
 			select {
-			case batch, ok := <-tcpEvents:
+			case batch, ok := <-records:
 				if !ok {
 					return nil
 				}
 				h.count(batch)
-				table.ApplyBatch(batch, resolver.Observe)
 				for i := range batch {
-					if batch[i].Kind == event.Close {
-						requests.Closed(batch[i].Sock, batch[i].Mono)
+					r := &batch[i]
+					if r.IsHTTP {
+						requests.Apply(&r.HTTP)
+						continue
+					}
+					resolver.Observe(&r.TCP)
+					table.Apply(&r.TCP)
+					if r.TCP.Kind == event.Close {
+						requests.Closed(r.TCP.Sock, r.TCP.Mono)
 					}
 				}
-				tcp.Recycle(batch)
-			case batch := <-httpEvents:
-				h.events["http"].Add(uint64(len(batch)))
-				for i := range batch {
-					requests.Apply(&batch[i])
-				}
+				recycle(batch)
 			case <-tick.C:
 				requests.Tick()
 			}
@@ -159,7 +166,7 @@ func openKernel(cfg config.Config, log *zap.Logger) (*kernel, error) {
 		k.modes[s.Probe] = s.Mode
 	}
 	if cfg.HTTP == "on" {
-		if k.http, err = httpprobe.Open(uint32(cfg.RingBuffer), wakeup, poll); err != nil {
+		if k.http, err = httpprobe.Open(t.Events(), wakeup); err != nil {
 			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "http"), zap.Error(err))
 		} else {
 			k.modes["http"] = "syscall"
@@ -176,36 +183,52 @@ func (k *kernel) lost() map[string]uint64 {
 	return lost
 }
 
-// read starts a reader per ring buffer. Neither ever waits for the event
-// loop: a full queue drops the batch and counts it.
-func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue int) (<-chan []event.TCP, <-chan []event.HTTP) {
-	tcpEvents := make(chan []event.TCP, max(1, queue/512)) // batches of up to 512
+// read starts the ring-buffer reader. It never waits for the event loop:
+// a full queue drops the batch and counts it.
+func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue int) (<-chan []event.Record, error) {
+	r, err := ring.Open(k.tcp.Events(), poll, decode, newBatch)
+	if err != nil {
+		return nil, err
+	}
+	records := make(chan []event.Record, max(1, queue/maxBatch))
 	g.Go(func() error {
-		defer close(tcpEvents)
-		return k.tcp.Read(ctx, func(batch []event.TCP) {
+		defer close(records)
+		return r.Run(ctx, func(batch []event.Record) {
 			select {
-			case tcpEvents <- batch:
+			case records <- batch:
 			default:
 				for i := range batch {
-					h.queueLost[probeOf(batch[i].Kind)].Add(1)
+					h.queueLost[probeOf(&batch[i])].Add(1)
 				}
-				tcp.Recycle(batch)
+				recycle(batch)
 			}
 		}, func(error) { h.decodeLost.Add(1) })
 	})
-	httpEvents := make(chan []event.HTTP, max(1, queue/256)) // batches of up to 256
-	if k.http != nil {
-		g.Go(func() error {
-			return k.http.Read(ctx, func(batch []event.HTTP) {
-				select {
-				case httpEvents <- batch:
-				default:
-					h.queueLost["http"].Add(uint64(len(batch)))
-				}
-			}, func(error) { h.decodeLost.Add(1) })
-		})
+	return records, nil
+}
+
+// decode dispatches on the kind every record starts with.
+func decode(raw []byte) (event.Record, error) {
+	if len(raw) > 0 && raw[0] >= httpprobe.FirstKind {
+		e, err := httpprobe.Decode(raw)
+		return event.Record{IsHTTP: true, HTTP: e}, err
 	}
-	return tcpEvents, httpEvents
+	e, err := tcp.Decode(raw)
+	return event.Record{TCP: e}, err
+}
+
+const maxBatch = 512
+
+var batches = sync.Pool{New: func() any { b := make([]event.Record, 0, maxBatch); return &b }}
+
+func newBatch() []event.Record { return (*batches.Get().(*[]event.Record))[:0] }
+
+// recycle returns a batch for reuse once the loop is done with it.
+func recycle(b []event.Record) {
+	if cap(b) == maxBatch {
+		clear(b) // let go of the strings
+		batches.Put(&b)
+	}
 }
 
 func (k *kernel) close() {

@@ -8,11 +8,14 @@ import (
 	"github.com/stratanet/strata/probes/event"
 )
 
-// probeNames lists the probes; probeIndex maps each event kind to its probe.
+// probeNames lists the probes; probeIndex maps each record to its probe.
 var probeNames = []string{"tcp_state", "tcp_sweep", "tcp_retransmit", "tcp_reset", "http"}
 
-func probeIndex(k event.Kind) int {
-	switch k {
+func probeIndex(r *event.Record) int {
+	if r.IsHTTP {
+		return 4
+	}
+	switch r.TCP.Kind {
 	case event.Snapshot, event.SweepEnd:
 		return 1
 	case event.Retransmit:
@@ -23,7 +26,7 @@ func probeIndex(k event.Kind) int {
 	return 0
 }
 
-func probeOf(k event.Kind) string { return probeNames[probeIndex(k)] }
+func probeOf(r *event.Record) string { return probeNames[probeIndex(r)] }
 
 // health is the agent's view of itself: what each probe runs as, what it
 // delivered and what was lost where.
@@ -46,10 +49,10 @@ func newHealth(modes map[string]string, kernelLost func() map[string]uint64) *he
 }
 
 // count adds a batch to the per-probe event counters.
-func (h *health) count(batch []event.TCP) {
-	var n [4]uint64 // TCP events only; HTTP batches are counted apart
+func (h *health) count(batch []event.Record) {
+	var n [5]uint64
 	for i := range batch {
-		n[probeIndex(batch[i].Kind)]++
+		n[probeIndex(&batch[i])]++
 	}
 	for i := range n {
 		if n[i] > 0 {

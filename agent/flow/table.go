@@ -131,17 +131,6 @@ func (t *Table) Apply(e *event.TCP) {
 	t.apply(e)
 }
 
-// ApplyBatch folds events in order under one lock, calling observe on each
-// first (identity learns from an event before the table asks it about it).
-func (t *Table) ApplyBatch(batch []event.TCP, observe func(*event.TCP)) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for i := range batch {
-		observe(&batch[i])
-		t.apply(&batch[i])
-	}
-}
-
 func (t *Table) apply(e *event.TCP) {
 	switch e.Kind {
 	case event.Connect, event.Accept:
@@ -321,15 +310,9 @@ func (t *Table) flow(k Key) *stats {
 	return s
 }
 
-// Lookup finds the pair of the socket behind e among the connections the
+// lookup finds the pair of the socket behind e among the connections the
 // table follows or recently closed. Its ends must match e's: socket
 // addresses are reused within milliseconds.
-func (t *Table) Lookup(e *event.TCP) (Key, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.lookup(e)
-}
-
 func (t *Table) lookup(e *event.TCP) (Key, bool) {
 	if c := t.conns[e.Sock]; c != nil && c.local == e.Local && c.remote == e.Remote {
 		return c.key, true

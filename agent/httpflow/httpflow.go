@@ -29,22 +29,10 @@ const (
 	maxRoutes  = 500 // distinct routes; more fold into ~other
 )
 
-// Settle is how long a completed request waits before it is named: the
-// connection's own records travel another ring buffer and may trail it by
-// up to a poll interval.
-const Settle = 300 * time.Millisecond
-
-// maxSettling bounds the requests waiting to settle; beyond, the oldest
-// are named at once.
-const maxSettling = 1 << 16
-
 // IdleAfter forgets a socket with nothing in flight that has been quiet
-// this long (its close may have been lost); it comes back with its next request.
+// this long (its close may have been lost); it comes back with its next
+// request. A request unanswered for five times as long ends as unanswered.
 const IdleAfter = time.Minute
-
-// Grace after a socket closed during which its last responses may still
-// arrive: they travel through another ring buffer than the close.
-const Grace = time.Second
 
 var buckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10}
 
@@ -81,21 +69,16 @@ func parseTraceparent(v string) (traceparent, bool) {
 
 type sock struct {
 	server bool
-	start  uint64 // kernel ns of its first record
 	last   uint64 // kernel ns of its latest record
 	// who, for naming the pair when a request completes: by then the
 	// connection's own records (another ring buffer) have arrived.
-	who        event.TCP
-	queue      []pending
-	closedAt   time.Time // zero while open
-	closedMono uint64
+	who   event.TCP
+	queue []pending
 }
 
 // done is a completed request waiting to be named and counted.
 type done struct {
-	at     time.Time
 	key    flow.Key
-	named  bool // key holds the connection's own pair
 	who    event.TCP
 	server bool
 	p      pending
@@ -119,11 +102,9 @@ type Spans interface {
 	Export(tempo.Span) bool
 }
 
-// Namer names a socket's pair (e.Kind is Accept for the server end):
-// Lookup only from the connection's own records, KeyFor also by resolving
-// its addresses afresh.
+// Namer names a socket's pair (e.Kind is Accept for the server end): the
+// connection's own when known, else by resolving its addresses afresh.
 type Namer interface {
-	Lookup(e *event.TCP) (flow.Key, bool)
 	KeyFor(e *event.TCP) flow.Key
 }
 
@@ -137,13 +118,9 @@ type Table struct {
 	cluster   string
 
 	mu        sync.Mutex
-	settling  []done // completed, oldest first from head, waiting Settle to be named
-	head      int
 	socks     map[uint64]*sock
-	closes    map[uint64]uint64 // recent closes of sockets with no state (yet): sock -> kernel ns
-	closeLog  []uint64          // closes, oldest first, to bound it
-	lastMono  uint64            // latest record's kernel time
-	swept     time.Time         // last sweep for idle sockets
+	lastMono  uint64    // latest record's kernel time
+	swept     time.Time // last sweep for idle sockets
 	series    map[seriesKey]*histogram
 	routes    map[string]struct{}
 	unpaired  uint64 // responses with no request in flight
@@ -154,7 +131,7 @@ type Table struct {
 // New makes a table; spans may be nil. wall converts kernel time.
 func New(names Namer, routes *route.Templater, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
 	return &Table{names: names, templater: routes, now: time.Now, spans: spans, wall: wall, cluster: cluster,
-		socks: map[uint64]*sock{}, closes: map[uint64]uint64{}, series: map[seriesKey]*histogram{}, routes: map[string]struct{}{}}
+		socks: map[uint64]*sock{}, series: map[seriesKey]*histogram{}, routes: map[string]struct{}{}}
 }
 
 // Apply pairs one record. A server receives requests and sends responses; a
@@ -196,74 +173,41 @@ func (t *Table) Apply(e *event.HTTP) {
 	t.complete(s, p, status(e.Status), e.Mono)
 }
 
-// Closed notes that a socket closed at kernel time mono; requests still in
-// flight once the grace period is over count as unanswered, their duration
-// ending at the close.
+// Closed ends a socket at kernel time mono: what it left in flight went
+// unanswered. Records come in the kernel's order, so its requests and
+// responses are all in.
 func (t *Table) Closed(sockAddr, mono uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	// A close from before the state's first record is an older socket's
-	// at the same address, arriving late through the other ring buffer.
-	s := t.socks[sockAddr]
-	if s != nil && s.closedAt.IsZero() && mono >= s.start {
-		s.closedAt, s.closedMono = t.now(), mono
-		return
+	if s := t.socks[sockAddr]; s != nil {
+		t.end(sockAddr, s, mono)
 	}
-	// Its requests may not have arrived yet (another ring buffer): remember.
-	if len(t.closeLog) >= maxSockets {
-		delete(t.closes, t.closeLog[0])
-		t.closeLog = t.closeLog[1:]
-	}
-	t.closes[sockAddr] = mono
-	t.closeLog = append(t.closeLog, sockAddr)
 }
 
-// Tick finalizes sockets closed longer than Grace ago and names the
-// requests that have settled. The agent calls it every 100ms.
+func (t *Table) end(addr uint64, s *sock, at uint64) {
+	for _, p := range s.queue {
+		t.complete(s, p, Noanswer, at)
+	}
+	delete(t.socks, addr)
+}
+
+// Tick forgets sockets whose close went unseen. The agent calls it often;
+// it looks only every IdleAfter/4.
 func (t *Table) Tick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	defer func() {
-		for t.head < len(t.settling) && now.Sub(t.settling[t.head].at) >= Settle {
-			t.observe(t.settling[t.head])
-			t.settling[t.head] = done{} // let go of its strings
-			t.head++
-		}
-		// Reuse the array instead of sliding along it.
-		if t.head == len(t.settling) {
-			t.settling, t.head = t.settling[:0], 0
-		} else if t.head > len(t.settling)/2 {
-			n := copy(t.settling, t.settling[t.head:])
-			clear(t.settling[n:])
-			t.settling, t.head = t.settling[:n], 0
-		}
-	}()
-	idleSweep := now.Sub(t.swept) >= IdleAfter/4
-	if idleSweep {
-		t.swept = now
+	if now.Sub(t.swept) < IdleAfter/4 {
+		return
 	}
+	t.swept = now
 	for addr, s := range t.socks {
-		if idleSweep && t.lastMono-s.last > uint64(IdleAfter) {
-			if len(s.queue) == 0 {
-				delete(t.socks, addr) // its close went unseen; nothing in flight to lose
-				continue
-			}
-			if t.lastMono-s.last > uint64(5*IdleAfter) { // no answer in five minutes
-				for _, p := range s.queue {
-					t.complete(s, p, Noanswer, s.last)
-				}
-				delete(t.socks, addr)
-				continue
-			}
+		switch idle := t.lastMono - s.last; {
+		case len(s.queue) == 0 && idle > uint64(IdleAfter):
+			delete(t.socks, addr)
+		case idle > uint64(5*IdleAfter):
+			t.end(addr, s, s.last)
 		}
-		if s.closedAt.IsZero() || now.Sub(s.closedAt) < Grace {
-			continue
-		}
-		for _, p := range s.queue {
-			t.complete(s, p, Noanswer, s.closedMono)
-		}
-		delete(t.socks, addr)
 	}
 }
 
@@ -286,17 +230,10 @@ var statusNames = func() (n [500]string) {
 // sock returns the state of e's socket, creating it; nil when full.
 func (t *Table) sock(e *event.HTTP, server bool) *sock {
 	s := t.socks[e.Sock]
-	// Other ends at the same address: a new socket, so the old one closed
-	// (its close may still be on its way). What it left in flight went
-	// unanswered.
-	if s != nil && (!s.closedAt.IsZero() || s.who.Local != e.Local || s.who.Remote != e.Remote) {
-		end := s.closedMono
-		if end == 0 {
-			end = e.Mono
-		}
-		for _, p := range s.queue {
-			t.complete(s, p, Noanswer, end)
-		}
+	// Other ends at the same address: a new socket whose predecessor's close
+	// was not seen. What it left in flight went unanswered.
+	if s != nil && (s.who.Local != e.Local || s.who.Remote != e.Remote) {
+		t.end(e.Sock, s, e.Mono)
 		s = nil
 	}
 	if s == nil {
@@ -307,11 +244,8 @@ func (t *Table) sock(e *event.HTTP, server bool) *sock {
 		if server {
 			kind = event.Accept
 		}
-		s = &sock{server: server, start: e.Mono, who: event.TCP{Kind: kind, Sock: e.Sock, Netns: e.Netns,
+		s = &sock{server: server, who: event.TCP{Kind: kind, Sock: e.Sock, Netns: e.Netns,
 			PID: e.PID, Comm: e.Comm, Local: e.Local, Remote: e.Remote}}
-		if mono, ok := t.closes[e.Sock]; ok && mono >= e.Mono { // closed before we heard of it
-			s.closedAt, s.closedMono = t.now(), mono
-		}
 		t.socks[e.Sock] = s
 	}
 	return s
@@ -328,30 +262,14 @@ func (t *Table) route(path string) string {
 	return r
 }
 
-// complete queues a finished request to be named once its connection's
-// records have arrived.
+// complete names a finished request after its connection: the table's
+// own pair when it follows the socket, else what its ends resolve to now.
 func (t *Table) complete(s *sock, p pending, status string, end uint64) {
-	if len(t.settling)-t.head >= maxSettling {
-		t.observe(t.settling[t.head])
-		t.head++
-	}
-	d := done{who: s.who, server: s.server, p: p, status: status, end: end}
-	// Name it now if the connection's records are in (by the time it has
-	// settled, the socket's address may belong to another connection);
-	// else let them arrive first.
-	if d.key, d.named = t.names.Lookup(&d.who); d.named {
-		t.observe(d)
-		return
-	}
-	d.at = t.now()
-	t.settling = append(t.settling, d)
+	t.observe(done{key: t.names.KeyFor(&s.who), who: s.who, server: s.server, p: p, status: status, end: end})
 }
 
 func (t *Table) observe(d done) {
 	key := d.key
-	if !d.named {
-		key = t.names.KeyFor(&d.who)
-	}
 	p, status, end := d.p, d.status, d.end
 	k := seriesKey{Key: key, server: d.server, method: p.method, status: status, path: p.route}
 	h := t.series[k]

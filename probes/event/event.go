@@ -98,3 +98,11 @@ type HTTP struct {
 	Traceparent string // requests, when the header came within the first bytes
 	Status      int    // responses
 }
+
+// Record is one record of the kernel's ring, in the order the kernel made
+// them: a TCP event, or an HTTP one when IsHTTP.
+type Record struct {
+	IsHTTP bool
+	TCP    TCP
+	HTTP   HTTP
+}

@@ -15,7 +15,12 @@ type record = httpHttpRecord
 
 var recordSize = int(unsafe.Sizeof(record{}))
 
-func decode(raw []byte) (event.HTTP, error) {
+// FirstKind is the smallest record kind of this family; the ring holds
+// the TCP probes' records too, all below it.
+const FirstKind = 32
+
+// Decode turns one ring-buffer sample into an event.
+func Decode(raw []byte) (event.HTTP, error) {
 	if len(raw) < recordSize {
 		return event.HTTP{}, errors.New("http: short record")
 	}
@@ -27,10 +32,10 @@ func decode(raw []byte) (event.HTTP, error) {
 		PID:      r.Pid,
 		Netns:    r.Netns,
 		Size:     r.Size,
-		Response: r.Kind == 2,
+		Response: r.Kind == FirstKind+1,
 		Received: r.Dir == 1,
 	}
-	if r.Kind != 1 && r.Kind != 2 {
+	if r.Kind != FirstKind && r.Kind != FirstKind+1 {
 		return event.HTTP{}, errors.New("http: unknown record kind")
 	}
 	switch r.Family {

@@ -16,14 +16,14 @@ func encode(t testing.TB, r record) []byte {
 }
 
 func TestDecodeRequestRecord(t *testing.T) {
-	r := record{Kind: 1, Dir: 1, Family: 2, Sport: 8080, Dport: 40000, Sk: 7, Pid: 9, TsNs: 5}
+	r := record{Kind: FirstKind, Dir: 1, Family: 2, Sport: 8080, Dport: 40000, Sk: 7, Pid: 9, TsNs: 5}
 	copy(r.Saddr[:], []byte{10, 244, 0, 3})
 	copy(r.Daddr[:], []byte{10, 244, 0, 2})
 	head := "GET /users/7?q=1 HTTP/1.1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n"
 	copy(r.Data[:], head)
 	r.Captured = uint32(len(head))
 	copy(r.Comm[:], []int8{'n', 'g', 'i', 'n', 'x'})
-	e, err := decode(encode(t, r))
+	e, err := Decode(encode(t, r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,26 +35,26 @@ func TestDecodeRequestRecord(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	if _, err := decode(make([]byte, recordSize-1)); err == nil {
+	if _, err := Decode(make([]byte, recordSize-1)); err == nil {
 		t.Fatal("short record decoded")
 	}
-	if _, err := decode(encode(t, record{Kind: 3, Family: 2})); err == nil {
+	if _, err := Decode(encode(t, record{Kind: FirstKind + 2, Family: 2})); err == nil {
 		t.Fatal("unknown kind decoded")
 	}
-	r := record{Kind: 2, Family: 2, Captured: 4}
+	r := record{Kind: FirstKind + 1, Family: 2, Captured: 4}
 	copy(r.Data[:], "\x16\x03\x01\x00")
-	if e, err := decode(encode(t, r)); err != nil || e.Valid {
+	if e, err := Decode(encode(t, r)); err != nil || e.Valid {
 		t.Fatalf("TLS bytes decoded as a valid response: %+v %v", e, err)
 	}
 }
 
 func FuzzDecode(f *testing.F) {
 	f.Add(make([]byte, recordSize))
-	good := record{Kind: 2, Family: 10, Captured: 17}
+	good := record{Kind: FirstKind + 1, Family: 10, Captured: 17}
 	copy(good.Data[:], "HTTP/1.1 200 OK\r\n")
 	f.Add(encode(f, good))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := decode(b)
+		e, err := Decode(b)
 		if err != nil {
 			return
 		}

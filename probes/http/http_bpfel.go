@@ -21,17 +21,17 @@ type httpCarry struct {
 
 type httpHttpRecord struct {
 	_        structs.HostLayout
+	Kind     uint8
+	Dir      uint8
+	Family   uint16
+	Netns    uint32
 	TsNs     uint64
 	Sk       uint64
 	Pid      uint32
-	Netns    uint32
 	Size     uint32
 	Captured uint32
-	Family   uint16
 	Sport    uint16
 	Dport    uint16
-	Kind     uint8
-	Dir      uint8
 	Saddr    [16]uint8
 	Daddr    [16]uint8
 	Comm     [16]int8
@@ -51,7 +51,7 @@ type httpPendingRead struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	httpMapCarries          = "carries"
-	httpMapHttpEvents       = "http_events"
+	httpMapEvents           = "events"
 	httpMapReads            = "reads"
 	httpProgEnterRead       = "enter_read"
 	httpProgEnterReadv      = "enter_readv"
@@ -130,9 +130,9 @@ type httpProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpMapSpecs struct {
-	Carries    *ebpf.MapSpec `ebpf:"carries"`
-	HttpEvents *ebpf.MapSpec `ebpf:"http_events"`
-	Reads      *ebpf.MapSpec `ebpf:"reads"`
+	Carries *ebpf.MapSpec `ebpf:"carries"`
+	Events  *ebpf.MapSpec `ebpf:"events"`
+	Reads   *ebpf.MapSpec `ebpf:"reads"`
 }
 
 // httpVariableSpecs contains global variables before they are loaded into the kernel.
@@ -164,15 +164,15 @@ func (o *httpObjects) Close() error {
 //
 // It can be passed to loadHttpObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpMaps struct {
-	Carries    *ebpf.Map `ebpf:"carries"`
-	HttpEvents *ebpf.Map `ebpf:"http_events"`
-	Reads      *ebpf.Map `ebpf:"reads"`
+	Carries *ebpf.Map `ebpf:"carries"`
+	Events  *ebpf.Map `ebpf:"events"`
+	Reads   *ebpf.Map `ebpf:"reads"`
 }
 
 func (m *httpMaps) Close() error {
 	return _HttpClose(
 		m.Carries,
-		m.HttpEvents,
+		m.Events,
 		m.Reads,
 	)
 }

@@ -1,44 +1,36 @@
 package http
 
 import (
-	"context"
 	"fmt"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
-
-	"github.com/stratanet/strata/probes/event"
-	"github.com/stratanet/strata/probes/ring"
 )
 
 // Probe is the loaded HTTP capture.
 type Probe struct {
-	objs   httpObjects
-	links  []link.Link
-	reader *ringbuf.Reader
-	poll   time.Duration
+	objs  httpObjects
+	links []link.Link
 }
 
-// Open loads the programs and attaches them to the syscall tracepoints.
-// Either every hook attaches or the probe is not there: half the calls
-// would pair requests with the wrong responses.
-func Open(ringBytes uint32, wakeupBytes uint64, poll time.Duration) (*Probe, error) {
+// Open loads the programs, writing into the shared ring events, and
+// attaches them to the syscall tracepoints. Either every hook attaches or
+// the probe is not there: half the calls would pair requests with the
+// wrong responses.
+func Open(events *ebpf.Map, wakeupBytes uint64) (*Probe, error) {
 	spec, err := loadHttp()
 	if err != nil {
 		return nil, err
 	}
-	if ringBytes > 0 {
-		spec.Maps["http_events"].MaxEntries = ringBytes
-	}
+	spec.Maps["events"].MaxEntries = events.MaxEntries()
 	if wakeupBytes > 0 {
 		if err := spec.Variables["wakeup_bytes"].Set(wakeupBytes); err != nil {
 			return nil, err
 		}
 	}
-	p := &Probe{poll: poll}
-	if err := spec.LoadAndAssign(&p.objs, nil); err != nil {
+	p := &Probe{}
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
+	if err := spec.LoadAndAssign(&p.objs, opts); err != nil {
 		return nil, fmt.Errorf("load HTTP probe: %w", err)
 	}
 	progs := p.objs.httpPrograms
@@ -60,10 +52,6 @@ func Open(ringBytes uint32, wakeupBytes uint64, poll time.Duration) (*Probe, err
 		}
 		p.links = append(p.links, l)
 	}
-	if p.reader, err = ringbuf.NewReader(p.objs.HttpEvents); err != nil {
-		p.Close()
-		return nil, err
-	}
 	return p, nil
 }
 
@@ -74,17 +62,8 @@ func (p *Probe) Lost() uint64 {
 	return n
 }
 
-// Read decodes records until ctx ends, handing each batch to emit.
-func (p *Probe) Read(ctx context.Context, emit func([]event.HTTP), bad func(error)) error {
-	return ring.Reader[event.HTTP]{Ring: p.reader, Poll: p.poll, Decode: decode,
-		NewBatch: func() []event.HTTP { return make([]event.HTTP, 0, 256) }}.Run(ctx, emit, bad)
-}
-
 // Close detaches everything.
 func (p *Probe) Close() error {
-	if p.reader != nil {
-		p.reader.Close()
-	}
 	for _, l := range p.links {
 		l.Close()
 	}

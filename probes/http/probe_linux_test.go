@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+
 	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/ring"
 )
 
 func open(t *testing.T) func(port uint16) []event.HTTP {
@@ -24,7 +27,16 @@ func open(t *testing.T) func(port uint16) []event.HTTP {
 		}
 		t.Skip("needs root")
 	}
-	p, err := Open(1<<22, 1<<20, 20*time.Millisecond)
+	// A ring of the test's own; in the agent it is the one the TCP probes write.
+	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 22})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Open(events, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := ring.Open(events, 20*time.Millisecond, Decode, func() []event.HTTP { return make([]event.HTTP, 0, 64) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,10 +46,10 @@ func open(t *testing.T) func(port uint16) []event.HTTP {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.Read(ctx, func(b []event.HTTP) { mu.Lock(); evs = append(evs, b...); mu.Unlock() },
+		r.Run(ctx, func(b []event.HTTP) { mu.Lock(); evs = append(evs, b...); mu.Unlock() },
 			func(err error) { t.Errorf("undecodable: %v", err) })
 	}()
-	t.Cleanup(func() { cancel(); <-done; p.Close() })
+	t.Cleanup(func() { cancel(); <-done; p.Close(); events.Close() })
 	return func(port uint16) []event.HTTP {
 		time.Sleep(200 * time.Millisecond)
 		mu.Lock()

@@ -9,16 +9,26 @@ import (
 	"os"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/ringbuf"
 )
 
 // Reader turns raw samples into T and hands them out in batches: whatever
-// the ring holds right now, up to cap(newBatch()).
+// the ring holds right now, up to cap(NewBatch()).
 type Reader[T any] struct {
 	Ring     *ringbuf.Reader
 	Poll     time.Duration // longest a record waits when wake-ups are batched
 	Decode   func([]byte) (T, error)
 	NewBatch func() []T
+}
+
+// Open reads the ring buffer map m.
+func Open[T any](m *ebpf.Map, poll time.Duration, decode func([]byte) (T, error), newBatch func() []T) (Reader[T], error) {
+	r, err := ringbuf.NewReader(m)
+	if err != nil {
+		return Reader[T]{}, fmt.Errorf("open ring buffer: %w", err)
+	}
+	return Reader[T]{Ring: r, Poll: poll, Decode: decode, NewBatch: newBatch}, nil
 }
 
 // Run reads until ctx ends. emit owns each batch; bad counts samples that

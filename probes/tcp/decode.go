@@ -23,9 +23,9 @@ var recordSize = int(unsafe.Sizeof(record{}))
 
 var errShort = errors.New("tcp: short record")
 
-// decode turns one ring-buffer sample into an event. It never trusts the
+// Decode turns one ring-buffer sample into an event. It never trusts the
 // sample's size or contents beyond what the layout allows.
-func decode(raw []byte) (event.TCP, error) {
+func Decode(raw []byte) (event.TCP, error) {
 	if len(raw) < recordSize {
 		return event.TCP{}, errShort
 	}

@@ -32,7 +32,7 @@ func TestDecodeConnect(t *testing.T) {
 		Family: afInet, Sport: 40000, Dport: 80, Saddr: v4("10.244.0.2"), Daddr: v4("10.250.0.9"),
 		Newstate: event.StateEstablished, BytesAcked: 1, SrttUs: 120}
 	copy(r.Comm[:], []int8{'c', 'u', 'r', 'l'})
-	e, err := decode(encode(t, r))
+	e, err := Decode(encode(t, r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestDecodeIPv6AndMapped(t *testing.T) {
 	copy(a6[:], netip.MustParseAddr("fd00::1").AsSlice())
 	mapped := netip.MustParseAddr("::ffff:10.0.0.1").As16()
 	r := record{Kind: uint8(event.Accept), Family: afInet6, Saddr: a6, Daddr: mapped, Sport: 443, Dport: 5555}
-	e, err := decode(encode(t, r))
+	e, err := Decode(encode(t, r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,14 +103,14 @@ func TestPayloadTakesOutFINs(t *testing.T) {
 
 func TestDecodeConnectFailed(t *testing.T) {
 	r := record{Kind: uint8(event.ConnectFailed), Family: afInet, Err: int32(syscall.ECONNREFUSED)}
-	e, err := decode(encode(t, r))
+	e, err := Decode(encode(t, r))
 	if err != nil || e.Err != syscall.ECONNREFUSED {
 		t.Fatalf("got %v, %v", e.Err, err)
 	}
 }
 
 func TestDecodeRejectsGarbage(t *testing.T) {
-	if _, err := decode(make([]byte, recordSize-1)); err == nil {
+	if _, err := Decode(make([]byte, recordSize-1)); err == nil {
 		t.Fatal("short record decoded")
 	}
 	for _, bad := range []record{
@@ -118,7 +118,7 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 		{Kind: 200, Family: afInet},
 		{Kind: uint8(event.Connect), Family: 1}, // AF_UNIX: not ours
 	} {
-		if e, err := decode(encode(t, bad)); err == nil {
+		if e, err := Decode(encode(t, bad)); err == nil {
 			t.Fatalf("decoded %+v from garbage", e)
 		}
 	}
@@ -128,7 +128,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(make([]byte, recordSize))
 	f.Add(bytes.Repeat([]byte{0xff}, recordSize+3))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		e, err := decode(b)
+		e, err := Decode(b)
 		if err == nil && e.Kind != event.SweepEnd && !e.Local.IsValid() {
 			t.Fatalf("accepted record without a valid address: %+v", e)
 		}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/ring"
 )
 
 // requireRoot skips locally but fails in CI, where a skipped BPF test would
@@ -57,9 +58,13 @@ func open(t *testing.T) (*Probes, *collector) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &collector{}
 	done := make(chan struct{})
+	r, err := ring.Open(p.Events(), 20*time.Millisecond, Decode, func() []event.TCP { return make([]event.TCP, 0, 64) })
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() {
 		defer close(done)
-		p.Read(ctx, c.add, func(err error) { t.Errorf("undecodable record: %v", err) })
+		r.Run(ctx, c.add, func(err error) { t.Errorf("undecodable record: %v", err) })
 	}()
 	t.Cleanup(func() { cancel(); <-done; p.Close() })
 	return p, c

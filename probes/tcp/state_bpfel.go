@@ -21,6 +21,11 @@ type stateOwner struct {
 
 type stateTcpRecord struct {
 	_             structs.HostLayout
+	Kind          uint8
+	Oldstate      uint8
+	Newstate      uint8
+	FinReceived   uint8
+	Netns         uint32
 	TsNs          uint64
 	Sk            uint64
 	Ino           uint64
@@ -30,7 +35,6 @@ type stateTcpRecord struct {
 	WriteSeq      uint32
 	SrttUs        uint32
 	TotalRetrans  uint32
-	Netns         uint32
 	Pid           uint32
 	Sweep         uint32
 	Drops         uint32
@@ -38,10 +42,6 @@ type stateTcpRecord struct {
 	Family        uint16
 	Sport         uint16
 	Dport         uint16
-	Kind          uint8
-	Oldstate      uint8
-	Newstate      uint8
-	FinReceived   uint8
 	Saddr         [16]uint8
 	Daddr         [16]uint8
 	Comm          [16]int8

@@ -1,21 +1,15 @@
 package tcp
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"github.com/cilium/ebpf/ringbuf"
 	"go.uber.org/zap"
-
-	"github.com/stratanet/strata/probes/event"
-	"github.com/stratanet/strata/probes/ring"
 )
 
 // Options size the ring buffer and its wake-up batching.
@@ -42,7 +36,6 @@ type Probes struct {
 	iter   *link.Iter
 	links  []link.Link
 	status []Status
-	reader *ringbuf.Reader
 }
 
 // Open loads and attaches the probes. Only the lifecycle probe is required:
@@ -76,10 +69,6 @@ func Open(log *zap.Logger, opts Options) (*Probes, error) {
 	p.openEvents(opts, shared)
 	p.openSweep(opts, shared)
 
-	if p.reader, err = ringbuf.NewReader(p.state.Events); err != nil {
-		p.Close()
-		return nil, fmt.Errorf("open ring buffer: %w", err)
-	}
 	return p, nil
 }
 
@@ -178,25 +167,9 @@ func (p *Probes) Lost() map[string]uint64 {
 	return lost
 }
 
-// Read decodes records until ctx ends and hands them to emit in batches.
-// emit owns the batch; handing it to Recycle when done spares the garbage
-// collector. Records that do not decode are counted by bad, never fatal.
-func (p *Probes) Read(ctx context.Context, emit func([]event.TCP), bad func(error)) error {
-	return ring.Reader[event.TCP]{Ring: p.reader, Poll: p.opts.Poll, Decode: decode, NewBatch: newBatch}.Run(ctx, emit, bad)
-}
-
-const maxBatch = 512
-
-var batches = sync.Pool{New: func() any { b := make([]event.TCP, 0, maxBatch); return &b }}
-
-func newBatch() []event.TCP { return (*batches.Get().(*[]event.TCP))[:0] }
-
-// Recycle returns a batch from Read for reuse.
-func Recycle(b []event.TCP) {
-	if cap(b) == maxBatch {
-		batches.Put(&b)
-	}
-}
+// Events is the ring buffer every probe writes into; the agent reads it
+// and hands it to the other probe families to share.
+func (p *Probes) Events() *ebpf.Map { return p.state.Events }
 
 // Sweep walks the TCP sockets of the calling thread's network namespace; the
 // snapshots and a closing SweepEnd arrive through Read. The caller pins the
@@ -219,9 +192,6 @@ func (p *Probes) Sweep(gen uint32) error {
 
 // Close detaches everything.
 func (p *Probes) Close() error {
-	if p.reader != nil {
-		p.reader.Close()
-	}
 	if p.iter != nil {
 		p.iter.Close()
 	}

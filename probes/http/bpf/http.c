@@ -8,6 +8,7 @@
 #include "bpf_helpers.h"
 #include "bpf_core_read.h"
 #include "bpf_endian.h"
+#include "ring.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -17,22 +18,23 @@
 #define PREFIX 192
 #define RESPONSE_PREFIX 16 // "HTTP/1.1 200 OK\r" is all the agent reads of a response
 
-enum { HTTP_REQUEST = 1, HTTP_RESPONSE = 2 };
+// Kinds continue after the TCP ones (probes/tcp/bpf/tcp.h): one ring.
+enum { HTTP_REQUEST = 32, HTTP_RESPONSE = 33 };
 enum { DIR_SENT = 0, DIR_RECEIVED = 1 };
 enum { BUF_PLAIN = 0, BUF_IOVEC = 1, BUF_MSGHDR = 2 };
 
 struct http_record {
+	__u8 kind;      // first, as in every record of the ring
+	__u8 dir;
+	__u16 family;
+	__u32 netns;
 	__u64 ts_ns;
 	__u64 sk;
 	__u32 pid;
-	__u32 netns;
 	__u32 size;     // bytes this call moved (received) or asked to move (sent)
 	__u32 captured; // bytes of data that are valid
-	__u16 family;
 	__u16 sport;    // local port
 	__u16 dport;    // remote port
-	__u8 kind;
-	__u8 dir;
 	__u8 saddr[16];
 	__u8 daddr[16];
 	char comm[16];
@@ -40,11 +42,6 @@ struct http_record {
 };
 
 const struct http_record *unused_http_record __attribute__((unused));
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 23);
-} http_events SEC(".maps");
 
 // A read's buffer, kept from the syscall's entry to its exit.
 struct pending_read {
@@ -75,7 +72,6 @@ struct {
 	__type(value, struct carry);
 } carries SEC(".maps");
 
-volatile const __u64 wakeup_bytes = 256 * 1024;
 __u64 lost = 0;
 
 // The TCP socket behind fd of the current task, or 0 for anything else.
@@ -153,7 +149,7 @@ static __always_inline __u64 first_buf(__u64 arg, __u8 how, __u64 *len)
 static __always_inline void emit(struct sock *sk, __u8 kind, __u8 dir, __u64 buf, __u64 avail, __u64 size,
 				 const struct carry *c)
 {
-	struct http_record *r = bpf_ringbuf_reserve(&http_events, sizeof(*r), 0);
+	struct http_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		__sync_fetch_and_add(&lost, 1);
 		return;
@@ -205,8 +201,7 @@ data:
 		if (bpf_probe_read_user(r->data, n, (void *)buf))
 			r->captured = 0;
 	}
-	__u64 flags = bpf_ringbuf_query(&http_events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
-	bpf_ringbuf_submit(r, flags);
+	ring_submit(r, false);
 }
 
 // Sends: the data is in the buffer at entry.

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-// Shared by every TCP probe object: the one record type, the ring buffer
-// they all write into (the loader hands the lifecycle object's map to the
-// others) and the helpers that read a socket with CO-RE.
+// Shared by every TCP probe object: the record type and the helpers that
+// read a socket with CO-RE. The ring is in ring.h.
 #pragma once
 
 #include "vmlinux.h"
 #include "bpf_helpers.h"
 #include "bpf_core_read.h"
 #include "bpf_endian.h"
+#include "ring.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -29,6 +29,11 @@ enum record_kind {
 };
 
 struct tcp_record {
+	__u8 kind;            // first, as in every record of the ring
+	__u8 oldstate;
+	__u8 newstate;
+	__u8 fin_received;    // SOCK_DONE: the peer's FIN was taken in
+	__u32 netns;          // network namespace inode of the socket
 	__u64 ts_ns;
 	__u64 sk;             // socket address: the connection's key while it lives
 	__u64 ino;            // socket inode, to find the owner in /proc when pid is unknown
@@ -38,7 +43,6 @@ struct tcp_record {
 	__u32 write_seq;
 	__u32 srtt_us;        // smoothed RTT in microseconds
 	__u32 total_retrans;
-	__u32 netns;          // network namespace inode of the socket
 	__u32 pid;            // tgid, only where the hook runs in the owner's context
 	__u32 sweep;          // sweep generation (snapshot, sweep end)
 	__u32 drops;          // sweep end: snapshots lost so far (cumulative)
@@ -46,10 +50,6 @@ struct tcp_record {
 	__u16 family;
 	__u16 sport;          // local port, host order
 	__u16 dport;          // remote port, host order
-	__u8 kind;
-	__u8 oldstate;
-	__u8 newstate;
-	__u8 fin_received;    // SOCK_DONE: the peer's FIN was taken in
 	__u8 saddr[16];       // local address (IPv4 in the first 4 bytes)
 	__u8 daddr[16];       // remote address
 	char comm[16];
@@ -57,16 +57,6 @@ struct tcp_record {
 
 // Makes the type visible in BTF for bpf2go -type without typing the map.
 const struct tcp_record *unused_tcp_record __attribute__((unused));
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 1 << 23);
-} events SEC(".maps");
-
-// Below this many queued bytes a record does not wake the reader: waking it
-// per record costs most of the throughput of a busy server (DESIGN.md). The
-// reader polls with a short deadline, so quiet periods still flow.
-volatile const __u64 wakeup_bytes = 256 * 1024;
 
 // Records this object could not reserve (ring buffer full), read by the agent.
 __u64 lost = 0;
@@ -90,10 +80,7 @@ static __always_inline struct tcp_record *reserve(void)
 
 static __always_inline void submit(struct tcp_record *r, bool urgent)
 {
-	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(r, flags);
+	ring_submit(r, urgent);
 }
 
 // Addresses, ports, netns and inode straight from the socket. The ports come
