@@ -70,13 +70,12 @@ func parseTraceparent(v string) (traceparent, bool) {
 type sock struct {
 	server bool
 	last   uint64 // kernel ns of its latest record
-	// who, for naming the pair when a request completes: by then the
-	// connection's own records (another ring buffer) have arrived.
+	// who the socket is, for naming the pair when a request completes
 	who   event.TCP
 	queue []pending
 }
 
-// done is a completed request waiting to be named and counted.
+// done is a completed request, named, to be counted.
 type done struct {
 	key    flow.Key
 	who    event.TCP
