@@ -64,6 +64,7 @@ func (s *Size) Set(v string) error {
 	for suffix, m := range map[string]uint64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
 		if strings.HasSuffix(v, suffix) {
 			v, mult = strings.TrimSuffix(v, suffix), m
+			break
 		}
 	}
 	n, err := strconv.ParseUint(v, 10, 32)

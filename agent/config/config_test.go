@@ -4,166 +4,1025 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 )
 
-func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
-func load(t *testing.T, args []string, e map[string]string) (Config, error) {
-	t.Helper()
-	return Load(args, env(e), &bytes.Buffer{})
+// env returns a fake getenv backed by m.
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
 }
 
-func writeFile(t *testing.T, body string) string {
+// writeConfig writes content to a fresh YAML file and returns its path.
+func writeConfig(t *testing.T, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "strata.yaml")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
-func TestDefaults(t *testing.T) {
-	c, err := load(t, nil, nil)
+// load calls Load with a fake environment and a captured stderr.
+func load(t *testing.T, args []string, vars map[string]string) (Config, *bytes.Buffer, error) {
+	t.Helper()
+	var stderr bytes.Buffer
+	cfg, err := Load(args, env(vars), &stderr)
+	return cfg, &stderr, err
+}
+
+func mustLoad(t *testing.T, args []string, vars map[string]string) Config {
+	t.Helper()
+	cfg, stderr, err := load(t, args, vars)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("Load(%q, %v) error: %v", args, vars, err)
 	}
-	want := Default()
-	if c.Kubernetes != "auto" || c.MetricsAddr != ":9810" || c.SweepInterval != 10*time.Second ||
-		c.LogLevel != "info" || c.RingBuffer != 8<<20 || c.EventQueue != 65536 || c.MaxSeries != 20000 {
-		t.Fatalf("defaults %+v", c)
+	if stderr.Len() != 0 {
+		t.Errorf("Load(%q, %v) wrote to stderr: %q", args, vars, stderr.String())
 	}
-	if c.MaxSockets != want.MaxSockets || c.LabelBudgets != nil {
-		t.Fatalf("defaults %+v", c)
+	return cfg
+}
+
+func TestDefault(t *testing.T) {
+	want := Config{
+		Kubernetes:    "auto",
+		HTTP:          "off",
+		HTTPRoutes:    nil,
+		OTLPEndpoint:  "",
+		OTLPInsecure:  "off",
+		MetricsAddr:   ":9810",
+		SweepInterval: 10 * time.Second,
+		LogLevel:      "info",
+		Cluster:       "",
+		RingBuffer:    8 << 20,
+		EventQueue:    65536,
+		MaxSockets:    262144,
+		MaxSeries:     20000,
+		LabelBudgets:  nil,
+	}
+	if got := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Default() = %+v, want %+v", got, want)
 	}
 }
 
-// Each source overrides the one before: defaults < file < environment < flags.
-func TestPrecedence(t *testing.T) {
-	file := writeFile(t, `
-metrics_addr: 127.0.0.1:1111
-sweep_interval: 5s
-log_level: warn
-kubernetes: "off"
-ring_buffer_size: 4MiB
-label_budgets:
-  destination_workload: 50
-`)
-	c, err := load(t, []string{"--config", file}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.MetricsAddr != "127.0.0.1:1111" || c.SweepInterval != 5*time.Second || c.LogLevel != "warn" ||
-		c.Kubernetes != "off" || c.RingBuffer != 4<<20 || c.LabelBudgets["destination_workload"] != 50 {
-		t.Fatalf("from file: %+v", c)
-	}
-
-	e := map[string]string{"STRATA_CONFIG": file, "STRATA_METRICS_ADDR": "127.0.0.1:2222", "STRATA_SWEEP_INTERVAL": "7s"}
-	c, err = load(t, nil, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.MetricsAddr != "127.0.0.1:2222" || c.SweepInterval != 7*time.Second || c.LogLevel != "warn" {
-		t.Fatalf("env over file: %+v", c)
-	}
-
-	c, err = load(t, []string{"--metrics-addr", "127.0.0.1:3333", "--log-level=debug"}, e)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.MetricsAddr != "127.0.0.1:3333" || c.SweepInterval != 7*time.Second || c.LogLevel != "debug" {
-		t.Fatalf("flags over env: %+v", c)
+func TestDefaultReturnsFreshValue(t *testing.T) {
+	a := Default()
+	a.MetricsAddr = "changed:1"
+	a.LabelBudgets = map[string]int{"x": 1}
+	if b := Default(); b.MetricsAddr != ":9810" || b.LabelBudgets != nil {
+		t.Errorf("Default() affected by mutating an earlier result: %+v", b)
 	}
 }
 
-// A flag left at its default does not undo the environment.
-func TestUnsetFlagKeepsEnvironment(t *testing.T) {
-	c, err := load(t, []string{"--log-level", "error"}, map[string]string{"STRATA_KUBERNETES": "off"})
-	if err != nil || c.Kubernetes != "off" {
-		t.Fatalf("%+v, %v", c, err)
-	}
-}
-
-func TestBadInput(t *testing.T) {
-	cases := []struct {
+func TestLoadNothingGivesDefault(t *testing.T) {
+	for _, tc := range []struct {
 		name string
 		args []string
-		env  map[string]string
-		file string
-		want []string // all must appear in the message
+		vars map[string]string
 	}{
-		{"kubernetes", []string{"--kubernetes=maybe"}, nil, "", []string{"kubernetes", `"maybe"`}},
-		{"addr without port", []string{"--metrics-addr=nohost"}, nil, "", []string{"metrics-addr", "HOST:PORT"}},
-		{"addr port range", []string{"--metrics-addr=:99999"}, nil, "", []string{"metrics-addr", "99999"}},
-		{"interval", []string{"--sweep-interval=abc"}, nil, "", []string{"sweep-interval", `"abc"`}},
-		{"interval too short", []string{"--sweep-interval=500ms"}, nil, "", []string{"sweep-interval", "at least 1s"}},
-		{"log level", []string{"--log-level=loud"}, nil, "", []string{"log-level", `"loud"`}},
-		{"ring not power of two", []string{"--ring-buffer-size=3000"}, nil, "", []string{"ring-buffer-size", "power of two"}},
-		{"ring too big", []string{"--ring-buffer-size=2GiB"}, nil, "", []string{"ring-buffer-size", "power of two"}},
-		{"zero sockets", []string{"--max-sockets=0"}, nil, "", []string{"max-sockets", "positive"}},
-		{"unknown flag", []string{"--bogus"}, nil, "", []string{"bogus"}},
-		{"positional", []string{"run"}, nil, "", []string{`unexpected argument "run"`}},
-		{"env", nil, map[string]string{"STRATA_SWEEP_INTERVAL": "x"}, "", []string{"STRATA_SWEEP_INTERVAL", `"x"`}},
-		{"file unknown key", nil, nil, "metrics_adr: :1\n", []string{"metrics_adr"}},
-		{"file bad value", nil, nil, "sweep_interval: 10ms\n", []string{"sweep_interval", "at least 1s"}},
-		{"file zero budget", nil, nil, "label_budgets:\n  source_workload: 0\n", []string{"label_budgets.source_workload"}},
-		{"missing file", []string{"--config", "/nonexistent/strata.yaml"}, nil, "", []string{"/nonexistent/strata.yaml"}},
-		{"route pattern", []string{"--http-routes", "/ok/{id},users/{id}"}, nil, "", []string{"http-routes", "users/{id}"}},
-		{"http", []string{"--http=yes"}, nil, "", []string{"http", `"yes"`}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			args := c.args
-			if c.file != "" {
-				args = append(args, "--config", writeFile(t, c.file))
+		{"nil args nil env", nil, nil},
+		{"empty args", []string{}, map[string]string{}},
+		{"empty env values ignored", nil, map[string]string{
+			"STRATA_CONFIG":           "",
+			"STRATA_METRICS_ADDR":     "",
+			"STRATA_SWEEP_INTERVAL":   "",
+			"STRATA_KUBERNETES":       "",
+			"STRATA_LOG_LEVEL":        "",
+			"STRATA_RING_BUFFER_SIZE": "",
+			"STRATA_MAX_SOCKETS":      "",
+		}},
+		{"unrelated env ignored", nil, map[string]string{
+			"METRICS_ADDR":         "nohost",
+			"strata_log_level":     "loud",
+			"STRATA_METRICSADDR":   "nohost",
+			"STRATA_LABEL_BUDGETS": "x",
+		}},
+		{"double dash only", []string{"--"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, want := mustLoad(t, tc.args, tc.vars), Default(); !reflect.DeepEqual(got, want) {
+				t.Errorf("Load = %+v, want %+v", got, want)
 			}
-			_, err := load(t, args, c.env)
+		})
+	}
+}
+
+// layerCase describes one setting given at each layer with a distinct value.
+type layerCase struct {
+	flag, env, key              string
+	fileYAML, envVal, flagVal   string
+	fileWant, envWant, flagWant any
+	get                         func(Config) any
+}
+
+var layerCases = []layerCase{
+	{
+		flag: "http", env: "STRATA_HTTP", key: "http",
+		fileYAML: `"on"`, envVal: "off", flagVal: "on",
+		fileWant: "on", envWant: "off", flagWant: "on",
+		get: func(c Config) any { return c.HTTP },
+	},
+	{
+		flag: "http-routes", env: "STRATA_HTTP_ROUTES", key: "http_routes",
+		fileYAML: `["/a/{x}", /b]`, envVal: "/env/{id}", flagVal: " /f , /g/{h}/i ",
+		fileWant: []string{"/a/{x}", "/b"}, envWant: []string{"/env/{id}"}, flagWant: []string{"/f", "/g/{h}/i"},
+		get: func(c Config) any { return c.HTTPRoutes },
+	},
+	{
+		flag: "otlp-endpoint", env: "STRATA_OTLP_ENDPOINT", key: "otlp_endpoint",
+		fileYAML: `"tempo:4317"`, envVal: "127.0.0.1:4317", flagVal: "[::1]:4318",
+		fileWant: "tempo:4317", envWant: "127.0.0.1:4317", flagWant: "[::1]:4318",
+		get: func(c Config) any { return c.OTLPEndpoint },
+	},
+	{
+		flag: "otlp-insecure", env: "STRATA_OTLP_INSECURE", key: "otlp_insecure",
+		fileYAML: `"on"`, envVal: "off", flagVal: "on",
+		fileWant: "on", envWant: "off", flagWant: "on",
+		get: func(c Config) any { return c.OTLPInsecure },
+	},
+	{
+		flag: "metrics-addr", env: "STRATA_METRICS_ADDR", key: "metrics_addr",
+		fileYAML: `"127.0.0.1:1000"`, envVal: ":2000", flagVal: "0.0.0.0:3000",
+		fileWant: "127.0.0.1:1000", envWant: ":2000", flagWant: "0.0.0.0:3000",
+		get: func(c Config) any { return c.MetricsAddr },
+	},
+	{
+		flag: "sweep-interval", env: "STRATA_SWEEP_INTERVAL", key: "sweep_interval",
+		fileYAML: "20s", envVal: "30s", flagVal: "1m30s",
+		fileWant: 20 * time.Second, envWant: 30 * time.Second, flagWant: 90 * time.Second,
+		get: func(c Config) any { return c.SweepInterval },
+	},
+	{
+		flag: "kubernetes", env: "STRATA_KUBERNETES", key: "kubernetes",
+		fileYAML: "off", envVal: "on", flagVal: "auto",
+		fileWant: "off", envWant: "on", flagWant: "auto",
+		get: func(c Config) any { return c.Kubernetes },
+	},
+	{
+		flag: "log-level", env: "STRATA_LOG_LEVEL", key: "log_level",
+		fileYAML: "debug", envVal: "warn", flagVal: "error",
+		fileWant: "debug", envWant: "warn", flagWant: "error",
+		get: func(c Config) any { return c.LogLevel },
+	},
+	{
+		flag: "ring-buffer-size", env: "STRATA_RING_BUFFER_SIZE", key: "ring_buffer_size",
+		fileYAML: "4MiB", envVal: "16KiB", flagVal: "1048576",
+		fileWant: Size(4 << 20), envWant: Size(16 << 10), flagWant: Size(1 << 20),
+		get: func(c Config) any { return c.RingBuffer },
+	},
+	{
+		flag: "cluster", env: "STRATA_CLUSTER", key: "cluster",
+		fileYAML: "from-file", envVal: "from-env", flagVal: "from-flag",
+		fileWant: "from-file", envWant: "from-env", flagWant: "from-flag",
+		get: func(c Config) any { return c.Cluster },
+	},
+	{
+		flag: "event-queue", env: "STRATA_EVENT_QUEUE", key: "event_queue",
+		fileYAML: "100", envVal: "200", flagVal: "300",
+		fileWant: 100, envWant: 200, flagWant: 300,
+		get: func(c Config) any { return c.EventQueue },
+	},
+	{
+		flag: "max-sockets", env: "STRATA_MAX_SOCKETS", key: "max_sockets",
+		fileYAML: "1", envVal: "2", flagVal: "3",
+		fileWant: 1, envWant: 2, flagWant: 3,
+		get: func(c Config) any { return c.MaxSockets },
+	},
+	{
+		flag: "max-series", env: "STRATA_MAX_SERIES", key: "max_series",
+		fileYAML: "10", envVal: "20", flagVal: "30",
+		fileWant: 10, envWant: 20, flagWant: 30,
+		get: func(c Config) any { return c.MaxSeries },
+	},
+}
+
+func TestLayerCasesCoverEverySetting(t *testing.T) {
+	covered := map[string]bool{}
+	for _, lc := range layerCases {
+		covered[lc.flag] = true
+		if want := "STRATA_" + strings.ToUpper(strings.ReplaceAll(lc.flag, "-", "_")); lc.env != want {
+			t.Errorf("layer case %s: env %s, want %s", lc.flag, lc.env, want)
+		}
+		if want := strings.ReplaceAll(lc.flag, "-", "_"); lc.key != want {
+			t.Errorf("layer case %s: key %s, want %s", lc.flag, lc.key, want)
+		}
+	}
+	for _, s := range settings {
+		if !covered[s.name] {
+			t.Errorf("setting %q has no layer case", s.name)
+		}
+	}
+	if len(layerCases) != len(settings) {
+		t.Errorf("%d layer cases for %d settings", len(layerCases), len(settings))
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	for _, lc := range layerCases {
+		for _, layers := range []struct {
+			name            string
+			file, env, flag bool
+		}{
+			{"file", true, false, false},
+			{"env", false, true, false},
+			{"flag", false, false, true},
+			{"file+env", true, true, false},
+			{"file+flag", true, false, true},
+			{"env+flag", false, true, true},
+			{"file+env+flag", true, true, true},
+		} {
+			t.Run(lc.flag+"/"+layers.name, func(t *testing.T) {
+				vars := map[string]string{}
+				var args []string
+				var want any
+				if layers.file {
+					vars["STRATA_CONFIG"] = writeConfig(t, lc.key+": "+lc.fileYAML+"\n")
+					want = lc.fileWant
+				}
+				if layers.env {
+					vars[lc.env] = lc.envVal
+					want = lc.envWant
+				}
+				if layers.flag {
+					args = []string{"--" + lc.flag + "=" + lc.flagVal}
+					want = lc.flagWant
+				}
+				cfg := mustLoad(t, args, vars)
+				if got := lc.get(cfg); !reflect.DeepEqual(got, want) {
+					t.Errorf("%s = %#v, want %#v", lc.key, got, want)
+				}
+				// Everything else stays at its default.
+				def := Default()
+				for _, other := range layerCases {
+					if other.flag == lc.flag {
+						continue
+					}
+					if got, w := other.get(cfg), other.get(def); !reflect.DeepEqual(got, w) {
+						t.Errorf("unrelated %s = %#v, want default %#v", other.key, got, w)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestPrecedenceMixed sets several settings across layers at once and checks
+// each one ends up with the value from the highest layer that sets it.
+func TestPrecedenceMixed(t *testing.T) {
+	file := writeConfig(t, `
+kubernetes: off
+metrics_addr: "127.0.0.1:1111"
+sweep_interval: 15s
+log_level: debug
+ring_buffer_size: 4MiB
+cluster: file-cluster
+max_series: 7
+http_routes: ["/file/{a}"]
+otlp_endpoint: "file:1"
+`)
+	vars := map[string]string{
+		"STRATA_HTTP_ROUTES":      "/env/{b}",
+		"STRATA_HTTP":             "on",
+		"STRATA_METRICS_ADDR":     ":2222",
+		"STRATA_SWEEP_INTERVAL":   "25s",
+		"STRATA_RING_BUFFER_SIZE": "64KiB",
+		"STRATA_EVENT_QUEUE":      "99",
+	}
+	args := []string{
+		"--config", file,
+		"--sweep-interval", "2m",
+		"-log-level=warn",
+		"--max-sockets=5",
+		"--otlp-endpoint=",
+	}
+	got := mustLoad(t, args, vars)
+	want := Config{
+		Kubernetes:    "off",                // file
+		HTTP:          "on",                 // env
+		HTTPRoutes:    []string{"/env/{b}"}, // env over file
+		OTLPEndpoint:  "",                   // empty flag over file
+		OTLPInsecure:  "off",                // default
+		MetricsAddr:   ":2222",              // env over file
+		SweepInterval: 2 * time.Minute,      // flag over env over file
+		LogLevel:      "warn",               // flag over file
+		Cluster:       "file-cluster",       // file
+		RingBuffer:    64 << 10,             // env over file
+		EventQueue:    99,                   // env
+		MaxSockets:    5,                    // flag
+		MaxSeries:     7,                    // file
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load =\n %+v\nwant\n %+v", got, want)
+	}
+}
+
+// A flag given explicitly wins even when it equals the built-in default.
+func TestFlagEqualToDefaultStillOverrides(t *testing.T) {
+	file := writeConfig(t, "log_level: debug\nkubernetes: off\nsweep_interval: 30s\n")
+	vars := map[string]string{"STRATA_CONFIG": file, "STRATA_LOG_LEVEL": "error"}
+	cfg := mustLoad(t, []string{"--log-level=info", "--kubernetes=auto", "--sweep-interval=10s"}, vars)
+	if cfg.LogLevel != "info" || cfg.Kubernetes != "auto" || cfg.SweepInterval != 10*time.Second {
+		t.Errorf("got log_level=%q kubernetes=%q sweep_interval=%v, want info, auto, 10s",
+			cfg.LogLevel, cfg.Kubernetes, cfg.SweepInterval)
+	}
+}
+
+// When a flag is repeated the last one wins.
+func TestRepeatedFlagLastWins(t *testing.T) {
+	cfg := mustLoad(t, []string{"--metrics-addr=:1", "--metrics-addr=:2"}, nil)
+	if cfg.MetricsAddr != ":2" {
+		t.Errorf("MetricsAddr = %q, want :2", cfg.MetricsAddr)
+	}
+}
+
+func TestConfigFileSelection(t *testing.T) {
+	envFile := writeConfig(t, "cluster: env-file\n")
+	flagFile := writeConfig(t, "cluster: flag-file\n")
+	for _, tc := range []struct {
+		name string
+		args []string
+		vars map[string]string
+		want string
+	}{
+		{"STRATA_CONFIG", nil, map[string]string{"STRATA_CONFIG": envFile}, "env-file"},
+		{"--config", []string{"--config", flagFile}, nil, "flag-file"},
+		{"-config=", []string{"-config=" + flagFile}, nil, "flag-file"},
+		{"--config overrides STRATA_CONFIG", []string{"--config=" + flagFile}, map[string]string{"STRATA_CONFIG": envFile}, "flag-file"},
+		{"empty --config disables STRATA_CONFIG", []string{"--config="}, map[string]string{"STRATA_CONFIG": envFile}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := mustLoad(t, tc.args, tc.vars).Cluster; got != tc.want {
+				t.Errorf("Cluster = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFileAllSettings(t *testing.T) {
+	file := writeConfig(t, `# every key
+kubernetes: on
+http: on
+http_routes:
+  - /api/users/{user}/orders/{order}
+  - /health
+otlp_endpoint: tempo.monitoring:4317
+otlp_insecure: on
+metrics_addr: "[::1]:9999"
+sweep_interval: 1m
+log_level: warn
+cluster: prod-eu
+ring_buffer_size: 512KiB
+event_queue: 1024
+max_sockets: 4096
+max_series: 500
+label_budgets:
+  destination_workload: 50
+  source_namespace: 3
+`)
+	got := mustLoad(t, []string{"--config", file}, nil)
+	want := Config{
+		Kubernetes:    "on",
+		HTTP:          "on",
+		HTTPRoutes:    []string{"/api/users/{user}/orders/{order}", "/health"},
+		OTLPEndpoint:  "tempo.monitoring:4317",
+		OTLPInsecure:  "on",
+		MetricsAddr:   "[::1]:9999",
+		SweepInterval: time.Minute,
+		LogLevel:      "warn",
+		Cluster:       "prod-eu",
+		RingBuffer:    512 << 10,
+		EventQueue:    1024,
+		MaxSockets:    4096,
+		MaxSeries:     500,
+		LabelBudgets:  map[string]int{"destination_workload": 50, "source_namespace": 3},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Load =\n %+v\nwant\n %+v", got, want)
+	}
+}
+
+func TestFileLabelBudgets(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       map[string]int
+	}{
+		{"flow map", "label_budgets: {destination_workload: 50}\n", map[string]int{"destination_workload": 50}},
+		{"block map", "label_budgets:\n  destination_workload: 50\n  pod: 1\n", map[string]int{"destination_workload": 50, "pod": 1}},
+		{"empty map", "label_budgets: {}\n", map[string]int{}},
+		{"absent", "cluster: x\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := mustLoad(t, []string{"--config", writeConfig(t, tc.yaml)}, nil).LabelBudgets
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("LabelBudgets = %#v, want %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFileEmptyOrPartial(t *testing.T) {
+	for _, tc := range []struct{ name, yaml string }{
+		{"empty", ""},
+		{"comment only", "# nothing here\n"},
+		{"document marker", "---\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := mustLoad(t, []string{"--config", writeConfig(t, tc.yaml)}, nil)
+			if want := Default(); !reflect.DeepEqual(got, want) {
+				t.Errorf("Load = %+v, want defaults %+v", got, want)
+			}
+		})
+	}
+	t.Run("partial keeps other defaults", func(t *testing.T) {
+		got := mustLoad(t, []string{"--config", writeConfig(t, "max_series: 3\n")}, nil)
+		want := Default()
+		want.MaxSeries = 3
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("Load = %+v, want %+v", got, want)
+		}
+	})
+}
+
+func TestAcceptedBoundaryValues(t *testing.T) {
+	for _, tc := range []struct {
+		arg  string
+		get  func(Config) any
+		want any
+	}{
+		{"--sweep-interval=1s", func(c Config) any { return c.SweepInterval }, time.Second},
+		{"--sweep-interval=1000ms", func(c Config) any { return c.SweepInterval }, time.Second},
+		{"--sweep-interval=24h", func(c Config) any { return c.SweepInterval }, 24 * time.Hour},
+		{"--metrics-addr=:0", func(c Config) any { return c.MetricsAddr }, ":0"},
+		{"--metrics-addr=:65535", func(c Config) any { return c.MetricsAddr }, ":65535"},
+		{"--metrics-addr=localhost:9810", func(c Config) any { return c.MetricsAddr }, "localhost:9810"},
+		{"--metrics-addr=[::]:80", func(c Config) any { return c.MetricsAddr }, "[::]:80"},
+		{"--ring-buffer-size=4096", func(c Config) any { return c.RingBuffer }, Size(4096)},
+		{"--ring-buffer-size=4KiB", func(c Config) any { return c.RingBuffer }, Size(4096)},
+		{"--ring-buffer-size=1GiB", func(c Config) any { return c.RingBuffer }, Size(1 << 30)},
+		{"--ring-buffer-size=1073741824", func(c Config) any { return c.RingBuffer }, Size(1 << 30)},
+		{"--max-sockets=1", func(c Config) any { return c.MaxSockets }, 1},
+		{"--event-queue=1", func(c Config) any { return c.EventQueue }, 1},
+		{"--max-series=1", func(c Config) any { return c.MaxSeries }, 1},
+		{"--cluster=", func(c Config) any { return c.Cluster }, ""},
+		{"--cluster=a b", func(c Config) any { return c.Cluster }, "a b"},
+		{"--log-level=debug", func(c Config) any { return c.LogLevel }, "debug"},
+		{"--kubernetes=off", func(c Config) any { return c.Kubernetes }, "off"},
+	} {
+		t.Run(tc.arg, func(t *testing.T) {
+			if got := tc.get(mustLoad(t, []string{tc.arg}, nil)); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("got %#v, want %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	const missing = "does-not-exist.yaml"
+	for _, tc := range []struct {
+		name string
+		args []string
+		vars map[string]string
+		yaml string // when set, written to a file named by --config
+		want []string
+	}{
+		// Flags.
+		{name: "kubernetes maybe", args: []string{"--kubernetes=maybe"},
+			want: []string{"-kubernetes", `"maybe"`, "auto, on or off"}},
+		{name: "metrics-addr without port", args: []string{"--metrics-addr=nohost"},
+			want: []string{"-metrics-addr", `"nohost"`, "HOST:PORT"}},
+		{name: "metrics-addr port too big", args: []string{"--metrics-addr=:99999"},
+			want: []string{"-metrics-addr", `":99999"`, `port "99999"`}},
+		{name: "metrics-addr port 65536", args: []string{"--metrics-addr=:65536"},
+			want: []string{"-metrics-addr", `"65536"`}},
+		{name: "metrics-addr port negative", args: []string{"--metrics-addr=:-1"},
+			want: []string{"-metrics-addr", `"-1"`}},
+		{name: "metrics-addr port name", args: []string{"--metrics-addr=:http"},
+			want: []string{"-metrics-addr", `"http"`}},
+		{name: "metrics-addr empty", args: []string{"--metrics-addr="},
+			want: []string{"-metrics-addr", "HOST:PORT"}},
+		{name: "sweep-interval abc", args: []string{"--sweep-interval=abc"},
+			want: []string{"-sweep-interval", `"abc"`, "duration"}},
+		{name: "sweep-interval bare number", args: []string{"--sweep-interval=10"},
+			want: []string{"-sweep-interval", `"10"`}},
+		{name: "sweep-interval 500ms", args: []string{"--sweep-interval=500ms"},
+			want: []string{"-sweep-interval", "500ms", "at least 1s"}},
+		{name: "sweep-interval 999ms", args: []string{"--sweep-interval=999ms"},
+			want: []string{"-sweep-interval", "999ms", "at least 1s"}},
+		{name: "sweep-interval negative", args: []string{"--sweep-interval=-5s"},
+			want: []string{"-sweep-interval", "-5s", "at least 1s"}},
+		{name: "log-level loud", args: []string{"--log-level=loud"},
+			want: []string{"-log-level", `"loud"`, "debug, info, warn or error"}},
+		{name: "log-level wrong case", args: []string{"--log-level=INFO"},
+			want: []string{"-log-level", `"INFO"`}},
+		{name: "ring-buffer-size 3000", args: []string{"--ring-buffer-size=3000"},
+			want: []string{"-ring-buffer-size", `"3000"`, "power of two", "3000"}},
+		{name: "ring-buffer-size 2GiB", args: []string{"--ring-buffer-size=2GiB"},
+			want: []string{"-ring-buffer-size", `"2GiB"`, "1GiB", "2147483648"}},
+		{name: "ring-buffer-size 2^31 bytes", args: []string{"--ring-buffer-size=2147483648"},
+			want: []string{"-ring-buffer-size", `"2147483648"`}},
+		{name: "ring-buffer-size beyond uint32", args: []string{"--ring-buffer-size=4294967296"},
+			want: []string{"-ring-buffer-size", `"4294967296"`}},
+		{name: "ring-buffer-size 2KiB", args: []string{"--ring-buffer-size=2KiB"},
+			want: []string{"-ring-buffer-size", `"2KiB"`, "4KiB", "2048"}},
+		{name: "ring-buffer-size 0", args: []string{"--ring-buffer-size=0"},
+			want: []string{"-ring-buffer-size", `"0"`}},
+		{name: "ring-buffer-size bad unit", args: []string{"--ring-buffer-size=8MB"},
+			want: []string{"-ring-buffer-size", `"8MB"`, "8MiB"}},
+		{name: "ring-buffer-size stacked units", args: []string{"--ring-buffer-size=4KiBMiB"},
+			want: []string{"-ring-buffer-size", `"4KiBMiB"`}},
+		{name: "max-sockets 0", args: []string{"--max-sockets=0"},
+			want: []string{"-max-sockets", `"0"`, "positive"}},
+		{name: "max-sockets negative", args: []string{"--max-sockets=-3"},
+			want: []string{"-max-sockets", `"-3"`, "positive"}},
+		{name: "max-sockets text", args: []string{"--max-sockets=lots"},
+			want: []string{"-max-sockets", `"lots"`, "positive"}},
+		{name: "event-queue 0", args: []string{"--event-queue=0"},
+			want: []string{"-event-queue", `"0"`, "positive"}},
+		{name: "max-series 1.5", args: []string{"--max-series=1.5"},
+			want: []string{"-max-series", `"1.5"`, "positive"}},
+		{name: "flag without value", args: []string{"--log-level"},
+			want: []string{"-log-level", "needs an argument"}},
+		{name: "http yes", args: []string{"--http=yes"},
+			want: []string{"-http", `"yes"`, "on or off"}},
+		{name: "http auto", args: []string{"--http=auto"},
+			want: []string{"-http", `"auto"`, "on or off"}},
+		{name: "otlp-insecure true", args: []string{"--otlp-insecure=true"},
+			want: []string{"-otlp-insecure", `"true"`, "on or off"}},
+		{name: "otlp-endpoint without port", args: []string{"--otlp-endpoint=tempo"},
+			want: []string{"-otlp-endpoint", `"tempo"`, "HOST:PORT"}},
+		{name: "otlp-endpoint bad port", args: []string{"--otlp-endpoint=tempo:70000"},
+			want: []string{"-otlp-endpoint", `"70000"`}},
+		{name: "http-routes relative", args: []string{"--http-routes", "/ok/{id},users/{id}"},
+			want: []string{"-http-routes", `"users/{id}"`, "starting with /"}},
+		{name: "http-routes query", args: []string{"--http-routes=/a?b=1"},
+			want: []string{"-http-routes", `"/a?b=1"`}},
+		{name: "http-routes inner space", args: []string{"--http-routes=/a b"},
+			want: []string{"-http-routes", `"/a b"`}},
+		{name: "http-routes partial placeholder", args: []string{"--http-routes=/users/id{x}"},
+			want: []string{"-http-routes", `"id{x}"`, "whole segment"}},
+		{name: "http-routes empty placeholder", args: []string{"--http-routes=/users/{}"},
+			want: []string{"-http-routes", `"{}"`}},
+		{name: "unknown flag", args: []string{"--bogus=1"},
+			want: []string{"-bogus", "not defined"}},
+		{name: "unknown flag label-budgets", args: []string{"--label-budgets=x"},
+			want: []string{"-label-budgets", "not defined"}},
+
+		// Positional arguments.
+		{name: "positional", args: []string{"run"},
+			want: []string{`"run"`, "unexpected argument"}},
+		{name: "positional after flags", args: []string{"--log-level=debug", "extra", "more"},
+			want: []string{`"extra"`, "unexpected argument"}},
+		{name: "positional after double dash", args: []string{"--", "--log-level=debug"},
+			want: []string{`"--log-level=debug"`, "unexpected argument"}},
+
+		// Environment.
+		{name: "env sweep interval", vars: map[string]string{"STRATA_SWEEP_INTERVAL": "x"},
+			want: []string{"STRATA_SWEEP_INTERVAL", `"x"`, "duration"}},
+		{name: "env sweep interval too short", vars: map[string]string{"STRATA_SWEEP_INTERVAL": "100ms"},
+			want: []string{"STRATA_SWEEP_INTERVAL", `"100ms"`, "at least 1s"}},
+		{name: "env kubernetes", vars: map[string]string{"STRATA_KUBERNETES": "maybe"},
+			want: []string{"STRATA_KUBERNETES", `"maybe"`}},
+		{name: "env metrics addr", vars: map[string]string{"STRATA_METRICS_ADDR": "nohost"},
+			want: []string{"STRATA_METRICS_ADDR", `"nohost"`}},
+		{name: "env log level", vars: map[string]string{"STRATA_LOG_LEVEL": "loud"},
+			want: []string{"STRATA_LOG_LEVEL", `"loud"`}},
+		{name: "env ring buffer", vars: map[string]string{"STRATA_RING_BUFFER_SIZE": "3000"},
+			want: []string{"STRATA_RING_BUFFER_SIZE", `"3000"`}},
+		{name: "env max sockets", vars: map[string]string{"STRATA_MAX_SOCKETS": "0"},
+			want: []string{"STRATA_MAX_SOCKETS", `"0"`}},
+		{name: "env http", vars: map[string]string{"STRATA_HTTP": "1"},
+			want: []string{"STRATA_HTTP", `"1"`, "on or off"}},
+		{name: "env http routes", vars: map[string]string{"STRATA_HTTP_ROUTES": "/a,b"},
+			want: []string{"STRATA_HTTP_ROUTES", `"/a,b"`, `"b"`}},
+		{name: "env otlp endpoint", vars: map[string]string{"STRATA_OTLP_ENDPOINT": "tempo"},
+			want: []string{"STRATA_OTLP_ENDPOINT", `"tempo"`}},
+		{name: "env otlp insecure", vars: map[string]string{"STRATA_OTLP_INSECURE": "yes"},
+			want: []string{"STRATA_OTLP_INSECURE", `"yes"`}},
+		// A valid flag does not excuse a bad environment variable.
+		{name: "env bad even when flag set", args: []string{"--sweep-interval=5s"},
+			vars: map[string]string{"STRATA_SWEEP_INTERVAL": "x"},
+			want: []string{"STRATA_SWEEP_INTERVAL", `"x"`}},
+
+		// Config file.
+		{name: "file unknown key", yaml: "metrics_adr: \":1\"\n",
+			want: []string{"config file", "metrics_adr", "not found"}},
+		{name: "file flag-style key", yaml: "metrics-addr: \":1\"\n",
+			want: []string{"config file", "metrics-addr"}},
+		{name: "file sweep_interval 10ms", yaml: "sweep_interval: 10ms\n",
+			want: []string{"config file", "sweep_interval", "10ms", "at least 1s"}},
+		{name: "file kubernetes maybe", yaml: "kubernetes: maybe\n",
+			want: []string{"config file", "kubernetes", `"maybe"`}},
+		{name: "file kubernetes empty", yaml: "kubernetes: \"\"\n",
+			want: []string{"config file", "kubernetes", `""`}},
+		{name: "file http maybe", yaml: "http: maybe\n",
+			want: []string{"config file", "http", `"maybe"`, "on or off"}},
+		{name: "file otlp_insecure bool", yaml: "otlp_insecure: true\n",
+			want: []string{"config file", "otlp_insecure", `"true"`}},
+		{name: "file otlp_endpoint no port", yaml: "otlp_endpoint: tempo\n",
+			want: []string{"config file", "otlp_endpoint", `"tempo"`}},
+		{name: "file http_routes relative", yaml: "http_routes: [/ok, \"users/{id}\"]\n",
+			want: []string{"config file", "http_routes", `"users/{id}"`}},
+		{name: "file http_routes scalar", yaml: "http_routes: /a\n",
+			want: []string{"config file", "/a"}},
+		{name: "file log_level loud", yaml: "log_level: loud\n",
+			want: []string{"config file", "log_level", `"loud"`}},
+		{name: "file metrics_addr nohost", yaml: "metrics_addr: nohost\n",
+			want: []string{"config file", "metrics_addr", `"nohost"`}},
+		{name: "file metrics_addr bad port", yaml: "metrics_addr: \":99999\"\n",
+			want: []string{"config file", "metrics_addr", `"99999"`}},
+		{name: "file max_sockets 0", yaml: "max_sockets: 0\n",
+			want: []string{"config file", "max_sockets", `"0"`}},
+		{name: "file event_queue negative", yaml: "event_queue: -1\n",
+			want: []string{"config file", "event_queue", `"-1"`}},
+		{name: "file event_queue text", yaml: "event_queue: abc\n",
+			want: []string{"config file", "abc"}},
+		// Size's own UnmarshalYAML rejects these before the per-key check, so
+		// the message carries the value but not the key.
+		{name: "file ring_buffer_size 3000", yaml: "ring_buffer_size: 3000\n",
+			want: []string{"config file", "power of two", "3000"}},
+		{name: "file ring_buffer_size junk", yaml: "ring_buffer_size: big\n",
+			want: []string{"config file", `"big"`}},
+		{name: "file label_budgets 0", yaml: "label_budgets: {destination_workload: 0}\n",
+			want: []string{"config file", "label_budgets.destination_workload", "at least 1"}},
+		{name: "file label_budgets negative", yaml: "label_budgets:\n  pod: 5\n  namespace: -2\n",
+			want: []string{"config file", "label_budgets.namespace", "at least 1"}},
+		{name: "file label_budgets not int", yaml: "label_budgets: {pod: many}\n",
+			want: []string{"config file", "many"}},
+		{name: "file not a mapping", yaml: "- a\n- b\n",
+			want: []string{"config file"}},
+		{name: "file malformed", yaml: "cluster: [unclosed\n",
+			want: []string{"config file"}},
+		{name: "file duplicate key", yaml: "cluster: a\ncluster: b\n",
+			want: []string{"config file", "cluster"}},
+		// A bad file is reported even when env and flags would override it.
+		{name: "file bad despite overrides", yaml: "sweep_interval: 10ms\n",
+			args: []string{"--sweep-interval=5s"}, vars: map[string]string{"STRATA_SWEEP_INTERVAL": "5s"},
+			want: []string{"config file", "sweep_interval", "10ms"}},
+		{name: "missing config file via flag", args: []string{"--config", missing},
+			want: []string{"config file", missing}},
+		{name: "missing config file via env", vars: map[string]string{"STRATA_CONFIG": missing},
+			want: []string{"config file", missing}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.yaml != "" {
+				p := writeConfig(t, tc.yaml)
+				args = append([]string{"--config", p}, args...)
+				tc.want = append(tc.want, p)
+			}
+			_, _, err := load(t, args, tc.vars)
+			if err == nil {
+				t.Fatalf("Load(%q, %v) succeeded, want UsageError", args, tc.vars)
+			}
 			var ue UsageError
 			if !errors.As(err, &ue) {
-				t.Fatalf("error %v (%T), want a UsageError", err, err)
+				t.Fatalf("Load error %T %q is not a UsageError", err, err)
 			}
-			for _, w := range c.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %s", err, w)
+			if errors.Is(err, flag.ErrHelp) {
+				t.Errorf("Load error %q should not be flag.ErrHelp", err)
+			}
+			if ue.Error() != err.Error() || ue.Err == nil {
+				t.Errorf("UsageError %+v does not carry the error %q", ue, err)
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error %q does not mention %q", msg, w)
 				}
 			}
 		})
 	}
 }
 
-func TestRoutePatterns(t *testing.T) {
-	c, err := load(t, []string{"--http-routes", " /api/users/{user} , /files/{name}"}, nil)
-	if err != nil || len(c.HTTPRoutes) != 2 || c.HTTPRoutes[0] != "/api/users/{user}" || c.HTTPRoutes[1] != "/files/{name}" {
-		t.Fatalf("%q, %v", c.HTTPRoutes, err)
+func TestMissingConfigFileUnwraps(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "nope.yaml")
+	_, _, err := load(t, []string{"--config", p}, nil)
+	var ue UsageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("error %v is not a UsageError", err)
 	}
-	c, err = load(t, []string{"--config", writeFile(t, "http_routes: [\"/a/{x}\", /b]\n")}, nil)
-	if err != nil || len(c.HTTPRoutes) != 2 || c.HTTPRoutes[1] != "/b" {
-		t.Fatalf("from file: %q, %v", c.HTTPRoutes, err)
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("error %v does not wrap fs.ErrNotExist", err)
+	}
+	if !strings.Contains(err.Error(), p) {
+		t.Errorf("error %q does not name the file %s", err, p)
+	}
+}
+
+func TestEnvErrorWrapsCause(t *testing.T) {
+	_, _, err := load(t, nil, map[string]string{"STRATA_LOG_LEVEL": "loud"})
+	var ue UsageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("error %v is not a UsageError", err)
+	}
+	if got, want := err.Error(), `invalid STRATA_LOG_LEVEL="loud": must be debug, info, warn or error, not "loud"`; got != want {
+		t.Errorf("error = %q, want %q", got, want)
+	}
+	if errors.Unwrap(ue) != ue.Err {
+		t.Errorf("UsageError.Unwrap() did not return Err")
+	}
+}
+
+func TestExactFlagErrorMessages(t *testing.T) {
+	for _, tc := range []struct {
+		arg, want string
+	}{
+		{"--kubernetes=maybe", `invalid value "maybe" for flag -kubernetes: must be auto, on or off, not "maybe"`},
+		{"--metrics-addr=nohost", `invalid value "nohost" for flag -metrics-addr: must be HOST:PORT (e.g. :9810 or 127.0.0.1:9810), not "nohost"`},
+		{"--metrics-addr=:99999", `invalid value ":99999" for flag -metrics-addr: port "99999" is not a number from 0 to 65535`},
+		{"--sweep-interval=abc", `invalid value "abc" for flag -sweep-interval: must be a duration like 10s, not "abc"`},
+		{"--sweep-interval=500ms", `invalid value "500ms" for flag -sweep-interval: must be at least 1s, not 500ms`},
+		{"--log-level=loud", `invalid value "loud" for flag -log-level: must be debug, info, warn or error, not "loud"`},
+		{"--ring-buffer-size=3000", `invalid value "3000" for flag -ring-buffer-size: must be a power of two from 4KiB to 1GiB, not 3000`},
+		{"--ring-buffer-size=2GiB", `invalid value "2GiB" for flag -ring-buffer-size: must be a power of two from 4KiB to 1GiB, not 2147483648`},
+		{"--max-sockets=0", `invalid value "0" for flag -max-sockets: must be a positive whole number, not "0"`},
+		{"--bogus", `flag provided but not defined: -bogus`},
+	} {
+		t.Run(tc.arg, func(t *testing.T) {
+			_, _, err := load(t, []string{tc.arg}, nil)
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("error = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFlagErrorPrintsUsage(t *testing.T) {
+	_, stderr, err := load(t, []string{"--bogus"}, nil)
+	if err == nil {
+		t.Fatal("Load succeeded, want error")
+	}
+	out := stderr.String()
+	for _, w := range []string{"flag provided but not defined: -bogus", "Usage: strata-agent", "-metrics-addr"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("stderr does not contain %q:\n%s", w, out)
+		}
 	}
 }
 
 func TestHelp(t *testing.T) {
-	var out bytes.Buffer
-	_, err := Load([]string{"--help"}, env(nil), &out)
-	if !errors.Is(err, flag.ErrHelp) {
-		t.Fatalf("err %v, want flag.ErrHelp", err)
+	for _, arg := range []string{"--help", "-help", "-h", "--h"} {
+		t.Run(arg, func(t *testing.T) {
+			_, stderr, err := load(t, []string{arg}, map[string]string{"STRATA_CONFIG": "/etc/strata/agent.yaml"})
+			if !errors.Is(err, flag.ErrHelp) {
+				t.Fatalf("Load(%s) error = %v, want flag.ErrHelp", arg, err)
+			}
+			var ue UsageError
+			if errors.As(err, &ue) {
+				t.Errorf("Load(%s) help error is a UsageError; callers treat help as success", arg)
+			}
+			out := stderr.String()
+			wants := []string{
+				"Usage: strata-agent [flags]",
+				"STRATA_<NAME>",
+				"STRATA_METRICS_ADDR",
+				"STRATA_CONFIG",
+				"metrics_addr",
+				"Flags override the environment, which overrides the file.",
+				"-config",
+				"/etc/strata/agent.yaml", // STRATA_CONFIG shown as the --config default
+			}
+			for _, s := range settings {
+				wants = append(wants, "-"+s.name, s.help)
+			}
+			for _, w := range wants {
+				if !strings.Contains(out, w) {
+					t.Errorf("usage does not mention %q:\n%s", w, out)
+				}
+			}
+			// Defaults are shown with the flags.
+			for _, w := range []string{"(default :9810)", "(default auto)", "(default 10s)", "(default info)", "(default off)", "(default 8388608)", "(default 65536)", "(default 262144)", "(default 20000)"} {
+				if !strings.Contains(out, w) {
+					t.Errorf("usage does not show default %q:\n%s", w, out)
+				}
+			}
+		})
 	}
-	for _, w := range []string{"STRATA_METRICS_ADDR", "-sweep-interval", "(default 10s)"} {
-		if !strings.Contains(out.String(), w) {
-			t.Errorf("usage lacks %q:\n%s", w, out.String())
+}
+
+// Help wins over other flags that come before it, and stops parsing after it.
+func TestHelpAfterOtherFlags(t *testing.T) {
+	_, _, err := load(t, []string{"--log-level=debug", "--help", "--bogus"}, nil)
+	if !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("error = %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestSizeSet(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Size
+		ok   bool
+	}{
+		{"4096", 4096, true},
+		{"8388608", 8 << 20, true},
+		{"4KiB", 4 << 10, true},
+		{"512KiB", 512 << 10, true},
+		{"8MiB", 8 << 20, true},
+		{"1GiB", 1 << 30, true},
+		{"1024MiB", 1 << 30, true},
+		{"1048576KiB", 1 << 30, true},
+		{"", 0, false},
+		{"KiB", 0, false},
+		{"0", 0, false},
+		{"2048", 0, false},
+		{"3000", 0, false},
+		{"3KiB", 0, false},
+		{"6MiB", 0, false},
+		{"2GiB", 0, false},
+		{"2048MiB", 0, false},
+		{"4294967295", 0, false},
+		{"4294967296", 0, false},
+		{"-4096", 0, false},
+		{"+4096", 0, false},
+		{" 4096", 0, false},
+		{"4 KiB", 0, false},
+		{"4kib", 0, false},
+		{"4KB", 0, false},
+		{"4K", 0, false},
+		{"8MiBKiB", 0, false},
+		{"4KiBMiB", 0, false},
+		{"1KiBKiB", 0, false},
+		{"0x1000", 0, false},
+		{"4096.0", 0, false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			// Repeat to catch results that depend on map iteration order.
+			for i := 0; i < 50; i++ {
+				s := Size(12345)
+				err := s.Set(tc.in)
+				if tc.ok {
+					if err != nil || s != tc.want {
+						t.Fatalf("Set(%q) = %d, %v; want %d, nil", tc.in, s, err, tc.want)
+					}
+					continue
+				}
+				if err == nil {
+					t.Fatalf("Set(%q) = %d, nil on try %d; want error", tc.in, s, i)
+				}
+				if s != 12345 {
+					t.Fatalf("failed Set(%q) changed the value to %d", tc.in, s)
+				}
+			}
+		})
+	}
+}
+
+func TestSizeString(t *testing.T) {
+	for _, tc := range []struct {
+		s    Size
+		want string
+	}{
+		{0, "0"},
+		{4096, "4096"},
+		{8 << 20, "8388608"},
+		{1 << 30, "1073741824"},
+	} {
+		if got := tc.s.String(); got != tc.want {
+			t.Errorf("Size(%d).String() = %q, want %q", uint32(tc.s), got, tc.want)
 		}
 	}
 }
 
-func TestSizeSuffixes(t *testing.T) {
-	for in, want := range map[string]Size{"4096": 4096, "512KiB": 512 << 10, "8MiB": 8 << 20, "1GiB": 1 << 30} {
-		var s Size
-		if err := s.Set(in); err != nil || s != want {
-			t.Errorf("%s: %d, %v; want %d", in, s, err, want)
+// Every value type must accept what its own String produces; Load relies on
+// that to re-apply flags and to re-check the file.
+func TestValuesRoundTrip(t *testing.T) {
+	cfgs := []Config{Default(), {
+		Kubernetes:    "off",
+		HTTP:          "on",
+		HTTPRoutes:    []string{"/a/{b}", "/c"},
+		OTLPEndpoint:  "tempo:4317",
+		OTLPInsecure:  "on",
+		MetricsAddr:   "[::1]:1",
+		SweepInterval: 90*time.Minute + 1500*time.Millisecond,
+		LogLevel:      "error",
+		Cluster:       "c",
+		RingBuffer:    1 << 30,
+		EventQueue:    1,
+		MaxSockets:    7,
+		MaxSeries:     1 << 40,
+	}}
+	for _, c := range cfgs {
+		for _, st := range settings {
+			orig := c
+			v := st.value(&c)
+			if err := v.Set(v.String()); err != nil {
+				t.Errorf("%s: Set(String()=%q) error: %v", st.name, v.String(), err)
+			}
+			if !reflect.DeepEqual(c, orig) {
+				t.Errorf("%s: round trip changed config from %+v to %+v", st.name, orig, c)
+			}
 		}
+	}
+}
+
+func TestSettingsTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, st := range settings {
+		if seen[st.name] {
+			t.Errorf("setting %q declared twice", st.name)
+		}
+		seen[st.name] = true
+		if st.help == "" {
+			t.Errorf("setting %q has no help", st.name)
+		}
+		if st.name != strings.ToLower(st.name) || strings.Contains(st.name, "_") {
+			t.Errorf("setting %q should be lower-case kebab", st.name)
+		}
+		if got := s(st.name).name; got != st.name {
+			t.Errorf("s(%q).name = %q", st.name, got)
+		}
+	}
+	if seen["config"] {
+		t.Error(`"config" must not be a setting; it is handled separately`)
+	}
+	// Every yaml key of Config except label_budgets is a setting.
+	typ := reflect.TypeOf(Config{})
+	for i := 0; i < typ.NumField(); i++ {
+		key := typ.Field(i).Tag.Get("yaml")
+		if key == "label_budgets" {
+			continue
+		}
+		if !seen[strings.ReplaceAll(key, "_", "-")] {
+			t.Errorf("yaml key %q has no setting", key)
+		}
+	}
+}
+
+func TestSettingLookupPanicsOnUnknown(t *testing.T) {
+	defer func() {
+		if r := recover(); r == nil {
+			t.Error("s(\"nope\") did not panic")
+		}
+	}()
+	s("nope")
+}
+
+// A flag that is not given does not undo the environment.
+func TestUnsetFlagKeepsEnvironment(t *testing.T) {
+	cfg := mustLoad(t, []string{"--log-level", "error"}, map[string]string{"STRATA_KUBERNETES": "off"})
+	if cfg.Kubernetes != "off" || cfg.LogLevel != "error" {
+		t.Errorf("kubernetes=%q log_level=%q, want off, error", cfg.Kubernetes, cfg.LogLevel)
+	}
+}
+
+func TestRoutePatterns(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		vars map[string]string
+		yaml string
+		want []string
+	}{
+		{name: "flag trims and splits", args: []string{"--http-routes", " /api/users/{user} , /files/{name}"},
+			want: []string{"/api/users/{user}", "/files/{name}"}},
+		{name: "flag drops empty items", args: []string{"--http-routes=,/a,, ,/b,"},
+			want: []string{"/a", "/b"}},
+		{name: "flag root", args: []string{"--http-routes=/"}, want: []string{"/"}},
+		{name: "env", vars: map[string]string{"STRATA_HTTP_ROUTES": "/x/{id}/y,/z"},
+			want: []string{"/x/{id}/y", "/z"}},
+		{name: "file list", yaml: "http_routes: [\"/a/{x}\", /b]\n", want: []string{"/a/{x}", "/b"}},
+		{name: "file block list", yaml: "http_routes:\n  - /a\n  - /b/{c}/d\n", want: []string{"/a", "/b/{c}/d"}},
+		{name: "file empty list", yaml: "http_routes: []\n", want: nil},
+		{name: "empty flag clears file", yaml: "http_routes: [/a]\n", args: []string{"--http-routes="}, want: nil},
+		{name: "empty flag clears env", vars: map[string]string{"STRATA_HTTP_ROUTES": "/a"}, args: []string{"--http-routes="}, want: nil},
+		{name: "empty env keeps file", yaml: "http_routes: [/a]\n", vars: map[string]string{"STRATA_HTTP_ROUTES": ""}, want: []string{"/a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.yaml != "" {
+				args = append([]string{"--config", writeConfig(t, tc.yaml)}, args...)
+			}
+			got := mustLoad(t, args, tc.vars).HTTPRoutes
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("HTTPRoutes = %#v, want %#v", got, tc.want)
+			}
+		})
+	}
+}
+
+// The OTLP endpoint is optional: empty means no spans, and an empty flag
+// clears a value from the file or the environment.
+func TestOTLPEndpointOptional(t *testing.T) {
+	file := writeConfig(t, "otlp_endpoint: \"tempo:4317\"\n")
+	if got := mustLoad(t, []string{"--config", file}, nil).OTLPEndpoint; got != "tempo:4317" {
+		t.Errorf("from file: %q, want tempo:4317", got)
+	}
+	if got := mustLoad(t, []string{"--config", file, "--otlp-endpoint="}, nil).OTLPEndpoint; got != "" {
+		t.Errorf("empty flag over file: %q, want empty", got)
+	}
+	if got := mustLoad(t, []string{"--otlp-endpoint="}, map[string]string{"STRATA_OTLP_ENDPOINT": ":4317"}).OTLPEndpoint; got != "" {
+		t.Errorf("empty flag over env: %q, want empty", got)
+	}
+	if got := mustLoad(t, nil, map[string]string{"STRATA_OTLP_ENDPOINT": ":4317"}).OTLPEndpoint; got != ":4317" {
+		t.Errorf("from env: %q, want :4317", got)
+	}
+	if got := mustLoad(t, []string{"--config", writeConfig(t, "otlp_endpoint: \"\"\n")}, nil).OTLPEndpoint; got != "" {
+		t.Errorf("empty in file: %q, want empty", got)
 	}
 }
