@@ -22,7 +22,6 @@ import (
 	"github.com/stratanet/strata/agent/httpflow"
 	"github.com/stratanet/strata/agent/route"
 	"github.com/stratanet/strata/exporters/prom"
-	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/identity/process"
 	"github.com/stratanet/strata/probes/event"
 	httpprobe "github.com/stratanet/strata/probes/http"
@@ -76,15 +75,23 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			resolver.Learn(ino)
 		}
 	}
-	table := flow.NewTable(log.Named("flow"), resolver, flowOptions(cfg))
-	var spans *tempo.Exporter
+	x, err := newExporters(cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	opts := flowOptions(cfg)
+	if x.loki != nil {
+		opts.Events = x.loki
+	}
+	table := flow.NewTable(log.Named("flow"), resolver, opts)
 	var sink httpflow.Spans
-	if cfg.OTLPEndpoint != "" {
-		spans = tempo.New(log.Named("tempo"), tempo.Config{Endpoint: cfg.OTLPEndpoint, Insecure: cfg.OTLPInsecure == "on"})
-		sink = spans
-		reg.MustRegister(exportMetrics("tempo", spans))
+	if x.tempo != nil {
+		sink = x.tempo
 	}
 	requests := httpflow.New(table, routes, sink, monoToWall(), cfg.Cluster)
+	if x.loki != nil {
+		requests.Events = x.loki
+	}
 	h := newHealth(k.modes, k.lost)
 	reg.MustRegister(table, requests, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -126,9 +133,8 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if k.tcp.CanSweep() {
 		g.Go(func() error { sweep(ctx, log.Named("sweep"), k.tcp, cfg.SweepInterval); return nil })
 	}
-	if spans != nil {
-		g.Go(func() error { return spans.Run(ctx) })
-	}
+	// Each exporter in its own goroutine, behind its own queue.
+	x.run(ctx, g)
 	g.Go(func() error { return srv.Serve(ctx) })
 
 	log.Info("agent running", zap.String("metrics", fmt.Sprintf("http://%s/metrics", srv.Addr())),

@@ -4,7 +4,7 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/stratanet/strata/exporters/tempo"
+	"github.com/stratanet/strata/exporters/export"
 	"github.com/stratanet/strata/probes/event"
 )
 
@@ -87,30 +87,39 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 	counter(lostDesc, h.decodeLost.Load(), "all", "decode")
 }
 
-// exportMetrics reports one exporter's queue, errors and drops.
-func exportMetrics(name string, e *tempo.Exporter) prometheus.Collector {
-	return exporterCollector{name, e}
-}
+// exporterStats is what every pushing exporter reports about itself.
+type exporterStats func() (queued int, sent, errors, dropped uint64)
 
-type exporterCollector struct {
-	name string
-	e    *tempo.Exporter
-}
+// exportMetrics reports each exporter's queue, sends, errors and drops.
+type exportMetrics map[string]exporterStats
 
 var (
-	queueDesc   = prometheus.NewDesc("strata_agent_export_queue_length", "Items waiting to be sent, per exporter.", []string{"exporter"}, nil)
-	errorsDesc  = prometheus.NewDesc("strata_agent_export_errors_total", "Failed sends, per exporter.", []string{"exporter"}, nil)
-	droppedDesc = prometheus.NewDesc("strata_agent_export_dropped_total", "Items dropped (full queue or failed send), per exporter.", []string{"exporter"}, nil)
+	queueDesc   = prometheus.NewDesc("strata_agent_export_queue_length", "Items waiting to be sent, per exporter (spans, samples or events).", []string{"exporter"}, nil)
+	sentDesc    = prometheus.NewDesc("strata_agent_export_sent_total", "Items the backend accepted, per exporter.", []string{"exporter"}, nil)
+	errorsDesc  = prometheus.NewDesc("strata_agent_export_errors_total", "Failed sends (each attempt), per exporter.", []string{"exporter"}, nil)
+	droppedDesc = prometheus.NewDesc("strata_agent_export_dropped_total", "Items given up on (full queue, refused by the backend, rate-limited), per exporter.", []string{"exporter"}, nil)
 )
 
-func (c exporterCollector) Describe(ch chan<- *prometheus.Desc) {
+func (m exportMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueDesc
+	ch <- sentDesc
 	ch <- errorsDesc
 	ch <- droppedDesc
 }
 
-func (c exporterCollector) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(c.e.QueueLength()), c.name)
-	ch <- prometheus.MustNewConstMetric(errorsDesc, prometheus.CounterValue, float64(c.e.Errors.Load()), c.name)
-	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(c.e.Dropped.Load()), c.name)
+func (m exportMetrics) Collect(ch chan<- prometheus.Metric) {
+	for name, stats := range m {
+		queued, sent, errors, dropped := stats()
+		ch <- prometheus.MustNewConstMetric(queueDesc, prometheus.GaugeValue, float64(queued), name)
+		ch <- prometheus.MustNewConstMetric(sentDesc, prometheus.CounterValue, float64(sent), name)
+		ch <- prometheus.MustNewConstMetric(errorsDesc, prometheus.CounterValue, float64(errors), name)
+		ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(dropped), name)
+	}
+}
+
+// statsOf adapts the exporters that keep export.Stats.
+func statsOf(queued func() int, s *export.Stats) exporterStats {
+	return func() (int, uint64, uint64, uint64) {
+		return queued(), s.Sent.Load(), s.Errors.Load(), s.Dropped.Load()
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stratanet/strata/agent/route"
+	"github.com/stratanet/strata/exporters/export"
 )
 
 // Config is everything the agent can be told.
@@ -35,6 +37,60 @@ type Config struct {
 	MaxSockets    int            `yaml:"max_sockets"`
 	MaxSeries     int            `yaml:"max_series"`
 	LabelBudgets  map[string]int `yaml:"label_budgets"`
+	Node          string         `yaml:"node"`
+
+	// Pushing exporters, each off until given a URL or endpoint.
+	MimirURL             string        `yaml:"mimir_url"`
+	MimirTenant          string        `yaml:"mimir_tenant"`
+	MimirUsername        string        `yaml:"mimir_username"`
+	MimirPasswordFile    string        `yaml:"mimir_password_file"`
+	MimirBearerTokenFile string        `yaml:"mimir_bearer_token_file"`
+	MimirCAFile          string        `yaml:"mimir_ca_file"`
+	MimirInterval        time.Duration `yaml:"mimir_interval"`
+	MimirQueue           int           `yaml:"mimir_queue"`
+	LokiURL              string        `yaml:"loki_url"`
+	LokiTenant           string        `yaml:"loki_tenant"`
+	LokiUsername         string        `yaml:"loki_username"`
+	LokiPasswordFile     string        `yaml:"loki_password_file"`
+	LokiBearerTokenFile  string        `yaml:"loki_bearer_token_file"`
+	LokiCAFile           string        `yaml:"loki_ca_file"`
+	LokiQueue            int           `yaml:"loki_queue"`
+	LokiRate             int           `yaml:"loki_rate"`
+	OTLPTenant           string        `yaml:"otlp_tenant"`
+	OTLPBearerTokenFile  string        `yaml:"otlp_bearer_token_file"`
+	OTLPCAFile           string        `yaml:"otlp_ca_file"`
+	OTLPQueue            int           `yaml:"otlp_queue"`
+}
+
+// Mimir is how to reach the remote-write backend.
+func (c Config) Mimir() export.HTTP {
+	return export.HTTP{Tenant: c.MimirTenant, Username: c.MimirUsername, PasswordFile: c.MimirPasswordFile,
+		BearerTokenFile: c.MimirBearerTokenFile, CAFile: c.MimirCAFile}
+}
+
+// Loki is how to reach the log backend.
+func (c Config) Loki() export.HTTP {
+	return export.HTTP{Tenant: c.LokiTenant, Username: c.LokiUsername, PasswordFile: c.LokiPasswordFile,
+		BearerTokenFile: c.LokiBearerTokenFile, CAFile: c.LokiCAFile}
+}
+
+// OTLP is how to reach the trace backend (no basic auth: gRPC takes a token).
+func (c Config) OTLP() export.HTTP {
+	return export.HTTP{Tenant: c.OTLPTenant, BearerTokenFile: c.OTLPBearerTokenFile, CAFile: c.OTLPCAFile}
+}
+
+// check finds settings that are fine alone but not together.
+func (c Config) check() error {
+	if err := c.Mimir().Check("mimir"); err != nil {
+		return err
+	}
+	if err := c.Loki().Check("loki"); err != nil {
+		return err
+	}
+	if c.OTLPInsecure == "on" && (c.OTLPCAFile != "" || c.OTLPBearerTokenFile != "") {
+		return errors.New("otlp-insecure=on sends in plaintext: it cannot use otlp-ca-file or otlp-bearer-token-file")
+	}
+	return c.OTLP().Check("otlp")
 }
 
 // Default is what the agent runs with when told nothing.
@@ -50,6 +106,11 @@ func Default() Config {
 		EventQueue:    65536,
 		MaxSockets:    1 << 18,
 		MaxSeries:     20000,
+		MimirInterval: 15 * time.Second,
+		MimirQueue:    100000,
+		LokiQueue:     10000,
+		LokiRate:      10,
+		OTLPQueue:     4096,
 	}
 }
 
@@ -111,6 +172,51 @@ var settings = []setting{
 		func(c *Config) flag.Value { return (*positive)(&c.MaxSockets) }},
 	{"max-series", "distinct identity label sets at most; more fold into ~other",
 		func(c *Config) flag.Value { return (*positive)(&c.MaxSeries) }},
+	{"node", "node name added to pushed data (in a DaemonSet: the downward API's spec.nodeName); default: the host name",
+		func(c *Config) flag.Value { return (*text)(&c.Node) }},
+
+	{"mimir-url", "Prometheus remote-write URL to push metrics to, e.g. http://mimir:8080/api/v1/push; empty: no push",
+		func(c *Config) flag.Value { return (*pushURL)(&c.MimirURL) }},
+	{"mimir-tenant", "tenant sent as X-Scope-OrgID to the remote-write backend",
+		func(c *Config) flag.Value { return (*text)(&c.MimirTenant) }},
+	{"mimir-username", "basic-auth user for the remote-write backend (with mimir-password-file)",
+		func(c *Config) flag.Value { return (*text)(&c.MimirUsername) }},
+	{"mimir-password-file", "file holding the basic-auth password (a mounted Secret; re-read on every push)",
+		func(c *Config) flag.Value { return (*file)(&c.MimirPasswordFile) }},
+	{"mimir-bearer-token-file", "file holding a bearer token for the remote-write backend (re-read on every push)",
+		func(c *Config) flag.Value { return (*file)(&c.MimirBearerTokenFile) }},
+	{"mimir-ca-file", "PEM CA to trust for an https remote-write URL (default: the system's)",
+		func(c *Config) flag.Value { return (*file)(&c.MimirCAFile) }},
+	{"mimir-interval", "how often metrics are pushed (>= 1s)",
+		func(c *Config) flag.Value { return (*interval)(&c.MimirInterval) }},
+	{"mimir-queue", "samples held while the remote-write backend is away; beyond that the oldest are dropped",
+		func(c *Config) flag.Value { return (*positive)(&c.MimirQueue) }},
+
+	{"loki-url", "Loki push URL for connection events, e.g. http://loki:3100/loki/api/v1/push; empty: no events",
+		func(c *Config) flag.Value { return (*pushURL)(&c.LokiURL) }},
+	{"loki-tenant", "tenant sent as X-Scope-OrgID to Loki",
+		func(c *Config) flag.Value { return (*text)(&c.LokiTenant) }},
+	{"loki-username", "basic-auth user for Loki (with loki-password-file)",
+		func(c *Config) flag.Value { return (*text)(&c.LokiUsername) }},
+	{"loki-password-file", "file holding Loki's basic-auth password (re-read on every push)",
+		func(c *Config) flag.Value { return (*file)(&c.LokiPasswordFile) }},
+	{"loki-bearer-token-file", "file holding a bearer token for Loki (re-read on every push)",
+		func(c *Config) flag.Value { return (*file)(&c.LokiBearerTokenFile) }},
+	{"loki-ca-file", "PEM CA to trust for an https Loki URL (default: the system's)",
+		func(c *Config) flag.Value { return (*file)(&c.LokiCAFile) }},
+	{"loki-queue", "events held while Loki is away; beyond that new ones are dropped",
+		func(c *Config) flag.Value { return (*positive)(&c.LokiQueue) }},
+	{"loki-rate", "event lines per second per stream (event kind and namespace), bursts of 10x; the rest are counted in the next line's suppressed=",
+		func(c *Config) flag.Value { return (*positive)(&c.LokiRate) }},
+
+	{"otlp-tenant", "tenant sent as X-Scope-OrgID to the OTLP trace backend",
+		func(c *Config) flag.Value { return (*text)(&c.OTLPTenant) }},
+	{"otlp-bearer-token-file", "file holding a bearer token for the OTLP trace backend (read at start)",
+		func(c *Config) flag.Value { return (*file)(&c.OTLPBearerTokenFile) }},
+	{"otlp-ca-file", "PEM CA to trust for the OTLP endpoint's TLS (default: the system's)",
+		func(c *Config) flag.Value { return (*file)(&c.OTLPCAFile) }},
+	{"otlp-queue", "spans held while the trace backend is away; beyond that new ones are dropped",
+		func(c *Config) flag.Value { return (*positive)(&c.OTLPQueue) }},
 }
 
 // UsageError is a mistake in what the user told the agent (exit code 2).
@@ -163,6 +269,9 @@ func Load(args []string, getenv func(string) string, stderr io.Writer) (Config, 
 		}
 	})
 	if err != nil {
+		return cfg, UsageError{err}
+	}
+	if err := cfg.check(); err != nil {
 		return cfg, UsageError{err}
 	}
 	return cfg, nil
@@ -274,6 +383,40 @@ func (a *addr) Set(v string) error {
 		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
 	}
 	*a = addr(v)
+	return nil
+}
+
+// pushURL is an optional http(s) URL with a host.
+type pushURL string
+
+func (u *pushURL) String() string { return string(*u) }
+func (u *pushURL) Set(v string) error {
+	if v == "" {
+		*u = ""
+		return nil
+	}
+	p, err := url.Parse(v)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		return fmt.Errorf("must be an http:// or https:// URL with a host, not %q", v)
+	}
+	*u = pushURL(v)
+	return nil
+}
+
+// file is an optional path that must be readable now: a missing Secret
+// mount is a mistake to report at start, not at the first push.
+type file string
+
+func (f *file) String() string { return string(*f) }
+func (f *file) Set(v string) error {
+	if v != "" {
+		fh, err := os.Open(v)
+		if err != nil {
+			return fmt.Errorf("cannot read %q: %w", v, errors.Unwrap(err))
+		}
+		fh.Close()
+	}
+	*f = file(v)
 	return nil
 }
 

@@ -5,13 +5,16 @@ package flow
 
 import (
 	"net/netip"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/stratanet/strata/agent/hist"
+	"github.com/stratanet/strata/exporters/loki"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -53,7 +56,14 @@ type Options struct {
 	// within Window make one burst (logged once per burst).
 	BurstSegments int
 	BurstWindow   time.Duration
+	// Events receives failed connects, resets and retransmit bursts; nil:
+	// counted only.
+	Events Events
 }
+
+// Events is where connection events go (the Loki exporter). Push never
+// blocks: it drops and counts when it must.
+type Events interface{ Push(loki.Event) bool }
 
 func DefaultOptions() Options {
 	return Options{Budgets: DefaultBudgets(), MaxConns: 1 << 18, BurstSegments: 10, BurstWindow: time.Second}
@@ -139,7 +149,10 @@ func (t *Table) apply(e *event.TCP) {
 		}
 		t.track(e).stats.connections[Success]++
 	case event.ConnectFailed:
-		t.flow(t.keyOf(e)).connections[Result(e.Err)]++
+		k := t.keyOf(e)
+		r := Result(e.Err)
+		t.flow(k).connections[r]++
+		t.notify(loki.ConnectFailed, k, e, "error", resultNames[r], "errno", errnoName(e.Err))
 	case event.Snapshot:
 		if e.State == event.StateListen {
 			return
@@ -159,6 +172,9 @@ func (t *Table) apply(e *event.TCP) {
 			t.end(e.Sock, c)
 		}
 	case event.ResetSent, event.ResetReceived:
+		if e.Kind == event.ResetReceived && e.State == event.StateSynSent {
+			return // a refused connect: counted as such when the connect fails
+		}
 		// An aborting close sends its RST after the socket reached CLOSE.
 		k, ok := t.lookup(e)
 		if !ok {
@@ -166,8 +182,10 @@ func (t *Table) apply(e *event.TCP) {
 		}
 		if e.Kind == event.ResetSent {
 			t.flow(k).resetsSent++
+			t.notify(loki.Reset, k, e, "direction", "sent")
 		} else {
 			t.flow(k).resetsReceived++
+			t.notify(loki.Reset, k, e, "direction", "received")
 		}
 	case event.Retransmit:
 		if c := t.conns[e.Sock]; c != nil {
@@ -255,14 +273,40 @@ func (t *Table) burst(c *conn, e *event.TCP) {
 	}
 	c.burstCount++
 	if c.burstCount == t.opts.BurstSegments {
-		t.log.Info("retransmit burst",
-			zap.String("source_workload", c.key.SourceWorkload),
-			zap.String("destination_workload", c.key.DestinationWorkload),
-			zap.String("destination_port", c.key.DestinationPort),
-			zap.String("reporter", c.key.Reporter),
-			zap.Stringer("local", e.Local), zap.Stringer("remote", e.Remote),
-			zap.Int("segments", c.burstCount), zap.Duration("within", t.opts.BurstWindow))
+		t.notify(loki.RetransmitBurst, c.key, e, "segments", strconv.Itoa(c.burstCount), "within", t.opts.BurstWindow.String())
 	}
+}
+
+// notify sends a connection event: who talked to whom, from which address
+// to which, and what went wrong.
+func (t *Table) notify(kind string, k Key, e *event.TCP, detail ...string) {
+	if t.opts.Events == nil {
+		return
+	}
+	src, dst := e.Local, e.Remote
+	if k.Reporter == string(identity.Server) {
+		src, dst = dst, src
+	}
+	f := make([]string, 0, 24)
+	for i, v := range k.Values() {
+		if v != "" {
+			f = append(f, KeyLabels[i], v)
+		}
+	}
+	f = append(f, "source_addr", src.String(), "destination_addr", dst.String())
+	f = append(f, detail...)
+	t.opts.Events.Push(loki.Event{Time: t.now(), Kind: kind, Namespace: k.SourceNamespace, Fields: f})
+}
+
+// errnoName is the socket error as C names it (ECONNREFUSED), "" for none.
+func errnoName(err syscall.Errno) string {
+	if err == 0 {
+		return "none"
+	}
+	if n := unix.ErrnoName(err); n != "" {
+		return n
+	}
+	return strconv.Itoa(int(err))
 }
 
 // sweepEnd drops sockets of the swept namespace that two complete sweeps in

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
+	"github.com/stratanet/strata/exporters/loki"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -308,11 +309,20 @@ func TestMaxFlowsBoundsMemory(t *testing.T) {
 	}
 }
 
-func TestRetransmitBurstLoggedOnce(t *testing.T) {
+// events records what the table sends to Loki, as lines.
+type events []string
+
+func (ev *events) Push(e loki.Event) bool {
+	*ev = append(*ev, e.Kind+" ns="+e.Namespace+" "+loki.Line(e))
+	return true
+}
+
+func TestRetransmitBurstOncePerBurst(t *testing.T) {
 	opts := DefaultOptions()
 	opts.BurstSegments = 3
-	core, logs := observerLogger()
-	tb := NewTable(core, &fakeID{}, opts)
+	var ev events
+	opts.Events = &ev
+	tb := NewTable(zap.NewNop(), &fakeID{}, opts)
 	now := time.Unix(0, 0)
 	tb.now = func() time.Time { return now }
 	tb.Apply(clientEvent(event.Connect, 1, 1, 0))
@@ -323,7 +333,41 @@ func TestRetransmitBurstLoggedOnce(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		tb.Apply(clientEvent(event.Retransmit, 1, 0, 0))
 	}
-	if n := logs.FilterMessage("retransmit burst").Len(); n != 2 {
-		t.Fatalf("%d burst logs, want 2 (one per burst)", n)
+	line := "retransmit_burst ns= source_workload=client-a destination_workload=web destination_port=80 reporter=client source_addr=10.0.0.1:40000 destination_addr=10.0.0.2:80 segments=3 within=1s"
+	if want := []string{line, line}; strings.Join(ev, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events:\n%s\nwant (one per burst):\n%s", strings.Join(ev, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestConnectionEvents(t *testing.T) {
+	opts := DefaultOptions()
+	var ev events
+	opts.Events = &ev
+	tb := NewTable(zap.NewNop(), &fakeID{}, opts)
+	refused := clientEvent(event.ConnectFailed, 1, 0, 0)
+	refused.Err = syscall.ECONNREFUSED
+	refusal := clientEvent(event.ResetReceived, 1, 0, 0) // the RST that refuses it, before the failure
+	refusal.State = event.StateSynSent
+	tb.Apply(refusal)
+	tb.Apply(refused)
+	abandoned := clientEvent(event.ConnectFailed, 2, 0, 0)
+	tb.Apply(abandoned)
+	// The server's view of a reset it received: its peer is the source.
+	rst := &event.TCP{Kind: event.ResetReceived, Sock: 3, Netns: 1, Comm: "b", Local: srv, Remote: cli, State: event.StateEstablished}
+	tb.Apply(rst)
+	sent := clientEvent(event.ResetSent, 4, 0, 0)
+	tb.Apply(sent)
+	want := []string{
+		"connect_failed ns= source_workload=client-a destination_workload=web destination_port=80 reporter=client source_addr=10.0.0.1:40000 destination_addr=10.0.0.2:80 error=refused errno=ECONNREFUSED",
+		"connect_failed ns= source_workload=client-a destination_workload=web destination_port=80 reporter=client source_addr=10.0.0.1:40000 destination_addr=10.0.0.2:80 error=timeout errno=none",
+		"reset ns= source_workload=client-b destination_workload=web destination_port=80 reporter=server source_addr=10.0.0.1:40000 destination_addr=10.0.0.2:80 direction=received",
+		"reset ns= source_workload=client-a destination_workload=web destination_port=80 reporter=client source_addr=10.0.0.1:40000 destination_addr=10.0.0.2:80 direction=sent",
+	}
+	if strings.Join(ev, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(ev, "\n"), strings.Join(want, "\n"))
+	}
+	// Resets: the server's received one and the client's sent one, no more.
+	if got := strings.Count(scrape(t, tb, "strata_tcp_resets_total"), "counter:{value:1}"); got != 2 {
+		t.Errorf("%d reset series, want 2 (the refusal is no reset):\n%s", got, scrape(t, tb, "strata_tcp_resets_total"))
 	}
 }

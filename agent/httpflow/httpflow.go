@@ -14,6 +14,7 @@ import (
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/agent/hist"
 	"github.com/stratanet/strata/agent/route"
+	"github.com/stratanet/strata/exporters/loki"
 	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -115,6 +116,9 @@ type Table struct {
 	spans     Spans                       // nil: no spans
 	wall      func(mono uint64) time.Time // kernel monotonic ns to wall clock
 	cluster   string
+	// Events receives failed requests (5xx, or no answer) as http_error
+	// events; nil: counted only. Set before the first record.
+	Events flow.Events
 
 	mu        sync.Mutex
 	socks     map[uint64]*sock
@@ -290,6 +294,9 @@ func (t *Table) observe(d done) {
 	if trace == [16]byte{} && t.spans != nil {
 		rand.Read(trace[:]) // a new trace, rooted at this span
 	}
+	if t.Events != nil && (status == Noanswer || status[0] == '5') {
+		t.failed(d, secs, trace)
+	}
 	if trace == [16]byte{} {
 		return // nothing to point an exemplar at
 	}
@@ -298,6 +305,30 @@ func (t *Table) observe(d done) {
 	if t.spans != nil {
 		t.spans.Export(t.span(d, key, trace))
 	}
+}
+
+// failed sends a failed request as an event.
+func (t *Table) failed(d done, secs float64, trace [16]byte) {
+	src, dst := d.who.Local, d.who.Remote
+	if d.server {
+		src, dst = dst, src
+	}
+	f := make([]string, 0, 30)
+	for i, v := range d.key.Values() {
+		if v != "" {
+			f = append(f, flow.KeyLabels[i], v)
+		}
+	}
+	f = append(f, "source_addr", src.String(), "destination_addr", dst.String(),
+		"method", d.p.method, "route", d.p.route, "status_code", d.status,
+		"duration", strconv.FormatFloat(secs, 'f', 6, 64))
+	if d.status == Noanswer {
+		f = append(f, "error", "no response before the connection closed")
+	}
+	if trace != [16]byte{} {
+		f = append(f, "trace_id", hex.EncodeToString(trace[:]))
+	}
+	t.Events.Push(loki.Event{Time: t.wall(d.end), Kind: loki.HTTPError, Namespace: d.key.SourceNamespace, Fields: f})
 }
 
 // span is the request as OTel semantic conventions describe it.

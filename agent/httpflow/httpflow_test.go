@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/stratanet/strata/agent/flow"
+	"github.com/stratanet/strata/exporters/loki"
 	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/http"
@@ -230,5 +231,37 @@ func TestReusedAddressWithoutClose(t *testing.T) {
 	}
 	if got := count(mfs, name, map[string]string{"status_code": Noanswer}); got != 1 {
 		t.Errorf("unanswered = %d, want 1", got)
+	}
+}
+
+type events []loki.Event
+
+func (ev *events) Push(e loki.Event) bool { *ev = append(*ev, e); return true }
+
+func TestFailedRequestsAreEvents(t *testing.T) {
+	var ev events
+	tb := New(names{}, nil, nil, wall, "")
+	tb.Events = &ev
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	tb.Apply(req(3, 0, "POST /api/users/42 HTTP/1.1\r\ntraceparent: 00-"+tid+"-00f067aa0ba902b7-01\r\n\r\n"))
+	tb.Apply(resp(3, 2_000_000, "HTTP/1.1 503 Busy\r\n"))
+	tb.Apply(req(3, 3_000_000, "GET /missing HTTP/1.1\r\n\r\n"))
+	tb.Apply(resp(3, 4_000_000, "HTTP/1.1 404 Not Found\r\n")) // the client's mistake: no event
+	tb.Apply(req(3, 5_000_000, "GET /hang HTTP/1.1\r\n\r\n"))
+	tb.Closed(3, 9_000_000)
+	if len(ev) != 2 {
+		t.Fatalf("%d events, want 2 (the 503 and the unanswered request)", len(ev))
+	}
+	want := []string{
+		"source_workload=curl destination_workload=nginx destination_port=80 reporter=server source_addr=10.0.0.1:5000 destination_addr=10.0.0.2:80 method=POST route=/api/users/{id} status_code=503 duration=0.002000 trace_id=" + tid,
+		`source_workload=curl destination_workload=nginx destination_port=80 reporter=server source_addr=10.0.0.1:5000 destination_addr=10.0.0.2:80 method=GET route=/hang status_code=0 duration=0.004000 error="no response before the connection closed"`,
+	}
+	for i, e := range ev {
+		if e.Kind != loki.HTTPError || e.Namespace != "" || loki.Line(e) != want[i] {
+			t.Errorf("event %d: %s %q\n%s\nwant\n%s", i, e.Kind, e.Namespace, loki.Line(e), want[i])
+		}
+	}
+	if !ev[0].Time.Equal(wall(2_000_000)) {
+		t.Errorf("event time %v, want the response's", ev[0].Time)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -259,3 +260,21 @@ http {
 `, dir, addr, locations)), 0o644)
 	start("nginx", "-c", conf)
 }
+
+// RSS is the agent's resident memory in bytes.
+func (a *Agent) RSS() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", a.cmd.Process.Pid)
+}
+
+// Log is what the agent wrote so far.
+func (a *Agent) Log() string { return a.log.String() }

@@ -20,3 +20,5 @@ build() { # name main-package
 }
 
 build jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+build loki github.com/grafana/loki/v3/cmd/loki
+build mimir github.com/grafana/mimir/cmd/mimir

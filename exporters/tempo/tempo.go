@@ -5,7 +5,7 @@ package tempo
 
 import (
 	"context"
-	"sync/atomic"
+	"fmt"
 	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
@@ -14,6 +14,9 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/stratanet/strata/exporters/export"
 )
 
 // Span is one observed request, in the terms the exporter needs.
@@ -39,12 +42,13 @@ type Resource struct {
 
 // Config of the exporter.
 type Config struct {
-	Endpoint  string // host:port
-	Insecure  bool
-	Headers   map[string]string
-	Queue     int           // spans waiting at most
-	BatchSize int           // spans per upload at most
-	Interval  time.Duration // longest a span waits for its batch
+	Endpoint  string            // host:port
+	Insecure  bool              // plaintext gRPC
+	CAFile    string            // trust this CA (else the system's)
+	Headers   map[string]string // e.g. X-Scope-OrgID, authorization
+	Queue     int               // spans waiting at most
+	BatchSize int               // spans per upload at most
+	Interval  time.Duration     // longest a span waits for its batch
 }
 
 // Exporter uploads spans from its own goroutine.
@@ -54,12 +58,11 @@ type Exporter struct {
 	client otlptrace.Client
 	queue  chan Span
 
-	Dropped atomic.Uint64 // spans the full queue refused
-	Errors  atomic.Uint64 // failed uploads
-	Sent    atomic.Uint64
+	export.Stats // spans sent and dropped (full queue or failed upload); failed uploads
+	health       *export.Health
 }
 
-func New(log *zap.Logger, cfg Config) *Exporter {
+func New(log *zap.Logger, cfg Config) (*Exporter, error) {
 	if cfg.Queue <= 0 {
 		cfg.Queue = 4096
 	}
@@ -72,13 +75,21 @@ func New(log *zap.Logger, cfg Config) *Exporter {
 	opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(cfg.Endpoint), otlptracegrpc.WithTimeout(10 * time.Second),
 		// The queue is ours; the client must not hold batches for minutes.
 		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: 15 * time.Second})}
-	if cfg.Insecure {
+	switch {
+	case cfg.Insecure:
 		opts = append(opts, otlptracegrpc.WithInsecure())
+	case cfg.CAFile != "":
+		creds, err := credentials.NewClientTLSFromFile(cfg.CAFile, "")
+		if err != nil {
+			return nil, fmt.Errorf("otlp CA: %w", err)
+		}
+		opts = append(opts, otlptracegrpc.WithTLSCredentials(creds))
 	}
 	if len(cfg.Headers) > 0 {
 		opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
 	}
-	return &Exporter{log: log, cfg: cfg, client: otlptracegrpc.NewClient(opts...), queue: make(chan Span, cfg.Queue)}
+	return &Exporter{log: log, cfg: cfg, client: otlptracegrpc.NewClient(opts...), queue: make(chan Span, cfg.Queue),
+		health: export.NewHealth(log, "spans to "+cfg.Endpoint)}, nil
 }
 
 // Export queues a span; false when the queue is full (the span is counted
@@ -99,31 +110,24 @@ func (e *Exporter) QueueLength() int { return len(e.queue) }
 // Run uploads batches until ctx ends, then flushes what is queued.
 func (e *Exporter) Run(ctx context.Context) error {
 	if err := e.client.Start(ctx); err != nil {
-		return err
+		// Spans are not worth stopping the agent for.
+		e.log.Error("cannot start the OTLP client; no spans will be sent", zap.Error(err))
+		return nil
 	}
 	tick := time.NewTicker(e.cfg.Interval)
 	defer tick.Stop()
 	batch := make([]Span, 0, e.cfg.BatchSize)
-	failing := false
 	flush := func(ctx context.Context) {
 		if len(batch) == 0 {
 			return
 		}
-		err := e.client.UploadTraces(ctx, toProto(batch))
-		switch {
-		case err != nil:
+		if err := e.client.UploadTraces(ctx, toProto(batch)); err != nil {
 			e.Errors.Add(1)
 			e.Dropped.Add(uint64(len(batch)))
-			if !failing { // once per outage, not once per batch
-				e.log.Warn("cannot send spans; dropping them until the backend answers", zap.String("endpoint", e.cfg.Endpoint), zap.Error(err))
-			}
-			failing = true
-		default:
+			e.health.Failed(err, "dropping them")
+		} else {
 			e.Sent.Add(uint64(len(batch)))
-			if failing {
-				e.log.Info("sending spans again", zap.String("endpoint", e.cfg.Endpoint))
-			}
-			failing = false
+			e.health.OK()
 		}
 		batch = batch[:0]
 	}

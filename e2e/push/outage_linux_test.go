@@ -1,0 +1,212 @@
+package push_test
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/stratanet/strata/e2e/harness"
+	"github.com/stratanet/strata/e2e/netlab"
+)
+
+// rssBound is what the agent may use while its backends fail, queues full:
+// the memory limit manifests/ give the DaemonSet.
+const rssBound = 200 << 20
+
+// healthy checks what must hold in every outage: /metrics answers at once,
+// memory stays bounded, queues stay within their configured sizes.
+func healthy(t *testing.T, a *harness.Agent, queues map[string]float64) {
+	t.Helper()
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get("http://" + a.Addr + "/metrics")
+	if err != nil {
+		t.Fatalf("/metrics during the outage: %v", err)
+	}
+	resp.Body.Close()
+	if rss, err := a.RSS(); err != nil || rss > rssBound {
+		t.Fatalf("agent RSS %d MiB (%v), bound %d MiB", rss>>20, err, rssBound>>20)
+	}
+	mfs, err := a.Scrape()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for exp, bound := range queues {
+		if v, _ := harness.ValueIn(t, mfs, "strata_agent_export_queue_length", labels{"exporter": exp}); v > bound {
+			t.Fatalf("%s queue %v, bound %v", exp, v, bound)
+		}
+	}
+}
+
+// hold keeps checking health for d.
+func hold(t *testing.T, a *harness.Agent, d time.Duration, queues map[string]float64) {
+	t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Second) {
+		healthy(t, a, queues)
+	}
+}
+
+func counter(t *testing.T, a *harness.Agent, metric, exporter string) float64 {
+	t.Helper()
+	v, _ := a.Value(t, metric, labels{"exporter": exporter})
+	return v
+}
+
+// refusedIn waits until Mimir and Loki both hold n refused connects to port.
+func refusedIn(t *testing.T, mimir, loki *harness.Backend, port, n int, within time.Duration) {
+	t.Helper()
+	l := labels{"destination_port": fmt.Sprint(port), "reporter": "client", "result": "refused", "node": "node-1"}
+	eventually(t, within, fmt.Sprintf("Mimir counts %d refused to %d", n, port), func() (bool, string) {
+		got := stored(t, mimir, "strata_tcp_connections_total", l)
+		return got == fmt.Sprint(n), got
+	})
+	q := fmt.Sprintf(`{job="strata", event="connect_failed"} |= "destination_port=%d "`, port)
+	eventually(t, within, fmt.Sprintf("Loki holds %d connect_failed to %d", n, port), func() (bool, string) {
+		lines, err := loki.Logs(q)
+		return len(lines) == n, fmt.Sprint(len(lines), err)
+	})
+}
+
+// TestBackendsDownAtStartThenKilled: the agent starts before its backends,
+// which later die and come back a minute later; everything the agent saw
+// arrives once they are back, and the log says so once per outage.
+func TestBackendsDownAtStartThenKilled(t *testing.T) {
+	mimir, loki := harness.NewMimir(t), harness.NewLoki(t)
+	a := startAgent(t, "--node", "node-1", "--mimir-interval", "1s",
+		"--mimir-url", "http://"+mimir.Addr+"/api/v1/push", "--mimir-tenant", mimir.Tenant,
+		"--loki-url", "http://"+loki.Addr+"/loki/api/v1/push", "--loki-tenant", loki.Tenant)
+	lab := netlab.New(t)
+	srv := lab.Host("srv", "10.244.7.3/16")
+	cli := lab.Host("cli", "10.244.7.2/16")
+	queues := map[string]float64{"mimir": 100000, "loki": 10000}
+
+	refuse(t, cli, srv, 9001, 2)
+	eventually(t, 20*time.Second, "both exporters report errors", func() (bool, string) {
+		m, l := counter(t, a, "strata_agent_export_errors_total", "mimir"), counter(t, a, "strata_agent_export_errors_total", "loki")
+		return m > 0 && l > 0, fmt.Sprint(m, l)
+	})
+	hold(t, a, 3*time.Second, queues)
+	mimir.Start()
+	loki.Start()
+	refusedIn(t, mimir, loki, 9001, 2, 60*time.Second)
+
+	mimir.Stop()
+	loki.Stop()
+	refuse(t, cli, srv, 9001, 3)
+	hold(t, a, time.Minute, queues)
+	mimir.Start()
+	loki.Start()
+	refusedIn(t, mimir, loki, 9001, 5, 90*time.Second)
+
+	for _, exp := range []string{"mimir", "loki"} {
+		if v := counter(t, a, "strata_agent_export_dropped_total", exp); v != 0 {
+			t.Errorf("%s dropped %v items; its queue had room for the whole outage", exp, v)
+		}
+	}
+	// Two outages, each said once when it began and once when it ended.
+	for what, n := range map[string]int{
+		`"cannot send metrics to http://` + mimir.Addr: 2, `"sending metrics to http://` + mimir.Addr: 2,
+		`"cannot send events to http://` + loki.Addr: 2, `"sending events to http://` + loki.Addr: 2,
+	} {
+		if got := logLines(a, what); got != n {
+			t.Errorf("%d log lines with %s, want %d", got, what, n)
+		}
+	}
+	if got := logLines(a, `"cannot send`, `"condition":"connection refused"`); got != 4 {
+		t.Errorf("%d 'connection refused' lines, want 4", got)
+	}
+}
+
+// TestBackendFaults: a backend answering 500, refusing with 400, and
+// accepting but never answering.
+func TestBackendFaults(t *testing.T) {
+	mimir, loki := harness.StartMimir(t), harness.StartLoki(t)
+	mp, lp := harness.StartProxy(t, mimir.Addr), harness.StartProxy(t, loki.Addr)
+	const mimirQueue, lokiQueue = 3000, 50
+	a := startAgent(t, "--node", "node-1", "--mimir-interval", "1s", "--mimir-queue", fmt.Sprint(mimirQueue), "--loki-queue", fmt.Sprint(lokiQueue),
+		"--mimir-url", "http://"+mp.Addr+"/api/v1/push", "--mimir-tenant", mimir.Tenant,
+		"--loki-url", "http://"+lp.Addr+"/loki/api/v1/push", "--loki-tenant", loki.Tenant)
+	lab := netlab.New(t)
+	srv := lab.Host("srv", "10.244.8.3/16")
+	cli := lab.Host("cli", "10.244.8.2/16")
+	queues := map[string]float64{"mimir": mimirQueue, "loki": lokiQueue}
+	refuse(t, cli, srv, 9100, 1)
+	refusedIn(t, mimir, loki, 9100, 1, 30*time.Second)
+
+	t.Run("500 for a while", func(t *testing.T) {
+		mp.Set(harness.Status500)
+		lp.Set(harness.Status500)
+		refuse(t, cli, srv, 9101, 2)
+		hold(t, a, 10*time.Second, queues)
+		mp.Set(harness.Pass)
+		lp.Set(harness.Pass)
+		// Retried, not lost: the events held during the failure arrive.
+		refusedIn(t, mimir, loki, 9101, 2, 60*time.Second)
+		for _, what := range []string{`"cannot send metrics`, `"cannot send events`} {
+			if got := logLines(a, what, `"condition":"HTTP 500"`); got != 1 {
+				t.Errorf("%d lines %s with HTTP 500, want 1", got, what)
+			}
+		}
+	})
+
+	t.Run("400 is dropped, not retried", func(t *testing.T) {
+		droppedBefore := counter(t, a, "strata_agent_export_dropped_total", "loki")
+		mDroppedBefore := counter(t, a, "strata_agent_export_dropped_total", "mimir")
+		mp.Set(harness.Status400)
+		lp.Set(harness.Status400)
+		start := time.Now()
+		refuse(t, cli, srv, 9102, 2)
+		hold(t, a, 8*time.Second, queues)
+		mp.Set(harness.Pass)
+		lp.Set(harness.Pass)
+		elapsed := time.Since(start)
+		if got := counter(t, a, "strata_agent_export_dropped_total", "loki") - droppedBefore; got != 2 {
+			t.Errorf("loki dropped %v events on 400, want the 2 refused connects", got)
+		}
+		if got := counter(t, a, "strata_agent_export_dropped_total", "mimir") - mDroppedBefore; got == 0 {
+			t.Error("mimir dropped nothing while the backend answered 400")
+		}
+		// One request per batch: retries would multiply these.
+		if n := lp.Requests(harness.Status400); n < 1 || n > 2 {
+			t.Errorf("loki sent %d requests into 400s for 2 events, want 1 (2 if the batch split)", n)
+		}
+		if n, most := mp.Requests(harness.Status400), int(elapsed.Seconds())+2; n < 1 || n > most {
+			t.Errorf("mimir sent %d requests into 400s in %v, want at most one per snapshot (%d)", n, elapsed, most)
+		}
+		for _, what := range []string{`"cannot send metrics`, `"cannot send events`} {
+			if got := logLines(a, what, `"condition":"HTTP 400"`); got != 1 {
+				t.Errorf("%d lines %s with HTTP 400, want 1", got, what)
+			}
+		}
+		refuse(t, cli, srv, 9103, 1) // and events flow again
+		refusedIn(t, mimir, loki, 9103, 1, 30*time.Second)
+		if lines, _ := loki.Logs(`{job="strata"} |= "destination_port=9102 "`); len(lines) != 0 {
+			t.Errorf("Loki holds %d events it refused", len(lines))
+		}
+	})
+
+	t.Run("accepts but never answers", func(t *testing.T) {
+		mDroppedBefore := counter(t, a, "strata_agent_export_dropped_total", "mimir")
+		mp.Set(harness.Silent)
+		lp.Set(harness.Silent)
+		refuse(t, cli, srv, 9104, 2)
+		hold(t, a, 30*time.Second, queues)
+		if got := counter(t, a, "strata_agent_export_dropped_total", "mimir") - mDroppedBefore; got == 0 {
+			t.Error("mimir's queue of 3000 samples never overflowed in 30s of silence")
+		}
+		mp.Set(harness.Pass)
+		lp.Set(harness.Pass)
+		refusedIn(t, mimir, loki, 9104, 2, 60*time.Second)
+		for _, what := range []string{`"cannot send metrics`, `"cannot send events`} {
+			if got := logLines(a, what, `"condition":"timeout"`); got != 1 {
+				t.Errorf("%d lines %s with a timeout, want 1", got, what)
+			}
+		}
+	})
+	// Each condition was said once, and each recovery once.
+	for _, what := range []string{`"sending metrics to http://` + mp.Addr, `"sending events to http://` + lp.Addr} {
+		if got := logLines(a, what); got != 3 {
+			t.Errorf("%d recovery lines %s, want 3", got, what)
+		}
+	}
+}

@@ -1,0 +1,363 @@
+// Package mimir pushes the agent's metrics with Prometheus remote write
+// (Grafana Mimir, Prometheus' receiver, anything that speaks it).
+//
+// Every interval the registry is gathered into one snapshot and queued; a
+// sender goroutine writes snapshots oldest first. The queue is bounded in
+// samples: while the backend is away the oldest snapshots go first (counted),
+// since counters are cumulative and the newest value says the most. A slow or
+// dead backend only ever fills this queue; it never blocks the agent.
+package mimir
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/prompb"
+	"go.uber.org/zap"
+
+	"github.com/stratanet/strata/exporters/export"
+)
+
+// Config of the exporter.
+type Config struct {
+	URL            string // the push endpoint, e.g. http://mimir:8080/api/v1/push
+	HTTP           export.HTTP
+	Interval       time.Duration     // between snapshots
+	QueueSamples   int               // samples waiting at most
+	BatchSamples   int               // samples per request at most
+	ExternalLabels map[string]string // cluster, node: added unless a series has them
+	Timeout        time.Duration     // per request
+}
+
+// Exporter is the remote-write exporter.
+type Exporter struct {
+	export.Stats
+	log    *zap.Logger
+	cfg    Config
+	api    *remote.API
+	gather prometheus.Gatherer
+	health *export.Health
+	status atomic.Int64 // the last HTTP status seen, to classify failures
+
+	mu       sync.Mutex
+	queue    []*prompb.WriteRequest // oldest first
+	queued   int                    // samples in queue
+	wake     chan struct{}
+	lastSnap int64 // ms; exemplars newer than this are sent with the next snapshot
+}
+
+func New(log *zap.Logger, cfg Config, g prometheus.Gatherer) (*Exporter, error) {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 15 * time.Second
+	}
+	if cfg.QueueSamples <= 0 {
+		cfg.QueueSamples = 100000
+	}
+	if cfg.BatchSamples <= 0 {
+		cfg.BatchSamples = 2000
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	client, err := cfg.HTTP.Client("strata")
+	if err != nil {
+		return nil, err
+	}
+	client.Timeout = cfg.Timeout
+	e := &Exporter{log: log, cfg: cfg, gather: g, wake: make(chan struct{}, 1),
+		health: export.NewHealth(log, "metrics to "+cfg.URL)}
+	client.Transport = statusRecorder{client.Transport, &e.status}
+	// A few quick retries inside one write; longer outages are the queue's.
+	e.api, err = remote.NewAPI(cfg.URL, remote.WithAPIHTTPClient(client), remote.WithAPIPath(""),
+		remote.WithAPIBackoff(remote.BackoffConfig{Min: 250 * time.Millisecond, Max: 2 * time.Second, MaxRetries: 2}))
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// QueueLength is how many samples wait.
+func (e *Exporter) QueueLength() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.queued
+}
+
+// Run snapshots and sends until ctx ends, then sends one last snapshot.
+func (e *Exporter) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { defer close(done); e.send(ctx) }()
+	tick := time.NewTicker(e.cfg.Interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-done
+			// The last values, so a restart loses at most the time it takes.
+			final, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout)
+			defer cancel()
+			e.Snapshot(time.Now())
+			e.drain(final)
+			return nil
+		case now := <-tick.C:
+			e.Snapshot(now)
+		}
+	}
+}
+
+// Snapshot gathers the registry and queues it.
+func (e *Exporter) Snapshot(now time.Time) {
+	mfs, err := e.gather.Gather()
+	if err != nil {
+		// Gather returns what it could alongside the error; send that.
+		e.log.Debug("gathering metrics", zap.Error(err))
+	}
+	ts := now.UnixMilli()
+	e.mu.Lock()
+	since := e.lastSnap
+	e.lastSnap = ts
+	e.mu.Unlock()
+	series := Convert(mfs, ts, since, e.cfg.ExternalLabels)
+	for len(series) > 0 {
+		n, samples := 0, 0
+		for n < len(series) && samples < e.cfg.BatchSamples {
+			samples += len(series[n].Samples)
+			n++
+		}
+		e.enqueue(&prompb.WriteRequest{Timeseries: series[:n:n]}, samples)
+		series = series[n:]
+	}
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Exporter) enqueue(r *prompb.WriteRequest, samples int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.queue = append(e.queue, r)
+	e.queued += samples
+	for e.queued > e.cfg.QueueSamples && len(e.queue) > 0 {
+		n := samplesIn(e.queue[0])
+		e.queue[0] = nil
+		e.queue = e.queue[1:]
+		e.queued -= n
+		e.Dropped.Add(uint64(n))
+	}
+}
+
+func samplesIn(r *prompb.WriteRequest) int {
+	n := 0
+	for i := range r.Timeseries {
+		n += len(r.Timeseries[i].Samples)
+	}
+	return n
+}
+
+func (e *Exporter) front() *prompb.WriteRequest {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.queue) == 0 {
+		return nil
+	}
+	return e.queue[0]
+}
+
+// pop removes r if it is still the front (the queue may have shed it).
+func (e *Exporter) pop(r *prompb.WriteRequest) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.queue) > 0 && e.queue[0] == r {
+		e.queue[0] = nil
+		e.queue = e.queue[1:]
+		e.queued -= samplesIn(r)
+	}
+}
+
+// send writes the queue's front until ctx ends, backing off while the
+// backend fails.
+func (e *Exporter) send(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		if backoff > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+		r := e.front()
+		if r == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-e.wake:
+				continue
+			}
+		}
+		if err := e.write(ctx, r); err != nil && ctx.Err() == nil && export.Retryable(err) {
+			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+		} else {
+			backoff = 0
+		}
+	}
+}
+
+// drain sends what is queued, once each, until ctx ends.
+func (e *Exporter) drain(ctx context.Context) {
+	for r := e.front(); r != nil && ctx.Err() == nil; r = e.front() {
+		if err := e.write(ctx, r); err != nil && export.Retryable(err) {
+			return
+		}
+	}
+}
+
+// write sends r and settles its fate: sent, dropped as unacceptable, or kept
+// for the next attempt.
+func (e *Exporter) write(ctx context.Context, r *prompb.WriteRequest) error {
+	n := samplesIn(r)
+	e.status.Store(0)
+	_, err := e.api.Write(ctx, remote.WriteV1MessageType, r)
+	if err == nil {
+		e.pop(r)
+		e.Sent.Add(uint64(n))
+		e.health.OK()
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if code := int(e.status.Load()); code >= 300 {
+		err = &export.StatusError{Code: code, Body: errBody(err)}
+	}
+	e.Errors.Add(1)
+	if export.Retryable(err) {
+		e.health.Failed(err, "keeping the newest samples in a queue of "+strconv.Itoa(e.cfg.QueueSamples))
+		return err
+	}
+	// Sending the same data again would be refused again.
+	e.pop(r)
+	e.Dropped.Add(uint64(n))
+	e.health.Failed(err, "dropping the samples it refuses")
+	return err
+}
+
+func errBody(err error) string {
+	s := err.Error()
+	if len(s) > 256 {
+		s = s[:256]
+	}
+	return s
+}
+
+// statusRecorder remembers the status of the last response.
+type statusRecorder struct {
+	next http.RoundTripper
+	last *atomic.Int64
+}
+
+func (s statusRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := s.next.RoundTrip(r)
+	if err == nil {
+		s.last.Store(int64(resp.StatusCode))
+	}
+	return resp, err
+}
+
+// Convert turns gathered families into remote-write series stamped ts (ms).
+// Exemplars are sent once: only those newer than since (ms).
+func Convert(mfs []*dto.MetricFamily, ts, since int64, external map[string]string) []prompb.TimeSeries {
+	var out []prompb.TimeSeries
+	for _, mf := range mfs {
+		name := mf.GetName()
+		for _, m := range mf.Metric {
+			base := labelsOf(m, external)
+			add := func(suffix string, v float64, ex *dto.Exemplar, extra ...string) {
+				ls := make([]prompb.Label, 0, len(base)+2)
+				ls = append(ls, prompb.Label{Name: "__name__", Value: name + suffix})
+				ls = append(ls, base...)
+				for i := 0; i+1 < len(extra); i += 2 {
+					ls = append(ls, prompb.Label{Name: extra[i], Value: extra[i+1]})
+				}
+				sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
+				s := prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: v, Timestamp: ts}}}
+				if ex != nil && ex.GetTimestamp().AsTime().UnixMilli() > since {
+					s.Exemplars = []prompb.Exemplar{exemplar(ex)}
+				}
+				out = append(out, s)
+			}
+			switch mf.GetType() {
+			case dto.MetricType_COUNTER:
+				add("", m.GetCounter().GetValue(), m.GetCounter().GetExemplar())
+			case dto.MetricType_GAUGE:
+				add("", m.GetGauge().GetValue(), nil)
+			case dto.MetricType_UNTYPED:
+				add("", m.GetUntyped().GetValue(), nil)
+			case dto.MetricType_HISTOGRAM:
+				h := m.GetHistogram()
+				inf := false
+				for _, b := range h.Bucket {
+					inf = inf || math.IsInf(b.GetUpperBound(), 1)
+					add("_bucket", float64(b.GetCumulativeCount()), b.GetExemplar(), "le", formatFloat(b.GetUpperBound()))
+				}
+				if !inf {
+					add("_bucket", float64(h.GetSampleCount()), nil, "le", "+Inf")
+				}
+				add("_sum", h.GetSampleSum(), nil)
+				add("_count", float64(h.GetSampleCount()), nil)
+			case dto.MetricType_SUMMARY:
+				s := m.GetSummary()
+				for _, q := range s.Quantile {
+					add("", q.GetValue(), nil, "quantile", formatFloat(q.GetQuantile()))
+				}
+				add("_sum", s.GetSampleSum(), nil)
+				add("_count", float64(s.GetSampleCount()), nil)
+			}
+		}
+	}
+	return out
+}
+
+func labelsOf(m *dto.Metric, external map[string]string) []prompb.Label {
+	ls := make([]prompb.Label, 0, len(m.Label)+len(external))
+	have := map[string]bool{}
+	for _, l := range m.Label {
+		ls = append(ls, prompb.Label{Name: l.GetName(), Value: l.GetValue()})
+		have[l.GetName()] = true
+	}
+	for k, v := range external {
+		if !have[k] && v != "" {
+			ls = append(ls, prompb.Label{Name: k, Value: v})
+		}
+	}
+	return ls
+}
+
+func exemplar(ex *dto.Exemplar) prompb.Exemplar {
+	ls := make([]prompb.Label, 0, len(ex.Label))
+	for _, l := range ex.Label {
+		ls = append(ls, prompb.Label{Name: l.GetName(), Value: l.GetValue()})
+	}
+	return prompb.Exemplar{Labels: ls, Value: ex.GetValue(), Timestamp: ex.GetTimestamp().AsTime().UnixMilli()}
+}
+
+func formatFloat(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "+Inf"
+	case math.IsInf(f, -1):
+		return "-Inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
