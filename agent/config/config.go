@@ -396,8 +396,11 @@ func (u *pushURL) Set(v string) error {
 		return nil
 	}
 	p, err := url.Parse(v)
-	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Hostname() == "" {
 		return fmt.Errorf("must be an http:// or https:// URL with a host, not %q", v)
+	}
+	if p.User != nil { // it would show in logs; secrets belong in files
+		return errors.New("must not carry credentials: use the -username and -password-file settings")
 	}
 	*u = pushURL(v)
 	return nil
@@ -414,7 +417,11 @@ func (f *file) Set(v string) error {
 		if err != nil {
 			return fmt.Errorf("cannot read %q: %w", v, errors.Unwrap(err))
 		}
+		st, err := fh.Stat()
 		fh.Close()
+		if err == nil && !st.Mode().IsRegular() {
+			return fmt.Errorf("%q is not a file", v)
+		}
 	}
 	*f = file(v)
 	return nil

@@ -4,14 +4,65 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
+
+// fixtures is a directory of real files for the settings that must name a
+// readable file (passwords, tokens, CAs). TestMain creates it before any
+// test runs and removes it after the last.
+var fixtures string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "strata-config-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "creating fixtures:", err)
+		os.Exit(1)
+	}
+	fixtures = dir
+	layerCases = newLayerCases()
+	code := m.Run()
+	if err := os.RemoveAll(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "removing fixtures:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// fixture returns the path of a readable file called name in fixtures,
+// writing it (with its own name as content) if it is not there yet.
+func fixture(name string) string {
+	if fixtures == "" {
+		panic("fixture " + name + " used before TestMain created the fixtures directory")
+	}
+	p := filepath.Join(fixtures, name)
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	if err := os.WriteFile(p, []byte(name+"\n"), 0o600); err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// missingFile returns a path in fixtures that does not exist.
+func missingFile(t *testing.T, name string) string {
+	t.Helper()
+	p := filepath.Join(fixtures, "missing", name)
+	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("%s should not exist: %v", p, err)
+	}
+	return p
+}
 
 // env returns a fake getenv backed by m.
 func env(m map[string]string) func(string) string {
@@ -64,6 +115,29 @@ func TestDefault(t *testing.T) {
 		MaxSockets:    262144,
 		MaxSeries:     20000,
 		LabelBudgets:  nil,
+		Node:          "",
+
+		// Exporters are off (no URL, no endpoint) but their tuning has defaults.
+		MimirURL:             "",
+		MimirTenant:          "",
+		MimirUsername:        "",
+		MimirPasswordFile:    "",
+		MimirBearerTokenFile: "",
+		MimirCAFile:          "",
+		MimirInterval:        15 * time.Second,
+		MimirQueue:           100000,
+		LokiURL:              "",
+		LokiTenant:           "",
+		LokiUsername:         "",
+		LokiPasswordFile:     "",
+		LokiBearerTokenFile:  "",
+		LokiCAFile:           "",
+		LokiQueue:            10000,
+		LokiRate:             10,
+		OTLPTenant:           "",
+		OTLPBearerTokenFile:  "",
+		OTLPCAFile:           "",
+		OTLPQueue:            4096,
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v, want %+v", got, want)
@@ -95,6 +169,13 @@ func TestLoadNothingGivesDefault(t *testing.T) {
 			"STRATA_LOG_LEVEL":        "",
 			"STRATA_RING_BUFFER_SIZE": "",
 			"STRATA_MAX_SOCKETS":      "",
+			"STRATA_NODE":             "",
+			"STRATA_MIMIR_URL":        "",
+			"STRATA_MIMIR_CA_FILE":    "",
+			"STRATA_MIMIR_INTERVAL":   "",
+			"STRATA_LOKI_USERNAME":    "",
+			"STRATA_LOKI_RATE":        "",
+			"STRATA_OTLP_QUEUE":       "",
 		}},
 		{"unrelated env ignored", nil, map[string]string{
 			"METRICS_ADDR":         "nohost",
@@ -118,87 +199,201 @@ type layerCase struct {
 	fileYAML, envVal, flagVal   string
 	fileWant, envWant, flagWant any
 	get                         func(Config) any
+	// needs are other (string) settings, by flag name, that must be given
+	// too for the configuration to pass Config.check.
+	needs map[string]string
 }
 
-var layerCases = []layerCase{
-	{
-		flag: "http", env: "STRATA_HTTP", key: "http",
-		fileYAML: `"on"`, envVal: "off", flagVal: "on",
-		fileWant: "on", envWant: "off", flagWant: "on",
-		get: func(c Config) any { return c.HTTP },
-	},
-	{
-		flag: "http-routes", env: "STRATA_HTTP_ROUTES", key: "http_routes",
-		fileYAML: `["/a/{x}", /b]`, envVal: "/env/{id}", flagVal: " /f , /g/{h}/i ",
-		fileWant: []string{"/a/{x}", "/b"}, envWant: []string{"/env/{id}"}, flagWant: []string{"/f", "/g/{h}/i"},
-		get: func(c Config) any { return c.HTTPRoutes },
-	},
-	{
-		flag: "otlp-endpoint", env: "STRATA_OTLP_ENDPOINT", key: "otlp_endpoint",
-		fileYAML: `"tempo:4317"`, envVal: "127.0.0.1:4317", flagVal: "[::1]:4318",
-		fileWant: "tempo:4317", envWant: "127.0.0.1:4317", flagWant: "[::1]:4318",
-		get: func(c Config) any { return c.OTLPEndpoint },
-	},
-	{
-		flag: "otlp-insecure", env: "STRATA_OTLP_INSECURE", key: "otlp_insecure",
-		fileYAML: `"on"`, envVal: "off", flagVal: "on",
-		fileWant: "on", envWant: "off", flagWant: "on",
-		get: func(c Config) any { return c.OTLPInsecure },
-	},
-	{
-		flag: "metrics-addr", env: "STRATA_METRICS_ADDR", key: "metrics_addr",
-		fileYAML: `"127.0.0.1:1000"`, envVal: ":2000", flagVal: "0.0.0.0:3000",
-		fileWant: "127.0.0.1:1000", envWant: ":2000", flagWant: "0.0.0.0:3000",
-		get: func(c Config) any { return c.MetricsAddr },
-	},
-	{
-		flag: "sweep-interval", env: "STRATA_SWEEP_INTERVAL", key: "sweep_interval",
-		fileYAML: "20s", envVal: "30s", flagVal: "1m30s",
-		fileWant: 20 * time.Second, envWant: 30 * time.Second, flagWant: 90 * time.Second,
-		get: func(c Config) any { return c.SweepInterval },
-	},
-	{
-		flag: "kubernetes", env: "STRATA_KUBERNETES", key: "kubernetes",
-		fileYAML: "off", envVal: "on", flagVal: "auto",
-		fileWant: "off", envWant: "on", flagWant: "auto",
-		get: func(c Config) any { return c.Kubernetes },
-	},
-	{
-		flag: "log-level", env: "STRATA_LOG_LEVEL", key: "log_level",
-		fileYAML: "debug", envVal: "warn", flagVal: "error",
-		fileWant: "debug", envWant: "warn", flagWant: "error",
-		get: func(c Config) any { return c.LogLevel },
-	},
-	{
-		flag: "ring-buffer-size", env: "STRATA_RING_BUFFER_SIZE", key: "ring_buffer_size",
-		fileYAML: "4MiB", envVal: "16KiB", flagVal: "1048576",
-		fileWant: Size(4 << 20), envWant: Size(16 << 10), flagWant: Size(1 << 20),
-		get: func(c Config) any { return c.RingBuffer },
-	},
-	{
-		flag: "cluster", env: "STRATA_CLUSTER", key: "cluster",
-		fileYAML: "from-file", envVal: "from-env", flagVal: "from-flag",
-		fileWant: "from-file", envWant: "from-env", flagWant: "from-flag",
-		get: func(c Config) any { return c.Cluster },
-	},
-	{
-		flag: "event-queue", env: "STRATA_EVENT_QUEUE", key: "event_queue",
-		fileYAML: "100", envVal: "200", flagVal: "300",
-		fileWant: 100, envWant: 200, flagWant: 300,
-		get: func(c Config) any { return c.EventQueue },
-	},
-	{
-		flag: "max-sockets", env: "STRATA_MAX_SOCKETS", key: "max_sockets",
-		fileYAML: "1", envVal: "2", flagVal: "3",
-		fileWant: 1, envWant: 2, flagWant: 3,
-		get: func(c Config) any { return c.MaxSockets },
-	},
-	{
-		flag: "max-series", env: "STRATA_MAX_SERIES", key: "max_series",
-		fileYAML: "10", envVal: "20", flagVal: "30",
-		fileWant: 10, envWant: 20, flagWant: 30,
-		get: func(c Config) any { return c.MaxSeries },
-	},
+// layerCases is built by TestMain once the fixture files exist.
+var layerCases []layerCase
+
+// fileCase is a layer case for a setting naming a readable file: each layer
+// names a different real file.
+func fileCase(name string, get func(Config) any, needs map[string]string) layerCase {
+	file, env, flag := fixture(name+".file"), fixture(name+".env"), fixture(name+".flag")
+	under := strings.ReplaceAll(name, "-", "_")
+	return layerCase{
+		flag: name, env: "STRATA_" + strings.ToUpper(under), key: under,
+		fileYAML: strconv.Quote(file), envVal: env, flagVal: flag,
+		fileWant: file, envWant: env, flagWant: flag,
+		get: get, needs: needs,
+	}
+}
+
+func newLayerCases() []layerCase {
+	return []layerCase{
+		{
+			flag: "http", env: "STRATA_HTTP", key: "http",
+			fileYAML: `"on"`, envVal: "off", flagVal: "on",
+			fileWant: "on", envWant: "off", flagWant: "on",
+			get: func(c Config) any { return c.HTTP },
+		},
+		{
+			flag: "http-routes", env: "STRATA_HTTP_ROUTES", key: "http_routes",
+			fileYAML: `["/a/{x}", /b]`, envVal: "/env/{id}", flagVal: " /f , /g/{h}/i ",
+			fileWant: []string{"/a/{x}", "/b"}, envWant: []string{"/env/{id}"}, flagWant: []string{"/f", "/g/{h}/i"},
+			get: func(c Config) any { return c.HTTPRoutes },
+		},
+		{
+			flag: "otlp-endpoint", env: "STRATA_OTLP_ENDPOINT", key: "otlp_endpoint",
+			fileYAML: `"tempo:4317"`, envVal: "127.0.0.1:4317", flagVal: "[::1]:4318",
+			fileWant: "tempo:4317", envWant: "127.0.0.1:4317", flagWant: "[::1]:4318",
+			get: func(c Config) any { return c.OTLPEndpoint },
+		},
+		{
+			flag: "otlp-insecure", env: "STRATA_OTLP_INSECURE", key: "otlp_insecure",
+			fileYAML: `"on"`, envVal: "off", flagVal: "on",
+			fileWant: "on", envWant: "off", flagWant: "on",
+			get: func(c Config) any { return c.OTLPInsecure },
+		},
+		{
+			flag: "metrics-addr", env: "STRATA_METRICS_ADDR", key: "metrics_addr",
+			fileYAML: `"127.0.0.1:1000"`, envVal: ":2000", flagVal: "0.0.0.0:3000",
+			fileWant: "127.0.0.1:1000", envWant: ":2000", flagWant: "0.0.0.0:3000",
+			get: func(c Config) any { return c.MetricsAddr },
+		},
+		{
+			flag: "sweep-interval", env: "STRATA_SWEEP_INTERVAL", key: "sweep_interval",
+			fileYAML: "20s", envVal: "30s", flagVal: "1m30s",
+			fileWant: 20 * time.Second, envWant: 30 * time.Second, flagWant: 90 * time.Second,
+			get: func(c Config) any { return c.SweepInterval },
+		},
+		{
+			flag: "kubernetes", env: "STRATA_KUBERNETES", key: "kubernetes",
+			fileYAML: "off", envVal: "on", flagVal: "auto",
+			fileWant: "off", envWant: "on", flagWant: "auto",
+			get: func(c Config) any { return c.Kubernetes },
+		},
+		{
+			flag: "log-level", env: "STRATA_LOG_LEVEL", key: "log_level",
+			fileYAML: "debug", envVal: "warn", flagVal: "error",
+			fileWant: "debug", envWant: "warn", flagWant: "error",
+			get: func(c Config) any { return c.LogLevel },
+		},
+		{
+			flag: "ring-buffer-size", env: "STRATA_RING_BUFFER_SIZE", key: "ring_buffer_size",
+			fileYAML: "4MiB", envVal: "16KiB", flagVal: "1048576",
+			fileWant: Size(4 << 20), envWant: Size(16 << 10), flagWant: Size(1 << 20),
+			get: func(c Config) any { return c.RingBuffer },
+		},
+		{
+			flag: "cluster", env: "STRATA_CLUSTER", key: "cluster",
+			fileYAML: "from-file", envVal: "from-env", flagVal: "from-flag",
+			fileWant: "from-file", envWant: "from-env", flagWant: "from-flag",
+			get: func(c Config) any { return c.Cluster },
+		},
+		{
+			flag: "event-queue", env: "STRATA_EVENT_QUEUE", key: "event_queue",
+			fileYAML: "100", envVal: "200", flagVal: "300",
+			fileWant: 100, envWant: 200, flagWant: 300,
+			get: func(c Config) any { return c.EventQueue },
+		},
+		{
+			flag: "max-sockets", env: "STRATA_MAX_SOCKETS", key: "max_sockets",
+			fileYAML: "1", envVal: "2", flagVal: "3",
+			fileWant: 1, envWant: 2, flagWant: 3,
+			get: func(c Config) any { return c.MaxSockets },
+		},
+		{
+			flag: "max-series", env: "STRATA_MAX_SERIES", key: "max_series",
+			fileYAML: "10", envVal: "20", flagVal: "30",
+			fileWant: 10, envWant: 20, flagWant: 30,
+			get: func(c Config) any { return c.MaxSeries },
+		},
+		{
+			flag: "node", env: "STRATA_NODE", key: "node",
+			fileYAML: "node-file", envVal: "node-env", flagVal: "node-flag",
+			fileWant: "node-file", envWant: "node-env", flagWant: "node-flag",
+			get: func(c Config) any { return c.Node },
+		},
+
+		{
+			flag: "mimir-url", env: "STRATA_MIMIR_URL", key: "mimir_url",
+			fileYAML: `"http://mimir-file:8080/api/v1/push"`, envVal: "https://mimir-env.example/api/v1/push", flagVal: "http://[::1]:9009/push?x=1",
+			fileWant: "http://mimir-file:8080/api/v1/push", envWant: "https://mimir-env.example/api/v1/push", flagWant: "http://[::1]:9009/push?x=1",
+			get: func(c Config) any { return c.MimirURL },
+		},
+		{
+			flag: "mimir-tenant", env: "STRATA_MIMIR_TENANT", key: "mimir_tenant",
+			fileYAML: "tenant-file", envVal: "tenant-env", flagVal: "tenant-flag",
+			fileWant: "tenant-file", envWant: "tenant-env", flagWant: "tenant-flag",
+			get: func(c Config) any { return c.MimirTenant },
+		},
+		{
+			flag: "mimir-username", env: "STRATA_MIMIR_USERNAME", key: "mimir_username",
+			fileYAML: "user-file", envVal: "user-env", flagVal: "user-flag",
+			fileWant: "user-file", envWant: "user-env", flagWant: "user-flag",
+			get:   func(c Config) any { return c.MimirUsername },
+			needs: map[string]string{"mimir-password-file": fixture("mimir-password")},
+		},
+		fileCase("mimir-password-file", func(c Config) any { return c.MimirPasswordFile },
+			map[string]string{"mimir-username": "mimir-user"}),
+		fileCase("mimir-bearer-token-file", func(c Config) any { return c.MimirBearerTokenFile }, nil),
+		fileCase("mimir-ca-file", func(c Config) any { return c.MimirCAFile }, nil),
+		{
+			flag: "mimir-interval", env: "STRATA_MIMIR_INTERVAL", key: "mimir_interval",
+			fileYAML: "30s", envVal: "1m", flagVal: "1s",
+			fileWant: 30 * time.Second, envWant: time.Minute, flagWant: time.Second,
+			get: func(c Config) any { return c.MimirInterval },
+		},
+		{
+			flag: "mimir-queue", env: "STRATA_MIMIR_QUEUE", key: "mimir_queue",
+			fileYAML: "500", envVal: "600", flagVal: "700",
+			fileWant: 500, envWant: 600, flagWant: 700,
+			get: func(c Config) any { return c.MimirQueue },
+		},
+
+		{
+			flag: "loki-url", env: "STRATA_LOKI_URL", key: "loki_url",
+			fileYAML: `"http://loki-file:3100/loki/api/v1/push"`, envVal: "https://loki-env.example:443/loki/api/v1/push", flagVal: "http://127.0.0.1:3100",
+			fileWant: "http://loki-file:3100/loki/api/v1/push", envWant: "https://loki-env.example:443/loki/api/v1/push", flagWant: "http://127.0.0.1:3100",
+			get: func(c Config) any { return c.LokiURL },
+		},
+		{
+			flag: "loki-tenant", env: "STRATA_LOKI_TENANT", key: "loki_tenant",
+			fileYAML: "loki-tenant-file", envVal: "loki-tenant-env", flagVal: "loki-tenant-flag",
+			fileWant: "loki-tenant-file", envWant: "loki-tenant-env", flagWant: "loki-tenant-flag",
+			get: func(c Config) any { return c.LokiTenant },
+		},
+		{
+			flag: "loki-username", env: "STRATA_LOKI_USERNAME", key: "loki_username",
+			fileYAML: "loki-user-file", envVal: "loki-user-env", flagVal: "loki-user-flag",
+			fileWant: "loki-user-file", envWant: "loki-user-env", flagWant: "loki-user-flag",
+			get:   func(c Config) any { return c.LokiUsername },
+			needs: map[string]string{"loki-password-file": fixture("loki-password")},
+		},
+		fileCase("loki-password-file", func(c Config) any { return c.LokiPasswordFile },
+			map[string]string{"loki-username": "loki-user"}),
+		fileCase("loki-bearer-token-file", func(c Config) any { return c.LokiBearerTokenFile }, nil),
+		fileCase("loki-ca-file", func(c Config) any { return c.LokiCAFile }, nil),
+		{
+			flag: "loki-queue", env: "STRATA_LOKI_QUEUE", key: "loki_queue",
+			fileYAML: "11", envVal: "22", flagVal: "33",
+			fileWant: 11, envWant: 22, flagWant: 33,
+			get: func(c Config) any { return c.LokiQueue },
+		},
+		{
+			flag: "loki-rate", env: "STRATA_LOKI_RATE", key: "loki_rate",
+			fileYAML: "1", envVal: "50", flagVal: "1000",
+			fileWant: 1, envWant: 50, flagWant: 1000,
+			get: func(c Config) any { return c.LokiRate },
+		},
+
+		{
+			flag: "otlp-tenant", env: "STRATA_OTLP_TENANT", key: "otlp_tenant",
+			fileYAML: "otlp-tenant-file", envVal: "otlp-tenant-env", flagVal: "otlp-tenant-flag",
+			fileWant: "otlp-tenant-file", envWant: "otlp-tenant-env", flagWant: "otlp-tenant-flag",
+			get: func(c Config) any { return c.OTLPTenant },
+		},
+		fileCase("otlp-bearer-token-file", func(c Config) any { return c.OTLPBearerTokenFile }, nil),
+		fileCase("otlp-ca-file", func(c Config) any { return c.OTLPCAFile }, nil),
+		{
+			flag: "otlp-queue", env: "STRATA_OTLP_QUEUE", key: "otlp_queue",
+			fileYAML: "1", envVal: "2048", flagVal: "65536",
+			fileWant: 1, envWant: 2048, flagWant: 65536,
+			get: func(c Config) any { return c.OTLPQueue },
+		},
+	}
 }
 
 func TestLayerCasesCoverEverySetting(t *testing.T) {
@@ -239,6 +434,9 @@ func TestPrecedence(t *testing.T) {
 			t.Run(lc.flag+"/"+layers.name, func(t *testing.T) {
 				vars := map[string]string{}
 				var args []string
+				for name, v := range lc.needs {
+					args = append(args, "--"+name+"="+v)
+				}
 				var want any
 				if layers.file {
 					vars["STRATA_CONFIG"] = writeConfig(t, lc.key+": "+lc.fileYAML+"\n")
@@ -249,7 +447,7 @@ func TestPrecedence(t *testing.T) {
 					want = lc.envWant
 				}
 				if layers.flag {
-					args = []string{"--" + lc.flag + "=" + lc.flagVal}
+					args = append(args, "--"+lc.flag+"="+lc.flagVal)
 					want = lc.flagWant
 				}
 				cfg := mustLoad(t, args, vars)
@@ -260,6 +458,12 @@ func TestPrecedence(t *testing.T) {
 				def := Default()
 				for _, other := range layerCases {
 					if other.flag == lc.flag {
+						continue
+					}
+					if v, ok := lc.needs[other.flag]; ok {
+						if got := other.get(cfg); got != v {
+							t.Errorf("needed %s = %#v, want %q", other.key, got, v)
+						}
 						continue
 					}
 					if got, w := other.get(cfg), other.get(def); !reflect.DeepEqual(got, w) {
@@ -274,6 +478,8 @@ func TestPrecedence(t *testing.T) {
 // TestPrecedenceMixed sets several settings across layers at once and checks
 // each one ends up with the value from the highest layer that sets it.
 func TestPrecedenceMixed(t *testing.T) {
+	filePassword, flagPassword := fixture("mixed-password.file"), fixture("mixed-password.flag")
+	envCA, flagToken := fixture("mixed-ca.env"), fixture("mixed-token.flag")
 	file := writeConfig(t, `
 kubernetes: off
 metrics_addr: "127.0.0.1:1111"
@@ -284,6 +490,14 @@ cluster: file-cluster
 max_series: 7
 http_routes: ["/file/{a}"]
 otlp_endpoint: "file:1"
+node: file-node
+mimir_url: http://mimir-file/push
+mimir_interval: 20s
+mimir_username: file-user
+mimir_password_file: `+strconv.Quote(filePassword)+`
+loki_url: http://loki-file:3100/push
+loki_rate: 5
+otlp_queue: 12
 `)
 	vars := map[string]string{
 		"STRATA_HTTP_ROUTES":      "/env/{b}",
@@ -292,6 +506,12 @@ otlp_endpoint: "file:1"
 		"STRATA_SWEEP_INTERVAL":   "25s",
 		"STRATA_RING_BUFFER_SIZE": "64KiB",
 		"STRATA_EVENT_QUEUE":      "99",
+		"STRATA_MIMIR_URL":        "https://mimir-env/push",
+		"STRATA_MIMIR_INTERVAL":   "40s",
+		"STRATA_MIMIR_TENANT":     "env-tenant",
+		"STRATA_LOKI_QUEUE":       "77",
+		"STRATA_LOKI_CA_FILE":     envCA,
+		"STRATA_NODE":             "",
 	}
 	args := []string{
 		"--config", file,
@@ -299,6 +519,10 @@ otlp_endpoint: "file:1"
 		"-log-level=warn",
 		"--max-sockets=5",
 		"--otlp-endpoint=",
+		"--mimir-interval=45s",
+		"--mimir-password-file", flagPassword,
+		"--loki-url=",
+		"--otlp-bearer-token-file=" + flagToken,
 	}
 	got := mustLoad(t, args, vars)
 	want := Config{
@@ -315,6 +539,28 @@ otlp_endpoint: "file:1"
 		EventQueue:    99,                   // env
 		MaxSockets:    5,                    // flag
 		MaxSeries:     7,                    // file
+		Node:          "file-node",          // file (empty env ignored)
+
+		MimirURL:             "https://mimir-env/push", // env over file
+		MimirTenant:          "env-tenant",             // env
+		MimirUsername:        "file-user",              // file
+		MimirPasswordFile:    flagPassword,             // flag over file
+		MimirBearerTokenFile: "",                       // default
+		MimirCAFile:          "",                       // default
+		MimirInterval:        45 * time.Second,         // flag over env over file
+		MimirQueue:           100000,                   // default
+		LokiURL:              "",                       // empty flag over file
+		LokiTenant:           "",                       // default
+		LokiUsername:         "",                       // default
+		LokiPasswordFile:     "",                       // default
+		LokiBearerTokenFile:  "",                       // default
+		LokiCAFile:           envCA,                    // env
+		LokiQueue:            77,                       // env
+		LokiRate:             5,                        // file
+		OTLPTenant:           "",                       // default
+		OTLPBearerTokenFile:  flagToken,                // flag
+		OTLPCAFile:           "",                       // default
+		OTLPQueue:            12,                       // file
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load =\n %+v\nwant\n %+v", got, want)
@@ -363,7 +609,13 @@ func TestConfigFileSelection(t *testing.T) {
 	}
 }
 
+// TestFileAllSettings loads a file giving every key at once, except those
+// Config.check forbids together with the ones given here (a bearer token
+// beside basic auth, a CA or token beside otlp_insecure: on);
+// TestFileExporterSettings covers those.
 func TestFileAllSettings(t *testing.T) {
+	mimirPassword, mimirCA := fixture("all-mimir-password"), fixture("all-mimir-ca")
+	lokiToken, lokiCA := fixture("all-loki-token"), fixture("all-loki-ca")
 	file := writeConfig(t, `# every key
 kubernetes: on
 http: on
@@ -383,6 +635,22 @@ max_series: 500
 label_budgets:
   destination_workload: 50
   source_namespace: 3
+node: worker-1
+mimir_url: http://mimir.monitoring:8080/api/v1/push
+mimir_tenant: team-a
+mimir_username: agent
+mimir_password_file: `+strconv.Quote(mimirPassword)+`
+mimir_ca_file: `+strconv.Quote(mimirCA)+`
+mimir_interval: 30s
+mimir_queue: 5000
+loki_url: https://loki.monitoring:3100/loki/api/v1/push
+loki_tenant: team-b
+loki_bearer_token_file: `+strconv.Quote(lokiToken)+`
+loki_ca_file: `+strconv.Quote(lokiCA)+`
+loki_queue: 300
+loki_rate: 25
+otlp_tenant: team-c
+otlp_queue: 100
 `)
 	got := mustLoad(t, []string{"--config", file}, nil)
 	want := Config{
@@ -400,6 +668,28 @@ label_budgets:
 		MaxSockets:    4096,
 		MaxSeries:     500,
 		LabelBudgets:  map[string]int{"destination_workload": 50, "source_namespace": 3},
+		Node:          "worker-1",
+
+		MimirURL:             "http://mimir.monitoring:8080/api/v1/push",
+		MimirTenant:          "team-a",
+		MimirUsername:        "agent",
+		MimirPasswordFile:    mimirPassword,
+		MimirBearerTokenFile: "",
+		MimirCAFile:          mimirCA,
+		MimirInterval:        30 * time.Second,
+		MimirQueue:           5000,
+		LokiURL:              "https://loki.monitoring:3100/loki/api/v1/push",
+		LokiTenant:           "team-b",
+		LokiUsername:         "",
+		LokiPasswordFile:     "",
+		LokiBearerTokenFile:  lokiToken,
+		LokiCAFile:           lokiCA,
+		LokiQueue:            300,
+		LokiRate:             25,
+		OTLPTenant:           "team-c",
+		OTLPBearerTokenFile:  "",
+		OTLPCAFile:           "",
+		OTLPQueue:            100,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Load =\n %+v\nwant\n %+v", got, want)
@@ -472,6 +762,16 @@ func TestAcceptedBoundaryValues(t *testing.T) {
 		{"--cluster=a b", func(c Config) any { return c.Cluster }, "a b"},
 		{"--log-level=debug", func(c Config) any { return c.LogLevel }, "debug"},
 		{"--kubernetes=off", func(c Config) any { return c.Kubernetes }, "off"},
+		{"--node=", func(c Config) any { return c.Node }, ""},
+		{"--mimir-interval=1s", func(c Config) any { return c.MimirInterval }, time.Second},
+		{"--mimir-interval=1000ms", func(c Config) any { return c.MimirInterval }, time.Second},
+		{"--mimir-queue=1", func(c Config) any { return c.MimirQueue }, 1},
+		{"--loki-queue=1", func(c Config) any { return c.LokiQueue }, 1},
+		{"--loki-rate=1", func(c Config) any { return c.LokiRate }, 1},
+		{"--otlp-queue=1", func(c Config) any { return c.OTLPQueue }, 1},
+		{"--mimir-url=", func(c Config) any { return c.MimirURL }, ""},
+		{"--loki-url=", func(c Config) any { return c.LokiURL }, ""},
+		{"--mimir-tenant=", func(c Config) any { return c.MimirTenant }, ""},
 	} {
 		t.Run(tc.arg, func(t *testing.T) {
 			if got := tc.get(mustLoad(t, []string{tc.arg}, nil)); !reflect.DeepEqual(got, tc.want) {
@@ -603,6 +903,16 @@ func TestUsageErrors(t *testing.T) {
 			want: []string{"STRATA_OTLP_ENDPOINT", `"tempo"`}},
 		{name: "env otlp insecure", vars: map[string]string{"STRATA_OTLP_INSECURE": "yes"},
 			want: []string{"STRATA_OTLP_INSECURE", `"yes"`}},
+		{name: "env mimir interval", vars: map[string]string{"STRATA_MIMIR_INTERVAL": "0s"},
+			want: []string{`invalid STRATA_MIMIR_INTERVAL="0s": must be at least 1s, not 0s`}},
+		{name: "env loki queue", vars: map[string]string{"STRATA_LOKI_QUEUE": "0"},
+			want: []string{`invalid STRATA_LOKI_QUEUE="0": must be a positive whole number, not "0"`}},
+		{name: "env loki rate", vars: map[string]string{"STRATA_LOKI_RATE": "ten"},
+			want: []string{`invalid STRATA_LOKI_RATE="ten": must be a positive whole number, not "ten"`}},
+		{name: "env mimir queue", vars: map[string]string{"STRATA_MIMIR_QUEUE": "-1"},
+			want: []string{`invalid STRATA_MIMIR_QUEUE="-1": must be a positive whole number, not "-1"`}},
+		{name: "env otlp queue", vars: map[string]string{"STRATA_OTLP_QUEUE": "1e3"},
+			want: []string{`invalid STRATA_OTLP_QUEUE="1e3": must be a positive whole number, not "1e3"`}},
 		// A valid flag does not excuse a bad environment variable.
 		{name: "env bad even when flag set", args: []string{"--sweep-interval=5s"},
 			vars: map[string]string{"STRATA_SWEEP_INTERVAL": "x"},
@@ -637,6 +947,16 @@ func TestUsageErrors(t *testing.T) {
 			want: []string{"config file", "metrics_addr", `"99999"`}},
 		{name: "file max_sockets 0", yaml: "max_sockets: 0\n",
 			want: []string{"config file", "max_sockets", `"0"`}},
+		{name: "file mimir_queue 0", yaml: "mimir_queue: 0\n",
+			want: []string{"config file", "mimir_queue", `must be a positive whole number, not "0"`}},
+		{name: "file loki_rate text", yaml: "loki_rate: fast\n",
+			want: []string{"config file", "fast"}},
+		{name: "file otlp_queue negative", yaml: "otlp_queue: -5\n",
+			want: []string{"config file", "otlp_queue", `must be a positive whole number, not "-5"`}},
+		{name: "file mimir_interval 500ms", yaml: "mimir_interval: 500ms\n",
+			want: []string{"config file", "mimir_interval", "must be at least 1s, not 500ms"}},
+		{name: "file loki_url no scheme", yaml: "loki_url: loki:3100\n",
+			want: []string{"config file", "loki_url", `not "loki:3100"`}},
 		{name: "file event_queue negative", yaml: "event_queue: -1\n",
 			want: []string{"config file", "event_queue", `"-1"`}},
 		{name: "file event_queue text", yaml: "event_queue: abc\n",
@@ -741,6 +1061,14 @@ func TestExactFlagErrorMessages(t *testing.T) {
 		{"--ring-buffer-size=3000", `invalid value "3000" for flag -ring-buffer-size: must be a power of two from 4KiB to 1GiB, not 3000`},
 		{"--ring-buffer-size=2GiB", `invalid value "2GiB" for flag -ring-buffer-size: must be a power of two from 4KiB to 1GiB, not 2147483648`},
 		{"--max-sockets=0", `invalid value "0" for flag -max-sockets: must be a positive whole number, not "0"`},
+		{"--mimir-interval=999ms", `invalid value "999ms" for flag -mimir-interval: must be at least 1s, not 999ms`},
+		{"--mimir-interval=15", `invalid value "15" for flag -mimir-interval: must be a duration like 10s, not "15"`},
+		{"--mimir-queue=0", `invalid value "0" for flag -mimir-queue: must be a positive whole number, not "0"`},
+		{"--loki-queue=-1", `invalid value "-1" for flag -loki-queue: must be a positive whole number, not "-1"`},
+		{"--loki-rate=0.5", `invalid value "0.5" for flag -loki-rate: must be a positive whole number, not "0.5"`},
+		{"--otlp-queue=many", `invalid value "many" for flag -otlp-queue: must be a positive whole number, not "many"`},
+		{"--mimir-url=ftp://x", `invalid value "ftp://x" for flag -mimir-url: must be an http:// or https:// URL with a host, not "ftp://x"`},
+		{"--loki-url=localhost:3100", `invalid value "localhost:3100" for flag -loki-url: must be an http:// or https:// URL with a host, not "localhost:3100"`},
 		{"--bogus", `flag provided but not defined: -bogus`},
 	} {
 		t.Run(tc.arg, func(t *testing.T) {
@@ -796,7 +1124,8 @@ func TestHelp(t *testing.T) {
 				}
 			}
 			// Defaults are shown with the flags.
-			for _, w := range []string{"(default :9810)", "(default auto)", "(default 10s)", "(default info)", "(default off)", "(default 8388608)", "(default 65536)", "(default 262144)", "(default 20000)"} {
+			for _, w := range []string{"(default :9810)", "(default auto)", "(default 10s)", "(default info)", "(default off)", "(default 8388608)", "(default 65536)", "(default 262144)", "(default 20000)",
+				"(default 15s)", "(default 100000)", "(default 10000)", "(default 10)", "(default 4096)"} {
 				if !strings.Contains(out, w) {
 					t.Errorf("usage does not show default %q:\n%s", w, out)
 				}
@@ -906,6 +1235,28 @@ func TestValuesRoundTrip(t *testing.T) {
 		EventQueue:    1,
 		MaxSockets:    7,
 		MaxSeries:     1 << 40,
+		Node:          "n",
+
+		MimirURL:             "https://mimir:8443/api/v1/push?a=b#f",
+		MimirTenant:          "t1",
+		MimirUsername:        "u",
+		MimirPasswordFile:    fixture("roundtrip-mimir-password"),
+		MimirBearerTokenFile: fixture("roundtrip-mimir-token"),
+		MimirCAFile:          fixture("roundtrip-mimir-ca"),
+		MimirInterval:        time.Hour + time.Millisecond*1500,
+		MimirQueue:           1,
+		LokiURL:              "http://[fe80::1]:3100/loki/api/v1/push",
+		LokiTenant:           "t2",
+		LokiUsername:         "v",
+		LokiPasswordFile:     fixture("roundtrip-loki-password"),
+		LokiBearerTokenFile:  fixture("roundtrip-loki-token"),
+		LokiCAFile:           fixture("roundtrip-loki-ca"),
+		LokiQueue:            2,
+		LokiRate:             1 << 20,
+		OTLPTenant:           "t3",
+		OTLPBearerTokenFile:  fixture("roundtrip-otlp-token"),
+		OTLPCAFile:           fixture("roundtrip-otlp-ca"),
+		OTLPQueue:            3,
 	}}
 	for _, c := range cfgs {
 		for _, st := range settings {
@@ -1024,5 +1375,460 @@ func TestOTLPEndpointOptional(t *testing.T) {
 	}
 	if got := mustLoad(t, []string{"--config", writeConfig(t, "otlp_endpoint: \"\"\n")}, nil).OTLPEndpoint; got != "" {
 		t.Errorf("empty in file: %q, want empty", got)
+	}
+}
+
+// loadUsageError loads and expects a UsageError with exactly the message want.
+func loadUsageError(t *testing.T, args []string, vars map[string]string, want string) error {
+	t.Helper()
+	_, _, err := load(t, args, vars)
+	if err == nil {
+		t.Fatalf("Load(%q, %v) succeeded, want error %q", args, vars, want)
+	}
+	var ue UsageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("Load error %T %q is not a UsageError", err, err)
+	}
+	if got := err.Error(); got != want {
+		t.Errorf("error =\n %q\nwant\n %q", got, want)
+	}
+	if ue.Err == nil || ue.Err.Error() != want {
+		t.Errorf("UsageError.Err = %v, want %q", ue.Err, want)
+	}
+	return err
+}
+
+func TestPushURL(t *testing.T) {
+	for _, v := range []string{
+		"http://mimir:8080/api/v1/push",
+		"https://loki.example.com/loki/api/v1/push",
+		"http://127.0.0.1:3100",
+		"https://[::1]:443/p?q=1",
+		"HTTPS://upper.example/push",
+		"",
+	} {
+		u := pushURL("http://old/")
+		if err := u.Set(v); err != nil || string(u) != v {
+			t.Errorf("Set(%q) = %q, %v; want %q, nil", v, u, err, v)
+		}
+		if got := u.String(); got != v {
+			t.Errorf("after Set(%q), String() = %q", v, got)
+		}
+	}
+	for _, v := range []string{
+		"ftp://x",
+		"localhost:3100",
+		"http://",
+		"https://",
+		"http:///push",
+		"mimir/api/v1/push",
+		"//mimir:8080/push",
+		"http://mimir:port/push",
+		" http://mimir",
+	} {
+		u := pushURL("http://old/")
+		err := u.Set(v)
+		want := fmt.Sprintf("must be an http:// or https:// URL with a host, not %q", v)
+		if err == nil || err.Error() != want {
+			t.Errorf("Set(%q) error = %v, want %q", v, err, want)
+		}
+		if u != "http://old/" {
+			t.Errorf("failed Set(%q) changed the value to %q", v, u)
+		}
+	}
+}
+
+func TestPushURLLoad(t *testing.T) {
+	const must = "must be an http:// or https:// URL with a host, not "
+	t.Run("flag accepts http", func(t *testing.T) {
+		cfg := mustLoad(t, []string{"--mimir-url=http://mimir:8080/api/v1/push"}, nil)
+		if cfg.MimirURL != "http://mimir:8080/api/v1/push" {
+			t.Errorf("MimirURL = %q", cfg.MimirURL)
+		}
+	})
+	t.Run("env accepts https", func(t *testing.T) {
+		cfg := mustLoad(t, nil, map[string]string{"STRATA_LOKI_URL": "https://loki.example:3100/loki/api/v1/push"})
+		if cfg.LokiURL != "https://loki.example:3100/loki/api/v1/push" {
+			t.Errorf("LokiURL = %q", cfg.LokiURL)
+		}
+	})
+	t.Run("empty flag clears env", func(t *testing.T) {
+		cfg := mustLoad(t, []string{"--mimir-url="}, map[string]string{"STRATA_MIMIR_URL": "http://mimir/push"})
+		if cfg.MimirURL != "" {
+			t.Errorf("MimirURL = %q, want empty", cfg.MimirURL)
+		}
+	})
+	for _, tc := range []struct {
+		name, setting, value string
+	}{
+		{"ftp scheme", "mimir-url", "ftp://x"},
+		{"no scheme", "loki-url", "localhost:3100"},
+		{"no host", "mimir-url", "http://"},
+		{"no host https", "loki-url", "https://"},
+	} {
+		t.Run(tc.name+"/flag", func(t *testing.T) {
+			loadUsageError(t, []string{"--" + tc.setting + "=" + tc.value}, nil,
+				fmt.Sprintf("invalid value %q for flag -%s: %s%q", tc.value, tc.setting, must, tc.value))
+		})
+		env := "STRATA_" + strings.ToUpper(strings.ReplaceAll(tc.setting, "-", "_"))
+		t.Run(tc.name+"/env", func(t *testing.T) {
+			loadUsageError(t, nil, map[string]string{env: tc.value},
+				fmt.Sprintf("invalid %s=%q: %s%q", env, tc.value, must, tc.value))
+		})
+		key := strings.ReplaceAll(tc.setting, "-", "_")
+		t.Run(tc.name+"/file", func(t *testing.T) {
+			p := writeConfig(t, key+": "+strconv.Quote(tc.value)+"\n")
+			loadUsageError(t, []string{"--config", p}, nil,
+				fmt.Sprintf("config file %s: %s: %s%q", p, key, must, tc.value))
+		})
+	}
+}
+
+// fileSettings are the settings naming a file that must be readable.
+var fileSettings = []struct {
+	name string
+	get  func(Config) string
+}{
+	{"mimir-password-file", func(c Config) string { return c.MimirPasswordFile }},
+	{"mimir-bearer-token-file", func(c Config) string { return c.MimirBearerTokenFile }},
+	{"mimir-ca-file", func(c Config) string { return c.MimirCAFile }},
+	{"loki-password-file", func(c Config) string { return c.LokiPasswordFile }},
+	{"loki-bearer-token-file", func(c Config) string { return c.LokiBearerTokenFile }},
+	{"loki-ca-file", func(c Config) string { return c.LokiCAFile }},
+	{"otlp-bearer-token-file", func(c Config) string { return c.OTLPBearerTokenFile }},
+	{"otlp-ca-file", func(c Config) string { return c.OTLPCAFile }},
+}
+
+func TestFileValue(t *testing.T) {
+	existing := fixture("file-value")
+	missing := missingFile(t, "secret")
+
+	f := file("before")
+	if err := f.Set(existing); err != nil || string(f) != existing {
+		t.Errorf("Set(existing) = %q, %v; want %q, nil", f, err, existing)
+	}
+	if got := f.String(); got != existing {
+		t.Errorf("String() = %q, want %q", got, existing)
+	}
+	if err := f.Set(""); err != nil || f != "" {
+		t.Errorf(`Set("") = %q, %v; want "", nil (unset)`, f, err)
+	}
+	f = file(existing)
+	err := f.Set(missing)
+	if want := fmt.Sprintf("cannot read %q: no such file or directory", missing); err == nil || err.Error() != want {
+		t.Errorf("Set(missing) error = %v, want %q", err, want)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Set(missing) error %v does not wrap fs.ErrNotExist", err)
+	}
+	if string(f) != existing {
+		t.Errorf("failed Set changed the value to %q", f)
+	}
+}
+
+func TestFileSettingsLoad(t *testing.T) {
+	for _, fsetting := range fileSettings {
+		name := fsetting.name
+		env := "STRATA_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		key := strings.ReplaceAll(name, "-", "_")
+		// Basic auth needs its other half to pass Config.check.
+		var needs []string
+		switch name {
+		case "mimir-password-file":
+			needs = []string{"--mimir-username=u"}
+		case "loki-password-file":
+			needs = []string{"--loki-username=u"}
+		}
+		t.Run(name+"/missing flag", func(t *testing.T) {
+			p := missingFile(t, name)
+			loadUsageError(t, append(needs, "--"+name+"="+p), nil,
+				fmt.Sprintf("invalid value %q for flag -%s: cannot read %q: no such file or directory", p, name, p))
+		})
+		t.Run(name+"/missing env", func(t *testing.T) {
+			p := missingFile(t, name)
+			err := loadUsageError(t, needs, map[string]string{env: p},
+				fmt.Sprintf("invalid %s=%q: cannot read %q: no such file or directory", env, p, p))
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("error %v does not wrap fs.ErrNotExist", err)
+			}
+		})
+		t.Run(name+"/missing in file", func(t *testing.T) {
+			p := missingFile(t, name)
+			cfgFile := writeConfig(t, key+": "+strconv.Quote(p)+"\n")
+			loadUsageError(t, append([]string{"--config", cfgFile}, needs...), nil,
+				fmt.Sprintf("config file %s: %s: cannot read %q: no such file or directory", cfgFile, key, p))
+		})
+		t.Run(name+"/existing", func(t *testing.T) {
+			p := fixture("load-" + name)
+			if got := fsetting.get(mustLoad(t, append(needs, "--"+name, p), nil)); got != p {
+				t.Errorf("%s = %q, want %q", name, got, p)
+			}
+		})
+		t.Run(name+"/empty means unset", func(t *testing.T) {
+			if got := fsetting.get(mustLoad(t, nil, map[string]string{env: ""})); got != "" {
+				t.Errorf("empty env: %s = %q, want empty", name, got)
+			}
+			cfgFile := writeConfig(t, key+": "+strconv.Quote(fixture("load-"+name))+"\n")
+			if got := fsetting.get(mustLoad(t, []string{"--config", cfgFile, "--" + name + "="}, nil)); got != "" {
+				t.Errorf("empty flag over file: %s = %q, want empty", name, got)
+			}
+			if got := fsetting.get(mustLoad(t, []string{"--config", writeConfig(t, key+": \"\"\n")}, nil)); got != "" {
+				t.Errorf("empty in file: %s = %q, want empty", name, got)
+			}
+		})
+	}
+}
+
+// TestCheck covers the rules between settings, applied once every layer
+// has been resolved.
+func TestCheck(t *testing.T) {
+	password, token, ca := fixture("check-password"), fixture("check-token"), fixture("check-ca")
+	const insecure = "otlp-insecure=on sends in plaintext: it cannot use otlp-ca-file or otlp-bearer-token-file"
+	for _, tc := range []struct {
+		name string
+		args []string
+		vars map[string]string
+		yaml string
+		want string
+	}{
+		{name: "mimir username without password", args: []string{"--mimir-username=u"},
+			want: "mimir-username needs mimir-password-file"},
+		{name: "mimir username with only a token", args: []string{"--mimir-username=u", "--mimir-bearer-token-file=" + token},
+			want: "mimir-username needs mimir-password-file"},
+		{name: "mimir password without username", args: []string{"--mimir-password-file=" + password},
+			want: "mimir-password-file needs mimir-username"},
+		{name: "mimir basic auth and token", args: []string{"--mimir-username=u", "--mimir-password-file=" + password, "--mimir-bearer-token-file=" + token},
+			want: "mimir: basic auth and a bearer token are exclusive"},
+		{name: "loki username without password", vars: map[string]string{"STRATA_LOKI_USERNAME": "u"},
+			want: "loki-username needs loki-password-file"},
+		{name: "loki password without username", vars: map[string]string{"STRATA_LOKI_PASSWORD_FILE": password},
+			want: "loki-password-file needs loki-username"},
+		{name: "loki basic auth and token",
+			yaml: "loki_username: u\nloki_password_file: " + strconv.Quote(password) + "\nloki_bearer_token_file: " + strconv.Quote(token) + "\n",
+			want: "loki: basic auth and a bearer token are exclusive"},
+		{name: "otlp insecure with ca", args: []string{"--otlp-insecure=on", "--otlp-ca-file=" + ca},
+			want: insecure},
+		{name: "otlp insecure with token", args: []string{"--otlp-insecure=on", "--otlp-bearer-token-file=" + token},
+			want: insecure},
+		{name: "otlp insecure with both", vars: map[string]string{"STRATA_OTLP_INSECURE": "on", "STRATA_OTLP_CA_FILE": ca, "STRATA_OTLP_BEARER_TOKEN_FILE": token},
+			want: insecure},
+		// The rules see the result of all layers, not each layer alone.
+		{name: "username from file, password cleared by flag",
+			yaml: "mimir_username: u\nmimir_password_file: " + strconv.Quote(password) + "\n",
+			args: []string{"--mimir-password-file="},
+			want: "mimir-username needs mimir-password-file"},
+		{name: "basic auth from file, token from env",
+			yaml: "mimir_username: u\nmimir_password_file: " + strconv.Quote(password) + "\n",
+			vars: map[string]string{"STRATA_MIMIR_BEARER_TOKEN_FILE": token},
+			want: "mimir: basic auth and a bearer token are exclusive"},
+		{name: "ca from file, insecure from flag",
+			yaml: "otlp_ca_file: " + strconv.Quote(ca) + "\n",
+			args: []string{"--otlp-insecure=on"},
+			want: insecure},
+		// Mimir is checked before Loki, Loki before OTLP.
+		{name: "mimir reported first", args: []string{"--loki-username=u", "--mimir-password-file=" + password, "--otlp-insecure=on", "--otlp-ca-file=" + ca},
+			want: "mimir-password-file needs mimir-username"},
+		{name: "loki before otlp", args: []string{"--loki-username=u", "--otlp-insecure=on", "--otlp-ca-file=" + ca},
+			want: "loki-username needs loki-password-file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.yaml != "" {
+				args = append([]string{"--config", writeConfig(t, tc.yaml)}, args...)
+			}
+			loadUsageError(t, args, tc.vars, tc.want)
+		})
+	}
+}
+
+func TestCheckAllows(t *testing.T) {
+	password, token, ca := fixture("allow-password"), fixture("allow-token"), fixture("allow-ca")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want func(*Config)
+		yaml string
+	}{
+		{"mimir basic auth with ca", []string{"--mimir-username=u", "--mimir-password-file=" + password, "--mimir-ca-file=" + ca},
+			func(c *Config) { c.MimirUsername, c.MimirPasswordFile, c.MimirCAFile = "u", password, ca }, ""},
+		{"mimir token", []string{"--mimir-bearer-token-file=" + token},
+			func(c *Config) { c.MimirBearerTokenFile = token }, ""},
+		{"loki basic auth", []string{"--loki-username=u", "--loki-password-file=" + password},
+			func(c *Config) { c.LokiUsername, c.LokiPasswordFile = "u", password }, ""},
+		{"loki token with ca", []string{"--loki-bearer-token-file=" + token, "--loki-ca-file=" + ca},
+			func(c *Config) { c.LokiBearerTokenFile, c.LokiCAFile = token, ca }, ""},
+		{"otlp tls with token and ca", []string{"--otlp-insecure=off", "--otlp-bearer-token-file=" + token, "--otlp-ca-file=" + ca},
+			func(c *Config) { c.OTLPBearerTokenFile, c.OTLPCAFile = token, ca }, ""},
+		{"otlp insecure with tenant", []string{"--otlp-insecure=on", "--otlp-tenant=t"},
+			func(c *Config) { c.OTLPInsecure, c.OTLPTenant = "on", "t" }, ""},
+		{"insecure from file overridden", []string{"--otlp-insecure=off", "--otlp-ca-file=" + ca},
+			func(c *Config) { c.OTLPCAFile = ca }, "otlp_insecure: on\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := tc.args
+			if tc.yaml != "" {
+				args = append([]string{"--config", writeConfig(t, tc.yaml)}, args...)
+			}
+			want := Default()
+			tc.want(&want)
+			if got := mustLoad(t, args, nil); !reflect.DeepEqual(got, want) {
+				t.Errorf("Load =\n %+v\nwant\n %+v", got, want)
+			}
+		})
+	}
+}
+
+// check also reports a file that has gone since it was parsed.
+func TestCheckDirect(t *testing.T) {
+	if err := Default().check(); err != nil {
+		t.Errorf("Default().check() = %v, want nil", err)
+	}
+	missing := missingFile(t, "gone")
+	for _, tc := range []struct {
+		name string
+		cfg  func(*Config)
+		want string
+	}{
+		{"mimir ca gone", func(c *Config) { c.MimirCAFile = missing }, "mimir-ca-file: stat " + missing + ": no such file or directory"},
+		{"loki token gone", func(c *Config) { c.LokiBearerTokenFile = missing }, "loki-bearer-token-file: stat " + missing + ": no such file or directory"},
+		{"otlp ca gone", func(c *Config) { c.OTLPCAFile = missing }, "otlp-ca-file: stat " + missing + ": no such file or directory"},
+		{"otlp token gone", func(c *Config) { c.OTLPBearerTokenFile = missing }, "otlp-bearer-token-file: stat " + missing + ": no such file or directory"},
+		{"mimir password gone", func(c *Config) { c.MimirUsername, c.MimirPasswordFile = "u", missing }, "mimir-password-file: stat " + missing + ": no such file or directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			tc.cfg(&c)
+			err := c.check()
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("check() = %v, want %q", err, tc.want)
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("check() error %v does not wrap fs.ErrNotExist", err)
+			}
+		})
+	}
+}
+
+// TestFileExporterSettings loads files naming every exporter key; the two
+// variants flip the settings that exclude each other.
+func TestFileExporterSettings(t *testing.T) {
+	f := func(name string) string { return fixture("exporter-" + name) }
+	for _, tc := range []struct {
+		name string
+		yaml string
+		want Config
+	}{
+		{
+			name: "mimir basic auth, loki and otlp tokens",
+			yaml: `
+node: node-a
+mimir_url: https://mimir.example/api/v1/push
+mimir_tenant: mt
+mimir_username: mu
+mimir_password_file: ` + strconv.Quote(f("mimir-password")) + `
+mimir_bearer_token_file: ""
+mimir_ca_file: ` + strconv.Quote(f("mimir-ca")) + `
+mimir_interval: 1m30s
+mimir_queue: 12345
+loki_url: http://loki:3100/loki/api/v1/push
+loki_tenant: lt
+loki_username: ""
+loki_password_file: ""
+loki_bearer_token_file: ` + strconv.Quote(f("loki-token")) + `
+loki_ca_file: ` + strconv.Quote(f("loki-ca")) + `
+loki_queue: 54321
+loki_rate: 3
+otlp_insecure: off
+otlp_tenant: ot
+otlp_bearer_token_file: ` + strconv.Quote(f("otlp-token")) + `
+otlp_ca_file: ` + strconv.Quote(f("otlp-ca")) + `
+otlp_queue: 999
+`,
+			want: func() Config {
+				c := Default()
+				c.Node = "node-a"
+				c.MimirURL, c.MimirTenant = "https://mimir.example/api/v1/push", "mt"
+				c.MimirUsername, c.MimirPasswordFile, c.MimirCAFile = "mu", f("mimir-password"), f("mimir-ca")
+				c.MimirInterval, c.MimirQueue = 90*time.Second, 12345
+				c.LokiURL, c.LokiTenant = "http://loki:3100/loki/api/v1/push", "lt"
+				c.LokiBearerTokenFile, c.LokiCAFile = f("loki-token"), f("loki-ca")
+				c.LokiQueue, c.LokiRate = 54321, 3
+				c.OTLPTenant, c.OTLPBearerTokenFile, c.OTLPCAFile, c.OTLPQueue = "ot", f("otlp-token"), f("otlp-ca"), 999
+				return c
+			}(),
+		},
+		{
+			name: "mimir token, loki basic auth, otlp insecure",
+			yaml: `
+node: node-b
+mimir_url: http://10.0.0.1:9009/api/v1/push
+mimir_tenant: mt2
+mimir_username: ""
+mimir_password_file: ""
+mimir_bearer_token_file: ` + strconv.Quote(f("mimir-token")) + `
+mimir_ca_file: ""
+mimir_interval: 5s
+mimir_queue: 1
+loki_url: https://loki.example/loki/api/v1/push
+loki_tenant: lt2
+loki_username: lu
+loki_password_file: ` + strconv.Quote(f("loki-password")) + `
+loki_bearer_token_file: ""
+loki_ca_file: ""
+loki_queue: 2
+loki_rate: 4
+otlp_insecure: on
+otlp_tenant: ot2
+otlp_bearer_token_file: ""
+otlp_ca_file: ""
+otlp_queue: 5
+`,
+			want: func() Config {
+				c := Default()
+				c.Node = "node-b"
+				c.MimirURL, c.MimirTenant, c.MimirBearerTokenFile = "http://10.0.0.1:9009/api/v1/push", "mt2", f("mimir-token")
+				c.MimirInterval, c.MimirQueue = 5*time.Second, 1
+				c.LokiURL, c.LokiTenant = "https://loki.example/loki/api/v1/push", "lt2"
+				c.LokiUsername, c.LokiPasswordFile = "lu", f("loki-password")
+				c.LokiQueue, c.LokiRate = 2, 4
+				c.OTLPInsecure, c.OTLPTenant, c.OTLPQueue = "on", "ot2", 5
+				return c
+			}(),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Every exporter key appears in the file.
+			for _, st := range settings {
+				if key := strings.ReplaceAll(st.name, "-", "_"); strings.HasPrefix(key, "mimir_") || strings.HasPrefix(key, "loki_") || strings.HasPrefix(key, "otlp_") || key == "node" {
+					if key != "otlp_endpoint" && !strings.Contains(tc.yaml, "\n"+key+": ") {
+						t.Errorf("test file lacks %s", key)
+					}
+				}
+			}
+			got := mustLoad(t, []string{"--config", writeConfig(t, tc.yaml)}, nil)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("Load =\n %+v\nwant\n %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestPushURLRejectsCredentialsAndEmptyHosts(t *testing.T) {
+	for v, want := range map[string]string{
+		"http://user:secret@mimir/api/v1/push": "must not carry credentials: use the -username and -password-file settings",
+		"http://:3100/loki/api/v1/push":        `must be an http:// or https:// URL with a host, not "http://:3100/loki/api/v1/push"`,
+	} {
+		var u pushURL
+		if err := u.Set(v); err == nil || err.Error() != want {
+			t.Errorf("Set(%q) = %v, want %q", v, err, want)
+		}
+	}
+}
+
+func TestFileRejectsDirectories(t *testing.T) {
+	dir := t.TempDir()
+	var f file
+	if err := f.Set(dir); err == nil || err.Error() != fmt.Sprintf("%q is not a file", dir) {
+		t.Fatalf("Set(dir) = %v", err)
 	}
 }

@@ -1,6 +1,9 @@
 package harness
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"io"
 	"errors"
 	"net"
 	"net/http"
@@ -34,12 +37,14 @@ type Proxy struct {
 	srv     *http.Server
 	release chan struct{} // closed to let Silent requests go
 	counts  map[Fault]int
+	seen    map[[32]byte]bool // bodies sent before
+	repeats map[Fault]int     // requests whose body had been sent before: retries
 }
 
 // StartProxy forwards to the backend at addr until the test ends.
 func StartProxy(t *testing.T, addr string) *Proxy {
 	u, _ := url.Parse("http://" + addr)
-	p := &Proxy{t: t, Addr: freeAddr(t), target: httputil.NewSingleHostReverseProxy(u), counts: map[Fault]int{}, release: make(chan struct{})}
+	p := &Proxy{t: t, Addr: freeAddr(t), target: httputil.NewSingleHostReverseProxy(u), counts: map[Fault]int{}, seen: map[[32]byte]bool{}, repeats: map[Fault]int{}, release: make(chan struct{})}
 	p.listen()
 	t.Cleanup(func() { p.Set(Down) })
 	return p
@@ -61,6 +66,14 @@ func (p *Proxy) Set(f Fault) {
 	case f != Down && p.srv == nil:
 		p.listenLocked()
 	}
+}
+
+// Repeats is how many requests arrived while f was set whose body had
+// arrived before: the same data sent again.
+func (p *Proxy) Repeats(f Fault) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.repeats[f]
 }
 
 // Requests is how many requests arrived while f was set.
@@ -98,8 +111,15 @@ func (p *Proxy) listenLocked() {
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	f := Fault(p.fault.Load())
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	sum := sha256.Sum256(body)
 	p.mu.Lock()
 	p.counts[f]++
+	if p.seen[sum] {
+		p.repeats[f]++
+	}
+	p.seen[sum] = true
 	release := p.release
 	p.mu.Unlock()
 	switch f {

@@ -105,14 +105,14 @@ func TestBackendsDownAtStartThenKilled(t *testing.T) {
 	}
 	// Two outages, each said once when it began and once when it ended.
 	for what, n := range map[string]int{
-		`"cannot send metrics to http://` + mimir.Addr: 2, `"sending metrics to http://` + mimir.Addr: 2,
-		`"cannot send events to http://` + loki.Addr: 2, `"sending events to http://` + loki.Addr: 2,
+		"cannot send metrics to http://" + mimir.Addr: 2, "sending metrics to http://" + mimir.Addr: 2,
+		"cannot send events to http://" + loki.Addr: 2, "sending events to http://" + loki.Addr: 2,
 	} {
 		if got := logLines(a, what); got != n {
 			t.Errorf("%d log lines with %s, want %d", got, what, n)
 		}
 	}
-	if got := logLines(a, `"cannot send`, `"condition":"connection refused"`); got != 4 {
+	if got := logLines(a, "cannot send", `"condition": "connection refused"`); got != 4 {
 		t.Errorf("%d 'connection refused' lines, want 4", got)
 	}
 }
@@ -142,8 +142,13 @@ func TestBackendFaults(t *testing.T) {
 		lp.Set(harness.Pass)
 		// Retried, not lost: the events held during the failure arrive.
 		refusedIn(t, mimir, loki, 9101, 2, 60*time.Second)
-		for _, what := range []string{`"cannot send metrics`, `"cannot send events`} {
-			if got := logLines(a, what, `"condition":"HTTP 500"`); got != 1 {
+		for name, p := range map[string]*harness.Proxy{"mimir": mp, "loki": lp} {
+			if p.Repeats(harness.Status500) == 0 {
+				t.Errorf("%s never retried a batch that got a 500", name)
+			}
+		}
+		for _, what := range []string{"cannot send metrics", "cannot send events"} {
+			if got := logLines(a, what, `"condition": "HTTP 500"`); got != 1 {
 				t.Errorf("%d lines %s with HTTP 500, want 1", got, what)
 			}
 		}
@@ -160,21 +165,24 @@ func TestBackendFaults(t *testing.T) {
 		mp.Set(harness.Pass)
 		lp.Set(harness.Pass)
 		elapsed := time.Since(start)
-		if got := counter(t, a, "strata_agent_export_dropped_total", "loki") - droppedBefore; got != 2 {
-			t.Errorf("loki dropped %v events on 400, want the 2 refused connects", got)
+		// Other connections on the host make events too: at least ours.
+		if got := counter(t, a, "strata_agent_export_dropped_total", "loki") - droppedBefore; got < 2 {
+			t.Errorf("loki dropped %v events on 400, want the 2 refused connects at least", got)
 		}
 		if got := counter(t, a, "strata_agent_export_dropped_total", "mimir") - mDroppedBefore; got == 0 {
 			t.Error("mimir dropped nothing while the backend answered 400")
 		}
-		// One request per batch: retries would multiply these.
-		if n := lp.Requests(harness.Status400); n < 1 || n > 2 {
-			t.Errorf("loki sent %d requests into 400s for 2 events, want 1 (2 if the batch split)", n)
+		// Each batch once: nothing sent again.
+		for name, p := range map[string]*harness.Proxy{"mimir": mp, "loki": lp} {
+			if n, again := p.Requests(harness.Status400), p.Repeats(harness.Status400); n == 0 || again != 0 {
+				t.Errorf("%s: %d requests into 400s, %d of them retries; want some and no retries", name, n, again)
+			}
 		}
-		if n, most := mp.Requests(harness.Status400), int(elapsed.Seconds())+2; n < 1 || n > most {
+		if n, most := mp.Requests(harness.Status400), int(elapsed.Seconds())+2; n > most {
 			t.Errorf("mimir sent %d requests into 400s in %v, want at most one per snapshot (%d)", n, elapsed, most)
 		}
-		for _, what := range []string{`"cannot send metrics`, `"cannot send events`} {
-			if got := logLines(a, what, `"condition":"HTTP 400"`); got != 1 {
+		for _, what := range []string{"cannot send metrics", "cannot send events"} {
+			if got := logLines(a, what, `"condition": "HTTP 400"`); got != 1 {
 				t.Errorf("%d lines %s with HTTP 400, want 1", got, what)
 			}
 		}
@@ -197,16 +205,17 @@ func TestBackendFaults(t *testing.T) {
 		mp.Set(harness.Pass)
 		lp.Set(harness.Pass)
 		refusedIn(t, mimir, loki, 9104, 2, 60*time.Second)
-		for _, what := range []string{`"cannot send metrics`, `"cannot send events`} {
-			if got := logLines(a, what, `"condition":"timeout"`); got != 1 {
+		for _, what := range []string{"cannot send metrics", "cannot send events"} {
+			if got := logLines(a, what, `"condition": "timeout"`); got != 1 {
 				t.Errorf("%d lines %s with a timeout, want 1", got, what)
 			}
 		}
 	})
 	// Each condition was said once, and each recovery once.
-	for _, what := range []string{`"sending metrics to http://` + mp.Addr, `"sending events to http://` + lp.Addr} {
-		if got := logLines(a, what); got != 3 {
-			t.Errorf("%d recovery lines %s, want 3", got, what)
-		}
+	for _, what := range []string{"sending metrics to http://" + mp.Addr, "sending events to http://" + lp.Addr} {
+		eventually(t, 5*time.Second, "3 recovery lines "+what, func() (bool, string) {
+			got := logLines(a, what)
+			return got == 3, fmt.Sprint(got)
+		})
 	}
 }

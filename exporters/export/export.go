@@ -135,12 +135,12 @@ func (h HTTP) Check(prefix string) error {
 	if h.PasswordFile != "" && h.BearerTokenFile != "" {
 		return fmt.Errorf("%s: basic auth and a bearer token are exclusive", prefix)
 	}
-	for setting, f := range map[string]string{"password-file": h.PasswordFile, "bearer-token-file": h.BearerTokenFile, "ca-file": h.CAFile} {
-		if f == "" {
+	for _, f := range []struct{ setting, path string }{{"password-file", h.PasswordFile}, {"bearer-token-file", h.BearerTokenFile}, {"ca-file", h.CAFile}} {
+		if f.path == "" {
 			continue
 		}
-		if _, err := os.Stat(f); err != nil {
-			return fmt.Errorf("%s-%s: %w", prefix, setting, err)
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s-%s: %w", prefix, f.setting, err)
 		}
 	}
 	return nil

@@ -194,8 +194,24 @@ func (e *Exporter) QueueLength() int { return len(e.queue) }
 
 // Run hands queued events to the client until ctx ends.
 func (e *Exporter) Run(ctx context.Context) error {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
+	// Handle blocks while the client retries; progress is watched apart.
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		var sent uint64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				// Entries sent mean Loki is answering again.
+				if s := e.Stats().Sent; s > sent {
+					sent = s
+					e.health.OK()
+				}
+			}
+		}
+	}()
 	for {
 		select {
 		case ev := <-e.queue:
@@ -204,33 +220,23 @@ func (e *Exporter) Run(ctx context.Context) error {
 				labels["namespace"] = model.LabelValue(ev.Namespace)
 			}
 			e.lc.Handle(labels, ev.Time, Line(ev)) // blocks while the client retries
-		case <-tick.C:
-			e.noteProgress()
 		case <-ctx.Done():
 			// The client sends what it holds; give up on a dead Loki.
 			stopped := make(chan struct{})
 			go func() { e.lc.Stop(); close(stopped) }()
 			select {
 			case <-stopped:
-			case <-time.After(e.cfg.Timeout):
+			case <-time.After(5 * time.Second): // well inside a pod's grace period
 			}
 			return nil
 		}
 	}
 }
 
-// noteProgress turns the client's own counters into the agent's health:
-// entries sent mean Loki is answering again.
-func (e *Exporter) noteProgress() {
-	before := e.Stats().Sent
-	if e.readClient(); e.Stats().Sent > before {
-		e.health.OK()
-	}
-}
-
 // Stats are the exporter's counters: the client's (entries sent, failed
 // requests, batches it gave up on) plus the queue's and the limiter's drops.
 func (e *Exporter) Stats() Stats {
+	e.readClient()
 	e.mu.Lock()
 	s := e.client
 	e.mu.Unlock()

@@ -10,12 +10,12 @@ package mimir
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"sort"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/exp/api/remote"
@@ -38,6 +38,9 @@ type Config struct {
 	Timeout        time.Duration     // per request
 }
 
+// shutdownWait bounds the last push at exit, well inside a pod's grace period.
+const shutdownWait = 5 * time.Second
+
 // Exporter is the remote-write exporter.
 type Exporter struct {
 	export.Stats
@@ -46,7 +49,7 @@ type Exporter struct {
 	api    *remote.API
 	gather prometheus.Gatherer
 	health *export.Health
-	status atomic.Int64 // the last HTTP status seen, to classify failures
+	last   *lastResult // the last attempt's HTTP status or transport error
 
 	mu       sync.Mutex
 	queue    []*prompb.WriteRequest // oldest first
@@ -75,7 +78,8 @@ func New(log *zap.Logger, cfg Config, g prometheus.Gatherer) (*Exporter, error) 
 	client.Timeout = cfg.Timeout
 	e := &Exporter{log: log, cfg: cfg, gather: g, wake: make(chan struct{}, 1),
 		health: export.NewHealth(log, "metrics to "+cfg.URL)}
-	client.Transport = statusRecorder{client.Transport, &e.status}
+	e.last = &lastResult{}
+	client.Transport = recorder{client.Transport, e.last}
 	// A few quick retries inside one write; longer outages are the queue's.
 	e.api, err = remote.NewAPI(cfg.URL, remote.WithAPIHTTPClient(client), remote.WithAPIPath(""),
 		remote.WithAPIBackoff(remote.BackoffConfig{Min: 250 * time.Millisecond, Max: 2 * time.Second, MaxRetries: 2}))
@@ -103,7 +107,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			<-done
 			// The last values, so a restart loses at most the time it takes.
-			final, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout)
+			final, cancel := context.WithTimeout(context.Background(), shutdownWait)
 			defer cancel()
 			e.Snapshot(time.Now())
 			e.drain(final)
@@ -226,8 +230,15 @@ func (e *Exporter) drain(ctx context.Context) {
 // for the next attempt.
 func (e *Exporter) write(ctx context.Context, r *prompb.WriteRequest) error {
 	n := samplesIn(r)
-	e.status.Store(0)
-	_, err := e.api.Write(ctx, remote.WriteV1MessageType, r)
+	e.last.reset()
+	// Attempts that will be retried are failures to report now, not after
+	// the last retry: a backend that never answers takes a timeout each.
+	retrying := remote.WithWriteRetryCallback(func(err error) {
+		e.Errors.Add(1)
+		e.health.Failed(e.classify(err), e.keeping())
+		e.last.reset()
+	})
+	_, err := e.api.Write(ctx, remote.WriteV1MessageType, r, retrying)
 	if err == nil {
 		e.pop(r)
 		e.Sent.Add(uint64(n))
@@ -237,12 +248,10 @@ func (e *Exporter) write(ctx context.Context, r *prompb.WriteRequest) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if code := int(e.status.Load()); code >= 300 {
-		err = &export.StatusError{Code: code, Body: errBody(err)}
-	}
+	err = e.classify(err)
 	e.Errors.Add(1)
 	if export.Retryable(err) {
-		e.health.Failed(err, "keeping the newest samples in a queue of "+strconv.Itoa(e.cfg.QueueSamples))
+		e.health.Failed(err, e.keeping())
 		return err
 	}
 	// Sending the same data again would be refused again.
@@ -250,6 +259,23 @@ func (e *Exporter) write(ctx context.Context, r *prompb.WriteRequest) error {
 	e.Dropped.Add(uint64(n))
 	e.health.Failed(err, "dropping the samples it refuses")
 	return err
+}
+
+// classify replaces the client's error, which hides its cause, with what
+// the transport saw: an HTTP status or the network error.
+func (e *Exporter) classify(err error) error {
+	code, terr := e.last.get()
+	switch {
+	case code >= 300:
+		return &export.StatusError{Code: code, Body: errBody(err)}
+	case terr != nil:
+		return terr
+	}
+	return err
+}
+
+func (e *Exporter) keeping() string {
+	return "keeping the newest samples in a queue of " + strconv.Itoa(e.cfg.QueueSamples)
 }
 
 func errBody(err error) string {
@@ -260,16 +286,40 @@ func errBody(err error) string {
 	return s
 }
 
-// statusRecorder remembers the status of the last response.
-type statusRecorder struct {
-	next http.RoundTripper
-	last *atomic.Int64
+// lastResult is what the transport saw on the last attempt.
+type lastResult struct {
+	mu   sync.Mutex
+	code int
+	err  error
 }
 
-func (s statusRecorder) RoundTrip(r *http.Request) (*http.Response, error) {
-	resp, err := s.next.RoundTrip(r)
-	if err == nil {
-		s.last.Store(int64(resp.StatusCode))
+func (l *lastResult) reset() { l.set(0, nil) }
+func (l *lastResult) set(code int, err error) {
+	l.mu.Lock()
+	l.code, l.err = code, err
+	l.mu.Unlock()
+}
+func (l *lastResult) get() (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.code, l.err
+}
+
+// recorder remembers each response's status or transport error.
+type recorder struct {
+	next http.RoundTripper
+	last *lastResult
+}
+
+func (r recorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err != nil {
+		if cerr := req.Context().Err(); cerr != nil {
+			err = fmt.Errorf("%w (%w)", cerr, err) // the client's timeout: say so
+		}
+		r.last.set(0, err)
+	} else {
+		r.last.set(resp.StatusCode, nil)
 	}
 	return resp, err
 }
@@ -360,4 +410,3 @@ func formatFloat(f float64) string {
 	}
 	return strconv.FormatFloat(f, 'g', -1, 64)
 }
-
