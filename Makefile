@@ -26,7 +26,7 @@ deps: ## Install the Debian packages the tests need (root; skips what is there)
 	fi
 
 .PHONY: tools
-tools: ## Build the trace backend the tests use (Jaeger v2, cached outside the repo)
+tools: ## Build the real backends the tests push to (Mimir, Loki, Jaeger v2; cached outside the repo)
 	bash e2e/tools/build.sh
 
 .PHONY: generate

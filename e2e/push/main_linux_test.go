@@ -130,3 +130,14 @@ func logLines(a *harness.Agent, fragments ...string) int {
 	}
 	return n
 }
+
+// grep is the agent's log lines holding fragment.
+func grep(a *harness.Agent, fragment string) string {
+	var out []string
+	for _, line := range strings.Split(a.Log(), "\n") {
+		if strings.Contains(line, fragment) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}

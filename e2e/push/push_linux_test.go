@@ -25,12 +25,12 @@ func TestPushedDataMatches(t *testing.T) {
 	cli := lab.Host("cli", "10.244.6.2/16")
 
 	t.Run("counters equal the scrape", func(t *testing.T) {
-		srv.Start(filepath.Join(bin, "tcpserver"), "-listen", "10.244.6.3:8080", "-request", "1000", "-reply", "2000")
-		srv.WaitListen(8080)
-		if r := client(t, cli, "-connect", "10.244.6.3:8080", "-count", "5", "-send", "1000", "-expect", "2000"); r.OK != 5 {
+		srv.Start(filepath.Join(bin, "tcpserver"), "-listen", "10.244.6.3:18080", "-request", "1000", "-reply", "2000")
+		srv.WaitListen(18080)
+		if r := client(t, cli, "-connect", "10.244.6.3:18080", "-count", "5", "-send", "1000", "-expect", "2000"); r.OK != 5 {
 			t.Fatalf("client: %+v", r)
 		}
-		pair := labels{"source_workload": "tcpclient", "destination_workload": "tcpserver", "destination_port": "8080", "reporter": "client"}
+		pair := labels{"source_workload": "tcpclient", "destination_workload": "tcpserver", "destination_port": "18080", "reporter": "client"}
 		a.Expect(t, "strata_tcp_connections_total", pair.With("result", "success"), 5, 2*time.Second)
 		a.Expect(t, "strata_tcp_sent_bytes_total", pair, 5000, 0)
 		at := pair.With("cluster", "e2e").With("node", "node-1")
@@ -83,10 +83,10 @@ func TestPushedDataMatches(t *testing.T) {
 	})
 
 	t.Run("exemplars carry the trace", func(t *testing.T) {
-		srv.Start(filepath.Join(bin, "httpserver"), "-listen", "10.244.6.3:8081")
-		srv.WaitListen(8081)
+		srv.Start(filepath.Join(bin, "httpserver"), "-listen", "10.244.6.3:18081")
+		srv.WaitListen(18081)
 		const tid = "0af7651916cd43dd8448eb211c80319c"
-		out, err := cli.Run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "traceparent: 00-"+tid+"-b7ad6b7169203331-01", "http://10.244.6.3:8081/traced")
+		out, err := cli.Run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "traceparent: 00-"+tid+"-b7ad6b7169203331-01", "http://10.244.6.3:18081/traced")
 		if err != nil || out != "200" {
 			t.Fatalf("curl: %q %v", out, err)
 		}
@@ -103,9 +103,9 @@ func TestPushedDataMatches(t *testing.T) {
 	})
 
 	t.Run("events are the scenario's", func(t *testing.T) {
-		refuse(t, cli, srv, 8090, 3)
-		query := `{job="strata", cluster="e2e", node="node-1", event="connect_failed"} |= "destination_port=8090"`
-		want := regexp.MustCompile(`^source_workload=tcpclient destination_workload=unknown destination_port=8090 reporter=client source_addr=10\.244\.6\.2:\d+ destination_addr=10\.244\.6\.3:8090 error=refused errno=ECONNREFUSED$`)
+		refuse(t, cli, srv, 18090, 3)
+		query := `{job="strata", cluster="e2e", node="node-1", event="connect_failed"} |= "destination_port=18090"`
+		want := regexp.MustCompile(`^source_workload=tcpclient destination_workload=unknown destination_port=18090 reporter=client source_addr=10\.244\.6\.2:\d+ destination_addr=10\.244\.6\.3:18090 error=refused errno=ECONNREFUSED$`)
 		var lines []harness.LogLine
 		eventually(t, 30*time.Second, "Loki has 3 connect_failed lines", func() (bool, string) {
 			lines, _ = loki.Logs(query)
@@ -124,9 +124,9 @@ func TestPushedDataMatches(t *testing.T) {
 			}
 		}
 		// http_error: a 5xx answer, with its route, status and trace.
-		srv.Start(filepath.Join(bin, "httpserver"), "-listen", "10.244.6.3:8082", "-status", "503")
-		srv.WaitListen(8082)
-		out, err := cli.Run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://10.244.6.3:8082/boom")
+		srv.Start(filepath.Join(bin, "httpserver"), "-listen", "10.244.6.3:18082", "-status", "503")
+		srv.WaitListen(18082)
+		out, err := cli.Run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://10.244.6.3:18082/boom")
 		if err != nil || out != "503" {
 			t.Fatalf("curl: %q %v", out, err)
 		}

@@ -161,7 +161,7 @@ func (e *Exporter) Push(ev Event) bool {
 	b.suppressed = 0
 	e.mu.Unlock()
 	if suppressed > 0 { // say what the limit hid
-		ev.Fields = append(ev.Fields, "suppressed", strconv.Itoa(suppressed))
+		ev.Fields = append(ev.Fields[:len(ev.Fields):len(ev.Fields)], "suppressed", strconv.Itoa(suppressed)) // the caller's array stays as it was
 	}
 	select {
 	case e.queue <- ev:
@@ -212,25 +212,36 @@ func (e *Exporter) Run(ctx context.Context) error {
 			}
 		}
 	}()
-	for {
-		select {
-		case ev := <-e.queue:
-			labels := model.LabelSet{"event": model.LabelValue(ev.Kind)}
-			if ev.Namespace != "" {
-				labels["namespace"] = model.LabelValue(ev.Namespace)
-			}
-			e.lc.Handle(labels, ev.Time, Line(ev)) // blocks while the client retries
-		case <-ctx.Done():
-			// The client sends what it holds; give up on a dead Loki.
-			stopped := make(chan struct{})
-			go func() { e.lc.Stop(); close(stopped) }()
+	// The client's Handle blocks while it retries a batch, so events are
+	// fed to it apart and shutdown never waits on a dead Loki.
+	go func() {
+		for {
 			select {
-			case <-stopped:
-			case <-time.After(5 * time.Second): // well inside a pod's grace period
+			case <-ctx.Done():
+				return
+			case ev := <-e.queue:
+				labels := model.LabelSet{"event": model.LabelValue(ev.Kind)}
+				if ev.Namespace != "" {
+					labels["namespace"] = model.LabelValue(ev.Namespace)
+				}
+				e.lc.Handle(labels, ev.Time, Line(ev))
 			}
-			return nil
 		}
+	}()
+	<-ctx.Done()
+	// The client sends the batch it holds; what never reached it is lost,
+	// and counted.
+	for len(e.queue) > 0 {
+		<-e.queue
+		e.queueDropped.Add(1)
 	}
+	stopped := make(chan struct{})
+	go func() { e.lc.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second): // well inside a pod's grace period
+	}
+	return nil
 }
 
 // Stats are the exporter's counters: the client's (entries sent, failed

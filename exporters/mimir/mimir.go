@@ -54,6 +54,7 @@ type Exporter struct {
 	mu       sync.Mutex
 	queue    []*prompb.WriteRequest // oldest first
 	queued   int                    // samples in queue
+	inflight *prompb.WriteRequest // being sent: never shed
 	wake     chan struct{}
 	lastSnap int64 // ms; exemplars newer than this are sent with the next snapshot
 }
@@ -131,30 +132,43 @@ func (e *Exporter) Snapshot(now time.Time) {
 	e.lastSnap = ts
 	e.mu.Unlock()
 	series := Convert(mfs, ts, since, e.cfg.ExternalLabels)
+	var batch []*prompb.WriteRequest
 	for len(series) > 0 {
 		n, samples := 0, 0
 		for n < len(series) && samples < e.cfg.BatchSamples {
 			samples += len(series[n].Samples)
 			n++
 		}
-		e.enqueue(&prompb.WriteRequest{Timeseries: series[:n:n]}, samples)
+		batch = append(batch, &prompb.WriteRequest{Timeseries: series[:n:n]})
 		series = series[n:]
 	}
+	e.enqueue(batch)
 	select {
 	case e.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (e *Exporter) enqueue(r *prompb.WriteRequest, samples int) {
+// enqueue adds a snapshot's requests, then sheds the oldest requests while
+// the queue is over its bound. The snapshot just added is kept whole (a
+// snapshot cut in part would lose some series entirely), and so is the
+// request being sent.
+func (e *Exporter) enqueue(snapshot []*prompb.WriteRequest) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.queue = append(e.queue, r)
-	e.queued += samples
-	for e.queued > e.cfg.QueueSamples && len(e.queue) > 0 {
-		n := samplesIn(e.queue[0])
-		e.queue[0] = nil
-		e.queue = e.queue[1:]
+	for _, r := range snapshot {
+		e.queue = append(e.queue, r)
+		e.queued += samplesIn(r)
+	}
+	keep := len(e.queue) - len(snapshot) // requests before this are older
+	for i := 0; e.queued > e.cfg.QueueSamples && i < keep; {
+		if e.queue[i] == e.inflight {
+			i++
+			continue
+		}
+		n := samplesIn(e.queue[i])
+		e.queue = append(e.queue[:i], e.queue[i+1:]...)
+		keep--
 		e.queued -= n
 		e.Dropped.Add(uint64(n))
 	}
@@ -168,19 +182,24 @@ func samplesIn(r *prompb.WriteRequest) int {
 	return n
 }
 
+// front is the oldest request, from now on in flight.
 func (e *Exporter) front() *prompb.WriteRequest {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.inflight = nil
 	if len(e.queue) == 0 {
 		return nil
 	}
-	return e.queue[0]
+	e.inflight = e.queue[0]
+	return e.inflight
 }
 
-// pop removes r if it is still the front (the queue may have shed it).
+// pop removes the request in flight, which is still the front: only it
+// could have been taken, and shedding spares it.
 func (e *Exporter) pop(r *prompb.WriteRequest) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.inflight = nil
 	if len(e.queue) > 0 && e.queue[0] == r {
 		e.queue[0] = nil
 		e.queue = e.queue[1:]
@@ -209,7 +228,11 @@ func (e *Exporter) send(ctx context.Context) {
 				continue
 			}
 		}
-		if err := e.write(ctx, r); err != nil && ctx.Err() == nil && export.Retryable(err) {
+		err := e.write(ctx, r)
+		if ctx.Err() != nil {
+			return // what is left goes in Run's last drain
+		}
+		if err != nil && export.Retryable(err) {
 			backoff = min(max(2*backoff, time.Second), 30*time.Second)
 		} else {
 			backoff = 0

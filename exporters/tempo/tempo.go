@@ -135,17 +135,27 @@ func (e *Exporter) Run(ctx context.Context) error {
 		select {
 		case s := <-e.queue:
 			batch = append(batch, s)
-			if len(batch) == e.cfg.BatchSize {
+			if len(batch) == e.cfg.BatchSize && ctx.Err() == nil {
 				flush(ctx)
 			}
 		case <-tick.C:
 			flush(ctx)
 		case <-ctx.Done():
+			// Send what is queued, batch by batch, while the time lasts;
+			// count the rest.
 			drain, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			for len(e.queue) > 0 && len(batch) < e.cfg.BatchSize {
-				batch = append(batch, <-e.queue)
+			for drain.Err() == nil && (len(batch) > 0 || len(e.queue) > 0) {
+				for len(e.queue) > 0 && len(batch) < e.cfg.BatchSize {
+					batch = append(batch, <-e.queue)
+				}
+				flush(drain)
 			}
-			flush(drain)
+			left := uint64(len(batch))
+			for len(e.queue) > 0 {
+				<-e.queue
+				left++
+			}
+			e.Dropped.Add(left)
 			e.client.Stop(drain)
 			cancel()
 			return nil
