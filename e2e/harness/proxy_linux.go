@@ -3,8 +3,8 @@ package harness
 import (
 	"bytes"
 	"crypto/sha256"
-	"io"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"

@@ -2,8 +2,8 @@ package push_test
 
 import (
 	"fmt"
-	"strings"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 

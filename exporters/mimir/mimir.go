@@ -54,7 +54,7 @@ type Exporter struct {
 	mu       sync.Mutex
 	queue    []*prompb.WriteRequest // oldest first
 	queued   int                    // samples in queue
-	inflight *prompb.WriteRequest // being sent: never shed
+	inflight *prompb.WriteRequest   // being sent: never shed
 	wake     chan struct{}
 	lastSnap int64 // ms; exemplars newer than this are sent with the next snapshot
 }
