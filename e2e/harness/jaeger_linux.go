@@ -23,8 +23,14 @@ func ToolsDir() string {
 // Jaeger is a Jaeger v2 all-in-one on loopback: OTLP gRPC in, traces out
 // through its query API, in memory.
 type Jaeger struct {
-	OTLP  string // host:port
-	query string
+	OTLP   string // host:port
+	query  string
+	health string
+	t      *testing.T
+	binary string
+	cfg    string
+	cmd    *exec.Cmd
+	log    *lockedBuffer
 }
 
 func freeAddr(t testing.TB) string {
@@ -39,17 +45,21 @@ func freeAddr(t testing.TB) string {
 // StartJaeger runs Jaeger until the test ends.
 func StartJaeger(t *testing.T) *Jaeger {
 	t.Helper()
-	binary := filepath.Join(ToolsDir(), "jaeger")
-	if _, err := os.Stat(binary); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("jaeger not built (%v): make tools", err)
-		}
-		t.Skipf("jaeger not built (%v): make tools", err)
-	}
-	j := &Jaeger{OTLP: freeAddr(t), query: freeAddr(t)}
+	j := NewJaeger(t)
+	j.Start()
+	return j
+}
+
+// NewJaeger prepares Jaeger's ports without starting it (in memory: a
+// restart forgets what it stored).
+func NewJaeger(t *testing.T) *Jaeger {
+	t.Helper()
+	binary := tool(t, "jaeger")
+	j := &Jaeger{t: t, binary: binary, OTLP: freeAddr(t), query: freeAddr(t)}
 	health, grpcQuery, otlpHTTP := freeAddr(t), freeAddr(t), freeAddr(t)
-	cfg := filepath.Join(t.TempDir(), "jaeger.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	j.health = health
+	j.cfg = filepath.Join(t.TempDir(), "jaeger.yaml")
+	os.WriteFile(j.cfg, []byte(fmt.Sprintf(`
 service:
   extensions: [jaeger_storage, jaeger_query, healthcheckv2]
   pipelines:
@@ -75,33 +85,47 @@ processors:
 exporters:
   jaeger_storage_exporter: {trace_storage: mem}
 `, j.query, grpcQuery, health, j.OTLP, otlpHTTP)), 0o644)
-	cmd := exec.Command(binary, "--config", cfg)
-	log := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
+	t.Cleanup(j.Stop)
+	return j
+}
+
+// Start runs Jaeger and waits until it is healthy.
+func (j *Jaeger) Start() {
+	t := j.t
+	t.Helper()
+	j.log = &lockedBuffer{}
+	j.cmd = exec.Command(j.binary, "--config", j.cfg)
+	j.cmd.Stdout, j.cmd.Stderr = j.log, j.log
+	if err := j.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("jaeger log:\n%s", log.String())
-		}
-	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + health + "/status")
+		resp, err := http.Get("http://" + j.health + "/status")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
-				return j
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("jaeger not ready in 30s:\n%s", log.String())
+			t.Fatalf("jaeger not ready in 30s:\n%s", j.log.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// Stop kills Jaeger.
+func (j *Jaeger) Stop() {
+	if j.cmd == nil {
+		return
+	}
+	j.cmd.Process.Kill()
+	j.cmd.Wait()
+	if j.t.Failed() {
+		j.t.Logf("jaeger log:\n%s", j.log.String())
+	}
+	j.cmd = nil
 }
 
 // Span is what the tests check of a stored span.

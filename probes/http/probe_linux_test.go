@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/ring"
@@ -51,6 +52,11 @@ func open(t *testing.T) func(port uint16) []event.HTTP {
 	}()
 	t.Cleanup(func() { cancel(); <-done; p.Close(); events.Close() })
 	return func(port uint16) []event.HTTP {
+		// Only what happened before the call: a socket's kernel address is
+		// reused once it is freed, and other tests' HTTP may land on it.
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		until := uint64(ts.Nano())
 		time.Sleep(200 * time.Millisecond)
 		mu.Lock()
 		defer mu.Unlock()
@@ -58,6 +64,9 @@ func open(t *testing.T) func(port uint16) []event.HTTP {
 		socks := map[uint64]bool{}
 		var out []event.HTTP
 		for _, e := range evs {
+			if e.Mono > until {
+				continue
+			}
 			if e.Local.Port() == port || e.Remote.Port() == port || (e.Response && socks[e.Sock]) {
 				out = append(out, e)
 				socks[e.Sock] = true
