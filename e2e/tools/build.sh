@@ -8,17 +8,17 @@ cd "$(dirname "$0")"
 out=${STRATA_TOOLS_DIR:-/var/cache/strata/bin}
 mkdir -p "$out"
 
-build() { # name main-package
-	local name=$1 pkg=$2 stamp
-	stamp=$(cat "$name/go.mod" "$name/go.sum" | sha256sum | cut -c1-16)
+build() { # module-dir binary main-package [ldflags]
+	local mod=$1 name=$2 pkg=$3 ldflags=${4:-} stamp
+	stamp=$( (cat "$mod/go.mod" "$mod/go.sum"; [ -z "$ldflags" ] || echo "$ldflags") | sha256sum | cut -c1-16)
 	if [ -x "$out/$name" ] && [ "$(cat "$out/$name.stamp" 2>/dev/null)" = "$stamp" ]; then
 		return
 	fi
 	echo "building $name into $out (first time on this machine: a few minutes)"
-	(cd "$name" && go build -trimpath -o "$out/$name" "$pkg")
+	(cd "$mod" && go build -trimpath -ldflags "$ldflags" -o "$out/$name" "$pkg")
 	echo "$stamp" >"$out/$name.stamp"
 }
 
-build jaeger github.com/jaegertracing/jaeger/cmd/jaeger
-build loki github.com/grafana/loki/v3/cmd/loki
-build mimir github.com/grafana/mimir/cmd/mimir
+build jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+build loki loki github.com/grafana/loki/v3/cmd/loki
+build mimir mimir github.com/grafana/mimir/cmd/mimir
