@@ -7,7 +7,7 @@ AGENT        := bin/strata-agent
 METRICS_ADDR ?= 127.0.0.1:9810
 CI           ?=
 # Debian packages the build, the tests and the benchmarks use.
-DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables procps util-linux nginx-light wrk curl
+DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables procps util-linux nginx-light wrk curl etcd-server dnsmasq-base
 
 .DEFAULT_GOAL := help
 
@@ -26,7 +26,7 @@ deps: ## Install the Debian packages the tests need (root; skips what is there)
 	fi
 
 .PHONY: tools
-tools: ## Build the real backends the tests push to (Mimir, Loki, Jaeger v2; cached outside the repo)
+tools: ## Build the real servers the tests use (Mimir, Loki, Jaeger v2, kube-apiserver, kube-controller-manager, kubectl; cached)
 	bash e2e/tools/build.sh
 
 .PHONY: generate

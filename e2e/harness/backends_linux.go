@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -317,3 +318,15 @@ ingester:
     min_ready_duration: 0s
     final_sleep: 0s
 `
+
+// Tool is the path of a binary make tools built; missing fails in CI and
+// skips elsewhere.
+func Tool(t *testing.T, name string) string { return tool(t, name) }
+
+// FreeAddr is a free 127.0.0.1 port.
+func FreeAddr(t testing.TB) string { return freeAddr(t) }
+
+// InsecureClient talks to the test cluster's self-signed API server.
+func InsecureClient() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+}

@@ -31,8 +31,10 @@ type Lab struct {
 }
 
 type proc struct {
-	cmd *exec.Cmd
-	out *bytes.Buffer
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	host *Host
+	done chan struct{} // closed once the process exited (one Wait, here)
 }
 
 // Host is one network namespace with one address on the lab's bridge.
@@ -134,10 +136,52 @@ func (h *Host) Start(name string, args ...string) *exec.Cmd {
 	if err := cmd.Start(); err != nil {
 		h.lab.t.Fatalf("netlab: start %s in %s: %v", name, h.Name, err)
 	}
+	p := &proc{cmd: cmd, out: out, host: h, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
 	h.lab.mu.Lock()
-	h.lab.procs = append(h.lab.procs, &proc{cmd, out})
+	h.lab.procs = append(h.lab.procs, p)
 	h.lab.mu.Unlock()
 	return cmd
+}
+
+// Exited reports whether a command Start ran has ended, and its exit code.
+func (h *Host) Exited(cmd *exec.Cmd) (code int, exited bool) {
+	h.lab.mu.Lock()
+	defer h.lab.mu.Unlock()
+	for _, p := range h.lab.procs {
+		if p.cmd == cmd {
+			select {
+			case <-p.done:
+				return cmd.ProcessState.ExitCode(), true
+			default:
+				return 0, false
+			}
+		}
+	}
+	return 0, false
+}
+
+// Remove kills what runs in the host and deletes its namespace, as when a
+// pod goes away.
+func (h *Host) Remove() {
+	h.lab.mu.Lock()
+	var mine, rest []*proc
+	for _, p := range h.lab.procs {
+		if p.host == h {
+			mine = append(mine, p)
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	h.lab.procs = rest
+	h.lab.mu.Unlock()
+	for _, p := range mine {
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+	if _, err := h.lab.run("ip", "netns", "del", h.NS); err != nil {
+		h.lab.t.Errorf("netlab: remove %s: %v", h.Name, err)
+	}
 }
 
 // Run runs a command inside the namespace to completion.
@@ -199,7 +243,7 @@ func (l *Lab) cleanup() {
 	l.mu.Unlock()
 	for _, p := range procs {
 		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		p.cmd.Wait()
+		<-p.done
 		if l.t.Failed() {
 			l.t.Logf("netlab: %s output:\n%s", strings.Join(p.cmd.Args[4:], " "), p.out.String())
 		}

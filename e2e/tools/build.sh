@@ -22,3 +22,7 @@ build() { # module-dir binary main-package [ldflags]
 build jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger
 build loki loki github.com/grafana/loki/v3/cmd/loki
 build mimir mimir github.com/grafana/mimir/cmd/mimir
+k8s="-X k8s.io/component-base/version.gitVersion=v1.33.13 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=33"
+for b in kube-apiserver kube-controller-manager kubectl; do
+	build k8s "$b" "k8s.io/kubernetes/cmd/$b" "$k8s"
+done

@@ -1,0 +1,261 @@
+// Package cluster runs a real Kubernetes control plane for end-to-end tests,
+// without Docker: Debian's etcd, kube-apiserver and kube-controller-manager
+// built from the k8s.io/kubernetes module (make tools), and a small kubelet
+// of our own for one node. That kubelet binds every pending pod to the node,
+// gives each pod a network namespace on a bridge (10.244.0.0/16), runs the
+// pod's first container's command in it, and reports the pod's IP, phase and
+// readiness through the status subresource. Workloads are applied with
+// kubectl, so the real controllers make the ReplicaSets, Pods and
+// EndpointSlices.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/stratanet/strata/e2e/harness"
+	"github.com/stratanet/strata/e2e/netlab"
+)
+
+// Node is the one node the kubelet runs.
+const Node = "node-1"
+
+// Cluster is a running control plane and its one node.
+type Cluster struct {
+	t          *testing.T
+	Kubeconfig string
+	Client     kubernetes.Interface
+	Lab        *netlab.Lab
+	dir        string
+	kubectl    string // built with the control plane, so their versions match
+
+	mu    sync.Mutex
+	pods  map[string]*pod // by UID
+	next  int             // last host number handed out in 10.244.1.0/24..
+	procs []*exec.Cmd
+}
+
+type pod struct {
+	host *netlab.Host
+	ip   string
+	cmd  *exec.Cmd
+}
+
+// Start brings the control plane up and runs the kubelet until the test
+// ends.
+func Start(t *testing.T) *Cluster {
+	t.Helper()
+	harness.RequireRoot(t)
+	etcd, err := exec.LookPath("etcd")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("etcd not installed: make deps")
+		}
+		t.Skip("etcd not installed: make deps")
+	}
+	apiserver := harness.Tool(t, "kube-apiserver")
+	controllers := harness.Tool(t, "kube-controller-manager")
+	c := &Cluster{t: t, dir: t.TempDir(), pods: map[string]*pod{}, kubectl: harness.Tool(t, "kubectl")}
+	c.Lab = netlab.New(t)
+	t.Cleanup(c.stop)
+
+	etcdAddr, peer, apiAddr := harness.FreeAddr(t), harness.FreeAddr(t), harness.FreeAddr(t)
+	c.run(etcd, "--data-dir", filepath.Join(c.dir, "etcd"), "--listen-client-urls", "http://"+etcdAddr,
+		"--advertise-client-urls", "http://"+etcdAddr, "--listen-peer-urls", "http://"+peer,
+		"--initial-advertise-peer-urls", "http://"+peer, "--initial-cluster", "default=http://"+peer)
+
+	token := c.secrets()
+	host, port, _ := strings.Cut(apiAddr, ":")
+	c.run(apiserver,
+		"--etcd-servers=http://"+etcdAddr,
+		"--bind-address="+host, "--advertise-address="+host, "--secure-port="+port,
+		"--cert-dir="+filepath.Join(c.dir, "certs"),
+		"--token-auth-file="+filepath.Join(c.dir, "tokens.csv"),
+		"--authorization-mode=RBAC",
+		"--service-account-key-file="+filepath.Join(c.dir, "sa.pub"),
+		"--service-account-signing-key-file="+filepath.Join(c.dir, "sa.key"),
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-cluster-ip-range=10.96.0.0/16",
+		"--disable-admission-plugins=ServiceAccount")
+	c.Kubeconfig = filepath.Join(c.dir, "kubeconfig")
+	os.WriteFile(c.Kubeconfig, []byte(fmt.Sprintf(kubeconfig, apiAddr, token)), 0o600)
+	c.waitHealthy(apiAddr, token)
+
+	c.run(controllers, "--kubeconfig="+c.Kubeconfig, "--leader-elect=false",
+		"--service-account-private-key-file="+filepath.Join(c.dir, "sa.key"),
+		"--use-service-account-credentials=false", "--controllers=*,-nodelifecycle")
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Client, err = kubernetes.NewForConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c.registerNode()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.kubelet(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return c
+}
+
+// run starts a control-plane process until the cluster stops.
+func (c *Cluster) run(name string, args ...string) {
+	c.t.Helper()
+	cmd := exec.Command(name, args...)
+	log, err := os.Create(filepath.Join(c.dir, filepath.Base(name)+".log"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.mu.Lock()
+	c.procs = append(c.procs, cmd)
+	c.mu.Unlock()
+}
+
+func (c *Cluster) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.procs) - 1; i >= 0; i-- { // controllers, apiserver, then etcd
+		c.procs[i].Process.Kill()
+		c.procs[i].Wait()
+	}
+	if c.t.Failed() {
+		for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
+			b, _ := os.ReadFile(filepath.Join(c.dir, name+".log"))
+			if len(b) > 4000 {
+				b = b[len(b)-4000:]
+			}
+			c.t.Logf("%s log (end):\n%s", name, b)
+		}
+	}
+}
+
+// secrets writes the service-account key pair and an admin token.
+func (c *Cluster) secrets() string {
+	c.t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	os.WriteFile(filepath.Join(c.dir, "sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	os.WriteFile(filepath.Join(c.dir, "sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o644)
+	b := make([]byte, 16)
+	rand.Read(b)
+	token := hex.EncodeToString(b)
+	os.WriteFile(filepath.Join(c.dir, "tokens.csv"), []byte(token+",admin,admin-uid,system:masters\n"), 0o600)
+	return token
+}
+
+func (c *Cluster) waitHealthy(addr, token string) {
+	c.t.Helper()
+	client := harness.InsecureClient()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest("GET", "https://"+addr+"/readyz", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	c.t.Fatal("kube-apiserver not ready within 90s")
+}
+
+func (c *Cluster) registerNode() {
+	c.t.Helper()
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: Node}}
+	n, err := c.Client.CoreV1().Nodes().Create(context.Background(), n, metav1.CreateOptions{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
+		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady"}}
+	if _, err := c.Client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Kubectl runs kubectl against the cluster.
+func (c *Cluster) Kubectl(args ...string) (string, error) {
+	out, err := exec.Command(c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// Apply applies manifests with kubectl.
+func (c *Cluster) Apply(manifests string) {
+	c.t.Helper()
+	cmd := exec.Command(c.kubectl, "--kubeconfig", c.Kubeconfig, "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(manifests)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+}
+
+// WaitRunning waits until n pods matching selector in ns run and are ready,
+// and returns them.
+func (c *Cluster) WaitRunning(ns, selector string, n int) []corev1.Pod {
+	c.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		list, err := c.Client.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+		var ready []corev1.Pod
+		if err == nil {
+			for _, p := range list.Items {
+				if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
+					ready = append(ready, p)
+				}
+			}
+		}
+		if len(ready) == n {
+			return ready
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%d pods %s in %s running, want %d (%v)", len(ready), selector, ns, n, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+const kubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: https://%s
+    insecure-skip-tls-verify: true
+users:
+- name: admin
+  user:
+    token: %s
+contexts:
+- name: e2e
+  context: {cluster: e2e, user: admin}
+current-context: e2e
+`

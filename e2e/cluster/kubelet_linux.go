@@ -1,0 +1,162 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// kubelet is the node's agent, in its simplest honest form: every 200ms it
+// compares the API's pods with what runs here and acts on the difference.
+func (c *Cluster) kubelet(ctx context.Context) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		list, err := c.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		seen := map[string]bool{}
+		for i := range list.Items {
+			p := &list.Items[i]
+			seen[string(p.UID)] = true
+			switch {
+			case p.Spec.NodeName == "" && p.DeletionTimestamp == nil:
+				c.bind(ctx, p) // the scheduler's job, for one node
+			case p.Spec.NodeName != Node:
+			case p.DeletionTimestamp != nil:
+				c.kill(ctx, p)
+			default:
+				c.sync(ctx, p)
+			}
+		}
+		c.mu.Lock()
+		var gone []string
+		for uid := range c.pods {
+			if !seen[uid] {
+				gone = append(gone, uid)
+			}
+		}
+		c.mu.Unlock()
+		for _, uid := range gone {
+			c.remove(uid)
+		}
+	}
+}
+
+func (c *Cluster) bind(ctx context.Context, p *corev1.Pod) {
+	b := &corev1.Binding{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID},
+		Target: corev1.ObjectReference{Kind: "Node", Name: Node}}
+	c.Client.CoreV1().Pods(p.Namespace).Bind(ctx, b, metav1.CreateOptions{})
+}
+
+// sync starts a new pod, or reports that its command ended.
+func (c *Cluster) sync(ctx context.Context, p *corev1.Pod) {
+	uid := string(p.UID)
+	c.mu.Lock()
+	local := c.pods[uid]
+	c.mu.Unlock()
+	if local == nil {
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			return
+		}
+		local = c.start(p)
+		c.report(ctx, p, corev1.PodRunning, local.ip)
+		return
+	}
+	if p.Status.Phase != corev1.PodRunning {
+		return
+	}
+	if code, exited := local.host.Exited(local.cmd); exited {
+		phase := corev1.PodSucceeded
+		if code != 0 {
+			phase = corev1.PodFailed
+		}
+		c.report(ctx, p, phase, local.ip)
+	}
+}
+
+// start gives the pod a namespace and address and runs its command there.
+func (c *Cluster) start(p *corev1.Pod) *pod {
+	c.mu.Lock()
+	c.next++
+	n := c.next
+	c.mu.Unlock()
+	ip := fmt.Sprintf("10.244.%d.%d", 1+n/250, 1+n%250)
+	host := c.Lab.Host(fmt.Sprintf("p%d", n), ip+"/16")
+	ctr := p.Spec.Containers[0]
+	argv := append(append([]string{}, ctr.Command...), ctr.Args...)
+	if len(argv) == 0 {
+		argv = []string{"sleep", "infinity"}
+	}
+	local := &pod{host: host, ip: ip, cmd: host.Start(argv[0], argv[1:]...)}
+	c.mu.Lock()
+	c.pods[string(p.UID)] = local
+	c.mu.Unlock()
+	return local
+}
+
+// report writes the pod's status as a kubelet would.
+func (c *Cluster) report(ctx context.Context, p *corev1.Pod, phase corev1.PodPhase, ip string) {
+	now := metav1.Now()
+	running := phase == corev1.PodRunning
+	ready := corev1.ConditionFalse
+	if running {
+		ready = corev1.ConditionTrue
+	}
+	p = p.DeepCopy()
+	p.Status.Phase = phase
+	p.Status.PodIP = ip
+	p.Status.PodIPs = []corev1.PodIP{{IP: ip}}
+	p.Status.HostIP = "127.0.0.1"
+	if p.Status.StartTime == nil {
+		p.Status.StartTime = &now
+	}
+	p.Status.Conditions = []corev1.PodCondition{
+		{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
+		{Type: corev1.ContainersReady, Status: ready, LastTransitionTime: now},
+		{Type: corev1.PodReady, Status: ready, LastTransitionTime: now},
+	}
+	var statuses []corev1.ContainerStatus
+	for _, ctr := range p.Spec.Containers {
+		st := corev1.ContainerStatus{Name: ctr.Name, Image: ctr.Image, Ready: running, Started: &running}
+		if running {
+			st.State.Running = &corev1.ContainerStateRunning{StartedAt: now}
+		} else {
+			st.State.Terminated = &corev1.ContainerStateTerminated{FinishedAt: now}
+		}
+		statuses = append(statuses, st)
+	}
+	p.Status.ContainerStatuses = statuses
+	if _, err := c.Client.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, p, metav1.UpdateOptions{}); err != nil && !strings.Contains(err.Error(), "not found") {
+		c.t.Logf("kubelet: status of %s/%s: %v", p.Namespace, p.Name, err)
+	}
+}
+
+// kill stops a deleted pod and lets the API forget it.
+func (c *Cluster) kill(ctx context.Context, p *corev1.Pod) {
+	c.remove(string(p.UID))
+	zero := int64(0)
+	c.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero,
+		Preconditions: &metav1.Preconditions{UID: &p.UID}})
+}
+
+func (c *Cluster) remove(uid string) {
+	c.mu.Lock()
+	local := c.pods[uid]
+	delete(c.pods, uid)
+	c.mu.Unlock()
+	if local != nil {
+		local.host.Remove()
+	}
+}
