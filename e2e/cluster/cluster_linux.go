@@ -54,9 +54,11 @@ type Cluster struct {
 }
 
 type pod struct {
-	host *netlab.Host
-	ip   string
-	cmd  *exec.Cmd
+	host    *netlab.Host
+	ip      string
+	cmd     *exec.Cmd
+	rules   string // the service rules programmed, joined
+	chained bool
 }
 
 // Start brings the control plane up and runs the kubelet until the test

@@ -121,6 +121,38 @@ spec:
 		})
 	})
 
+	t.Run("a pod reaches the Service's ClusterIP", func(t *testing.T) {
+		svc, err := c.Client.CoreV1().Services("default").Get(context.Background(), "backend", metav1.GetOptions{})
+		if err != nil || !strings.HasPrefix(svc.Spec.ClusterIP, "10.96.") {
+			t.Fatalf("service: %v %v", svc, err)
+		}
+		c.Apply(fmt.Sprintf(`
+apiVersion: batch/v1
+kind: Job
+metadata: {name: caller, namespace: default}
+spec:
+  backoffLimit: 0
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: client
+        image: local/tcpclient
+        command: [%q, "-connect", "%s:80", "-count", "4", "-send", "10", "-expect", "20"]
+`, filepath.Join(bin, "tcpclient"), svc.Spec.ClusterIP))
+		eventually(t, 30*time.Second, func() (bool, string) {
+			pods, _ := c.Client.CoreV1().Pods("default").List(context.Background(), metav1.ListOptions{LabelSelector: "job-name=caller"})
+			if len(pods.Items) != 1 {
+				return false, fmt.Sprint(len(pods.Items), " pods")
+			}
+			phase := pods.Items[0].Status.Phase
+			if phase == corev1.PodFailed {
+				t.Fatal("the client's connections to the ClusterIP failed")
+			}
+			return phase == corev1.PodSucceeded, string(phase)
+		})
+	})
+
 	t.Run("a deleted pod is replaced", func(t *testing.T) {
 		if out, err := c.Kubectl("delete", "pod", pods[0].Name, "--wait=true", "--timeout=30s"); err != nil {
 			t.Fatalf("kubectl delete: %v %s", err, out)

@@ -50,6 +50,7 @@ func (c *Cluster) kubelet(ctx context.Context) {
 		for _, uid := range gone {
 			c.remove(uid)
 		}
+		c.services(ctx)
 	}
 }
 
@@ -93,12 +94,22 @@ func (c *Cluster) start(p *corev1.Pod) *pod {
 	c.mu.Unlock()
 	ip := fmt.Sprintf("10.244.%d.%d", 1+n/250, 1+n%250)
 	host := c.Lab.Host(fmt.Sprintf("p%d", n), ip+"/16")
+	// Service addresses are reached through the pod's interface, where
+	// the service rules rewrite them (there is no default route).
+	if out, err := host.Run("ip", "route", "add", "10.96.0.0/16", "dev", host.Dev); err != nil {
+		c.t.Errorf("kubelet: service route in %s: %v %s", p.Name, err, out)
+	}
+	local := &pod{host: host, ip: ip}
+	// Services work from the pod's first instruction, as in a real node.
+	if rules, err := c.serviceRules(context.Background()); err == nil && local.program(rules) == nil {
+		local.rules = strings.Join(rules, "\n")
+	}
 	ctr := p.Spec.Containers[0]
 	argv := append(append([]string{}, ctr.Command...), ctr.Args...)
 	if len(argv) == 0 {
 		argv = []string{"sleep", "infinity"}
 	}
-	local := &pod{host: host, ip: ip, cmd: host.Start(argv[0], argv[1:]...)}
+	local.cmd = host.Start(argv[0], argv[1:]...)
 	c.mu.Lock()
 	c.pods[string(p.UID)] = local
 	c.mu.Unlock()

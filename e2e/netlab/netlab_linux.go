@@ -42,6 +42,7 @@ type Host struct {
 	Name string
 	NS   string
 	IP   netip.Addr
+	Dev  string // its interface on the bridge
 	lab  *Lab
 }
 
@@ -116,6 +117,7 @@ func (l *Lab) Host(name, prefix string) *Host {
 	l.mu.Unlock()
 	h := &Host{Name: name, NS: fmt.Sprintf("%s-%s", l.id, name), IP: p.Addr(), lab: l}
 	in, out := fmt.Sprintf("%sh%d", l.id, n), fmt.Sprintf("%sb%d", l.id, n) // <= 15 chars
+	h.Dev = in
 	l.ip("netns", "add", h.NS)
 	l.ip("link", "add", in, "netns", h.NS, "type", "veth", "peer", "name", out, "netns", l.bridge)
 	l.ipIn(l.bridge, "link", "set", out, "master", "br0", "up")
