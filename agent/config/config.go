@@ -24,6 +24,7 @@ import (
 // Config is everything the agent can be told.
 type Config struct {
 	Kubernetes    string         `yaml:"kubernetes"`
+	Kubeconfig    string         `yaml:"kubeconfig"`
 	HTTP          string         `yaml:"http"`
 	HTTPRoutes    []string       `yaml:"http_routes"`
 	OTLPEndpoint  string         `yaml:"otlp_endpoint"`
@@ -148,6 +149,8 @@ type setting struct {
 var settings = []setting{
 	{"kubernetes", "identity source: auto (Kubernetes when in a cluster), on, or off (standalone: process names)",
 		func(c *Config) flag.Value { return (*choice)(&c.Kubernetes) }},
+	{"kubeconfig", "kubeconfig file for the API server when not running in a pod (in a pod: its service account)",
+		func(c *Config) flag.Value { return (*file)(&c.Kubeconfig) }},
 	{"http", "HTTP/1.x golden signals and spans from socket calls: on or off (experimental: costs throughput on saturated servers)",
 		func(c *Config) flag.Value { return (*onOff)(&c.HTTP) }},
 	{"http-routes", "comma-separated route patterns tried before the heuristic, e.g. /api/users/{user}/orders/{order}",

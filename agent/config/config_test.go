@@ -387,6 +387,7 @@ func newLayerCases() []layerCase {
 		},
 		fileCase("otlp-bearer-token-file", func(c Config) any { return c.OTLPBearerTokenFile }, nil),
 		fileCase("otlp-ca-file", func(c Config) any { return c.OTLPCAFile }, nil),
+		fileCase("kubeconfig", func(c Config) any { return c.Kubeconfig }, nil),
 		{
 			flag: "otlp-queue", env: "STRATA_OTLP_QUEUE", key: "otlp_queue",
 			fileYAML: "1", envVal: "2048", flagVal: "65536",
