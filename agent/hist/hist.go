@@ -41,3 +41,18 @@ func (h *Histogram) Metric(d *prometheus.Desc, bounds []float64, labels ...strin
 	}
 	return prometheus.MustNewConstHistogram(d, h.total, h.sum, b, labels...)
 }
+
+// Add folds o's observations into h (same bounds).
+func (h *Histogram) Add(o *Histogram) {
+	if o.counts == nil {
+		return
+	}
+	if h.counts == nil {
+		h.counts = make([]uint64, len(o.counts))
+	}
+	for i, n := range o.counts {
+		h.counts[i] += n
+	}
+	h.sum += o.sum
+	h.total += o.total
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/exporters/loki"
 	"github.com/stratanet/strata/exporters/tempo"
+	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/http"
 )
@@ -263,5 +264,80 @@ func TestFailedRequestsAreEvents(t *testing.T) {
 	}
 	if !ev[0].Time.Equal(wall(2_000_000)) {
 		t.Errorf("event time %v, want the response's", ev[0].Time)
+	}
+}
+
+// worldNames: client sockets to port 443 talk to the outside world.
+type worldNames struct{}
+
+func (worldNames) KeyFor(e *event.TCP) flow.Key {
+	k := key(e)
+	if k.Reporter == "client" && e.Remote.Port() == 443 {
+		k.DestinationWorkload = identity.World
+	}
+	return k
+}
+
+func TestServiceGraph(t *testing.T) {
+	tb := New(worldNames{}, nil, nil, wall, "")
+	// The server's view of three requests: 200, 500, never answered.
+	tb.Apply(req(1, 0, "GET /a HTTP/1.1\r\n"))
+	tb.Apply(resp(1, 2e6, "HTTP/1.1 200 OK\r\n"))
+	tb.Apply(req(1, 3e6, "GET /a HTTP/1.1\r\n"))
+	tb.Apply(resp(1, 4e6, "HTTP/1.1 500 Oops\r\n"))
+	tb.Apply(req(1, 5e6, "GET /a HTTP/1.1\r\n"))
+	tb.Closed(1, 9e6)
+	// The client's view of two of them: timed, but counted at the server.
+	client := func(sock uint64, remote netip.AddrPort, at uint64, status string) {
+		r := &event.HTTP{Sock: sock, Mono: at, Local: cl, Remote: remote}
+		http.Fill(r, "GET /a HTTP/1.1\r\n")
+		tb.Apply(r)
+		a := &event.HTTP{Sock: sock, Mono: at + 1e6, Response: true, Received: true, Local: cl, Remote: remote}
+		http.Fill(a, "HTTP/1.1 "+status+"\r\n")
+		tb.Apply(a)
+	}
+	client(2, sv, 0, "200 OK")
+	client(2, sv, 3e6, "500 Oops")
+	// A call to the outside: only its client sees it, so it counts there.
+	world := netip.MustParseAddrPort("10.250.0.9:443")
+	client(3, world, 0, "503 Busy")
+	mfs := gather(t, tb)
+	value := func(name, client, server string) float64 {
+		for _, m := range mfs[name].GetMetric() {
+			l := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			if l["client"] == client && l["server"] == server {
+				if m.Histogram != nil {
+					return float64(m.GetHistogram().GetSampleCount())
+				}
+				return m.GetCounter().GetValue()
+			}
+		}
+		t.Fatalf("no %s{client=%q,server=%q}", name, client, server)
+		return 0
+	}
+	for _, c := range []struct {
+		name, client, server string
+		want                 float64
+	}{
+		{"traces_service_graph_request_total", "curl", "nginx", 3},
+		{"traces_service_graph_request_failed_total", "curl", "nginx", 2},
+		{"traces_service_graph_request_server_seconds", "curl", "nginx", 3},
+		{"traces_service_graph_request_client_seconds", "curl", "nginx", 2},
+		{"traces_service_graph_request_total", "curl", "world", 1},
+		{"traces_service_graph_request_failed_total", "curl", "world", 1},
+		{"traces_service_graph_request_client_seconds", "curl", "world", 1},
+	} {
+		if got := value(c.name, c.client, c.server); got != c.want {
+			t.Errorf("%s{%s->%s} = %v, want %v", c.name, c.client, c.server, got, c.want)
+		}
+	}
+	if n := len(mfs["traces_service_graph_request_server_seconds"].GetMetric()); n != 1 {
+		t.Errorf("%d server-time series, want 1 (no server saw the outside call)", n)
+	}
+	if got, want := serviceName("shop", "frontend"), "shop/frontend"; got != want {
+		t.Errorf("serviceName = %q, want %q", got, want)
 	}
 }
