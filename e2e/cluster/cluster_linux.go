@@ -49,13 +49,15 @@ type Cluster struct {
 
 	mu    sync.Mutex
 	pods  map[string]*pod // by UID
-	next  int             // last host number handed out in 10.244.1.0/24..
+	used  map[int]bool    // pod address numbers in use
+	hosts int             // namespaces made so far, for unique names
 	procs []*exec.Cmd
 }
 
 type pod struct {
 	host    *netlab.Host
 	ip      string
+	n       int // its address number
 	cmd     *exec.Cmd
 	rules   string // the service rules programmed, joined
 	chained bool
@@ -75,7 +77,7 @@ func Start(t *testing.T) *Cluster {
 	}
 	apiserver := harness.Tool(t, "kube-apiserver")
 	controllers := harness.Tool(t, "kube-controller-manager")
-	c := &Cluster{t: t, dir: t.TempDir(), pods: map[string]*pod{}, kubectl: harness.Tool(t, "kubectl")}
+	c := &Cluster{t: t, dir: t.TempDir(), pods: map[string]*pod{}, used: map[int]bool{}, kubectl: harness.Tool(t, "kubectl")}
 	c.Lab = netlab.New(t)
 	t.Cleanup(c.stop)
 

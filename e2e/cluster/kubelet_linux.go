@@ -88,18 +88,25 @@ func (c *Cluster) sync(ctx context.Context, p *corev1.Pod) {
 
 // start gives the pod a namespace and address and runs its command there.
 func (c *Cluster) start(p *corev1.Pod) *pod {
+	// The lowest free address, as an IPAM would: a deleted pod's address
+	// goes to the next pod, which is what identity must get right.
 	c.mu.Lock()
-	c.next++
-	n := c.next
+	n := 1
+	for c.used[n] {
+		n++
+	}
+	c.used[n] = true
+	c.hosts++
+	name := fmt.Sprintf("p%d", c.hosts)
 	c.mu.Unlock()
-	ip := fmt.Sprintf("10.244.%d.%d", 1+n/250, 1+n%250)
-	host := c.Lab.Host(fmt.Sprintf("p%d", n), ip+"/16")
+	ip := fmt.Sprintf("10.244.%d.%d", 1+n/250, n%250+1)
+	host := c.Lab.Host(name, ip+"/16")
 	// Service addresses are reached through the pod's interface, where
 	// the service rules rewrite them (there is no default route).
 	if out, err := host.Run("ip", "route", "add", "10.96.0.0/16", "dev", host.Dev); err != nil {
 		c.t.Errorf("kubelet: service route in %s: %v %s", p.Name, err, out)
 	}
-	local := &pod{host: host, ip: ip}
+	local := &pod{host: host, ip: ip, n: n}
 	// Services work from the pod's first instruction, as in a real node.
 	if rules, err := c.serviceRules(context.Background()); err == nil && local.program(rules) == nil {
 		local.rules = strings.Join(rules, "\n")
@@ -169,5 +176,8 @@ func (c *Cluster) remove(uid string) {
 	c.mu.Unlock()
 	if local != nil {
 		local.host.Remove()
+		c.mu.Lock()
+		delete(c.used, local.n)
+		c.mu.Unlock()
 	}
 }
