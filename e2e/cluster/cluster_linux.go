@@ -98,6 +98,7 @@ func Start(t *testing.T) *Cluster {
 		"--service-account-signing-key-file="+filepath.Join(c.dir, "sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-cluster-ip-range=10.96.0.0/16",
+		"--allow-privileged=true", // as kubeadm clusters, for the agent's DaemonSet
 		"--disable-admission-plugins=ServiceAccount")
 	c.Kubeconfig = filepath.Join(c.dir, "kubeconfig")
 	os.WriteFile(c.Kubeconfig, []byte(fmt.Sprintf(kubeconfig, apiAddr, token)), 0o600)
