@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"time"
 
@@ -22,6 +21,8 @@ import (
 	"github.com/stratanet/strata/agent/httpflow"
 	"github.com/stratanet/strata/agent/route"
 	"github.com/stratanet/strata/exporters/prom"
+	"github.com/stratanet/strata/identity"
+	"github.com/stratanet/strata/identity/kube"
 	"github.com/stratanet/strata/identity/process"
 	"github.com/stratanet/strata/probes/event"
 	httpprobe "github.com/stratanet/strata/probes/http"
@@ -41,13 +42,6 @@ var (
 func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err := checkPrivileges(); err != nil {
 		return err
-	}
-	switch {
-	case cfg.Kubernetes == "on":
-		// Kubernetes identity lands with its own issue; say so rather than pretend.
-		return fmt.Errorf("%w: --kubernetes=on: Kubernetes identity is not in this version yet; use --kubernetes=off (process names) or auto", ErrUsage)
-	case cfg.Kubernetes == "auto" && os.Getenv("KUBERNETES_SERVICE_HOST") != "":
-		log.Warn("running in a Kubernetes pod, but Kubernetes identity is not in this version yet: series carry process names")
 	}
 	routes, err := route.New(cfg.HTTPRoutes) // checked with the config already
 	if err != nil {
@@ -75,6 +69,22 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			resolver.Learn(ino)
 		}
 	}
+	var id identity.Identifier = resolver
+	if kubeWanted(cfg) {
+		kctx, stop := context.WithCancel(ctx)
+		c, err := startKube(kctx, cfg, log.Named("kube"))
+		if err != nil {
+			stop()
+			return err
+		}
+		defer c.Wait() // after stop: informers end with kctx
+		defer stop()
+		hostNetns, err := netns.Inode("/proc/self/ns/net")
+		if err != nil {
+			return fmt.Errorf("own network namespace: %w", err)
+		}
+		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns}
+	}
 	x, err := newExporters(cfg, log, reg)
 	if err != nil {
 		return err
@@ -83,7 +93,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if x.loki != nil {
 		opts.Events = x.loki
 	}
-	table := flow.NewTable(log.Named("flow"), resolver, opts)
+	table := flow.NewTable(log.Named("flow"), id, opts)
 	var sink httpflow.Spans
 	if x.tempo != nil {
 		sink = x.tempo
@@ -127,6 +137,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 				recycle(batch)
 			case <-tick.C:
 				requests.Tick()
+				table.Tick()
 			}
 		}
 	})

@@ -32,6 +32,10 @@ type Pair struct {
 	Destination Workload
 	Port        uint16 // the server's port
 	Reporter    Reporter
+	// Pending: an end is an address its resolver may learn soon (a pod
+	// whose address the API server has not announced yet). A Late resolver
+	// names it again; until then the pair is a guess.
+	Pending bool
 }
 
 // Identifier is where the probes' events meet identity.
@@ -42,4 +46,11 @@ type Identifier interface {
 	Identify(e *event.TCP) Pair
 	// Forget drops what is known about a socket the agent gave up on.
 	Forget(sock uint64)
+}
+
+// Late is an Identifier whose Pending pairs may be named again.
+type Late interface {
+	// Retry names again the ends of p (an earlier answer for e) that were
+	// pending; what was named stays.
+	Retry(p Pair, e *event.TCP) Pair
 }

@@ -59,6 +59,10 @@ type Options struct {
 	// Events receives failed connects, resets and retransmit bursts; nil:
 	// counted only.
 	Events Events
+	// LateWindow is how long a connection whose ends the identifier may
+	// name later (identity.Pair.Pending) waits for them before it is
+	// counted under its best guess.
+	LateWindow time.Duration
 }
 
 // Events is where connection events go (the Loki exporter). Push never
@@ -66,7 +70,7 @@ type Options struct {
 type Events interface{ Push(loki.Event) bool }
 
 func DefaultOptions() Options {
-	return Options{Budgets: DefaultBudgets(), MaxConns: 1 << 18, BurstSegments: 10, BurstWindow: time.Second}
+	return Options{Budgets: DefaultBudgets(), MaxConns: 1 << 18, BurstSegments: 10, BurstWindow: time.Second, LateWindow: 10 * time.Second}
 }
 
 type stats struct {
@@ -100,6 +104,17 @@ type conn struct {
 
 	burstStart time.Time
 	burstCount int
+
+	late *late // waiting for its ends' names: counted nowhere yet
+}
+
+// late is a connection counted aside until its pair is named.
+type late struct {
+	pair  identity.Pair
+	first event.TCP // the event that named it first, to name it again
+	since time.Time
+	acc   stats // what it did meanwhile
+	ended bool
 }
 
 // Table is the flow table.
@@ -116,6 +131,7 @@ type Table struct {
 	byNetns   map[uint32]map[uint64]*conn // the same sockets by namespace, for sweep ends
 	closed    map[tombstone]Key           // recently closed sockets, for events that trail the close
 	closedLog []tombstone                 // closed, oldest first, to bound it
+	lates     []*conn                     // connections waiting for names, oldest first
 	flows     map[Key]*stats
 	untracked uint64 // sockets not followed because MaxConns was reached
 	stale     uint64 // sockets dropped after vanishing without a close record
@@ -198,8 +214,15 @@ func (t *Table) apply(e *event.TCP) {
 
 // track starts following a live socket.
 func (t *Table) track(e *event.TCP) *conn {
-	k := t.keyOf(e)
-	c := &conn{key: k, local: e.Local, remote: e.Remote, stats: t.flow(k), netns: e.Netns, last: e.Counters}
+	c := &conn{local: e.Local, remote: e.Remote, netns: e.Netns, last: e.Counters}
+	if p := t.id.Identify(e); p.Pending && t.canWait() {
+		c.late = &late{pair: p, first: *e, since: t.now()}
+		c.stats = &c.late.acc
+		t.lates = append(t.lates, c)
+	} else {
+		c.key = t.keyOfPair(p)
+		c.stats = t.flow(c.key)
+	}
 	if len(t.conns) >= t.opts.MaxConns {
 		t.untracked++
 		return c
@@ -224,12 +247,17 @@ func (t *Table) end(sock uint64, c *conn) {
 		}
 	}
 	t.id.Forget(sock)
+	key := c.key
+	if c.late != nil {
+		c.late.ended = true
+		key = t.guess(c)
+	}
 	if len(t.closedLog) >= maxClosed {
 		delete(t.closed, t.closedLog[0])
 		t.closedLog = t.closedLog[1:]
 	}
 	ts := tombstone{sock, c.local, c.remote}
-	t.closed[ts] = c.key
+	t.closed[ts] = key
 	t.closedLog = append(t.closedLog, ts)
 }
 
@@ -241,7 +269,7 @@ const maxClosed = 4096
 func (t *Table) account(c *conn, e *event.TCP) {
 	if c.provisional {
 		c.provisional = false
-		if k := t.keyOf(e); k != c.key {
+		if k := t.keyOf(e); c.late == nil && k != c.key {
 			c.stats.active--
 			c.key, c.stats = k, t.flow(k)
 			c.stats.active++
@@ -329,7 +357,11 @@ func (t *Table) sweepEnd(e *event.TCP) {
 }
 
 func (t *Table) keyOf(e *event.TCP) Key {
-	p := t.id.Identify(e)
+	return t.keyOfPair(t.id.Identify(e))
+}
+
+func (t *Table) keyOfPair(p identity.Pair) Key {
+	p.Pending = false // a guess and a sure name share their series
 	if k, ok := t.keys[p]; ok {
 		return k
 	}
@@ -359,6 +391,9 @@ func (t *Table) flow(k Key) *stats {
 // addresses are reused within milliseconds.
 func (t *Table) lookup(e *event.TCP) (Key, bool) {
 	if c := t.conns[e.Sock]; c != nil && c.local == e.Local && c.remote == e.Remote {
+		if c.late != nil {
+			return t.guess(c), true
+		}
 		return c.key, true
 	}
 	if k, ok := t.closed[tombstone{e.Sock, e.Local, e.Remote}]; ok {
@@ -384,4 +419,55 @@ func (t *Table) Tracked() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.conns)
+}
+
+// maxLate bounds the connections waiting for names; beyond it, new ones are
+// counted at once under their best guess.
+const maxLate = 8192
+
+func (t *Table) canWait() bool {
+	_, ok := t.id.(identity.Late)
+	return ok && t.opts.LateWindow > 0 && len(t.lates) < maxLate
+}
+
+// guess is the key a waiting connection would be counted under now.
+func (t *Table) guess(c *conn) Key {
+	c.late.pair = t.id.(identity.Late).Retry(c.late.pair, &c.late.first)
+	return t.keyOfPair(c.late.pair)
+}
+
+// Tick names again the connections waiting for names, and counts those
+// named or out of time. The agent calls it about once a second.
+func (t *Table) Tick() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	keep := t.lates[:0]
+	for _, c := range t.lates {
+		k := t.guess(c)
+		if c.late.pair.Pending && now.Sub(c.late.since) < t.opts.LateWindow {
+			keep = append(keep, c)
+			continue
+		}
+		t.settle(c, k)
+	}
+	clear(t.lates[len(keep):])
+	t.lates = keep
+}
+
+// settle moves what a waiting connection did into its flow.
+func (t *Table) settle(c *conn, k Key) {
+	acc := &c.late.acc
+	s := t.flow(k)
+	for i, n := range acc.connections {
+		s.connections[i] += n
+	}
+	s.active += acc.active
+	s.sent += acc.sent
+	s.received += acc.received
+	s.retransmits += acc.retransmits
+	s.resetsSent += acc.resetsSent
+	s.resetsReceived += acc.resetsReceived
+	s.rtt.Add(&acc.rtt)
+	c.key, c.stats, c.late = k, s, nil
 }

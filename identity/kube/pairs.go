@@ -22,9 +22,16 @@ type Directory interface {
 // Pairs names both ends of a connection with Kubernetes identities where
 // the cluster knows the address, and leaves the rest to the host's own
 // resolver: processes on the node, world outside.
+//
+// A pod's first connections often beat its address to the agent: the
+// kubelet reports the address after the containers start. So an end the
+// cluster does not know yet is Pending when it may be a pod: a socket in
+// a namespace other than the host's, or a peer at a private address the
+// host does not own. The flow table asks again (Retry) before it counts.
 type Pairs struct {
-	Host identity.Identifier
-	Dir  Directory
+	Host      identity.Identifier
+	Dir       Directory
+	HostNetns uint32 // the node's own network namespace
 }
 
 func (p Pairs) Observe(e *event.TCP) { p.Host.Observe(e) }
@@ -32,15 +39,45 @@ func (p Pairs) Forget(sock uint64)   { p.Host.Forget(sock) }
 
 func (p Pairs) Identify(e *event.TCP) identity.Pair {
 	pair := p.Host.Identify(e)
+	pair.Pending = true // every end is looked up below
+	return p.Retry(pair, e)
+}
+
+// Retry implements identity.Late. A pair that was not pending is returned
+// as it is: once named, a connection keeps its name even if an address is
+// reused later.
+func (p Pairs) Retry(pair identity.Pair, e *event.TCP) identity.Pair {
+	if !pair.Pending {
+		return pair
+	}
 	client, server := e.Local, e.Remote
+	clientLocal := true
 	if pair.Reporter == identity.Server {
 		client, server = server, client
+		clientLocal = false
 	}
+	pair.Pending = false
 	if en, ok := p.Dir.Lookup(client.Addr()); ok {
 		pair.Source = identity.Workload{Namespace: en.Namespace, Name: en.Workload}
+	} else if p.mayBePod(client.Addr(), pair.Source.Name, clientLocal, e) {
+		pair.Pending = true
 	}
 	if en, ok := p.Dir.Lookup(server.Addr()); ok {
 		pair.Destination = identity.Workload{Namespace: en.Namespace, Name: en.Workload, Service: en.Service}
+	} else if p.mayBePod(server.Addr(), pair.Destination.Name, !clientLocal, e) {
+		pair.Pending = true
 	}
 	return pair
+}
+
+// mayBePod says whether an address the cluster does not know may still
+// turn out to be a pod's.
+func (p Pairs) mayBePod(a netip.Addr, hostName string, local bool, e *event.TCP) bool {
+	if a.IsLoopback() {
+		return false
+	}
+	if local {
+		return e.Netns != p.HostNetns
+	}
+	return hostName == identity.World && a.IsPrivate()
 }

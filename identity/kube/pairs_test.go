@@ -1,0 +1,84 @@
+package kube
+
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/stratanet/strata/identity"
+	"github.com/stratanet/strata/probes/event"
+)
+
+// host names like the process resolver: the local process by comm, a
+// remote peer "world".
+type host struct{}
+
+func (host) Observe(*event.TCP) {}
+func (host) Forget(uint64)      {}
+func (host) Identify(e *event.TCP) identity.Pair {
+	if e.Kind == event.Accept {
+		return identity.Pair{Source: identity.Workload{Name: identity.World}, Destination: identity.Workload{Name: e.Comm}, Port: e.Local.Port(), Reporter: identity.Server}
+	}
+	return identity.Pair{Source: identity.Workload{Name: e.Comm}, Destination: identity.Workload{Name: identity.World}, Port: e.Remote.Port(), Reporter: identity.Client}
+}
+
+type dir map[netip.Addr]Entry
+
+func (d dir) Lookup(a netip.Addr) (Entry, bool) { e, ok := d[a]; return e, ok }
+
+const hostNetns = 1
+
+func TestPairs(t *testing.T) {
+	pod, vip := netip.MustParseAddr("10.244.0.5"), netip.MustParseAddr("10.96.0.10")
+	other := netip.MustParseAddr("10.244.0.9")
+	public := netip.MustParseAddr("203.0.113.7")
+	conn := func(kind event.Kind, netns uint32, local, remote netip.Addr) *event.TCP {
+		l, r := netip.AddrPortFrom(local, 40000), netip.AddrPortFrom(remote, 80)
+		if kind == event.Accept {
+			l, r = netip.AddrPortFrom(local, 8080), netip.AddrPortFrom(remote, 40000)
+		}
+		return &event.TCP{Kind: kind, Netns: netns, Comm: "proc", Local: l, Remote: r}
+	}
+	w := func(ns, name, svc string) identity.Workload {
+		return identity.Workload{Namespace: ns, Name: name, Service: svc}
+	}
+	d := dir{pod: {"shop", "frontend", ""}, vip: {"shop", "backend", "backend"}}
+	for _, tc := range []struct {
+		name     string
+		e        *event.TCP
+		src, dst identity.Workload
+		pending  bool
+	}{
+		{"pod to Service", conn(event.Connect, 7, pod, vip), w("shop", "frontend", ""), w("shop", "backend", "backend"), false},
+		{"server side", conn(event.Accept, 7, pod, other), w("", "world", ""), w("shop", "frontend", ""), true},
+		{"unknown pod calls", conn(event.Connect, 7, other, vip), w("", "proc", ""), w("shop", "backend", "backend"), true},
+		{"host process calls a pod", conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), w("", "proc", ""), w("shop", "frontend", ""), false},
+		{"pod calls the internet", conn(event.Connect, 7, pod, public), w("shop", "frontend", ""), w("", "world", ""), false},
+		{"pod calls an unknown private address", conn(event.Connect, 7, pod, other), w("shop", "frontend", ""), w("", "world", ""), true},
+		{"loopback in a pod", conn(event.Connect, 7, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.1")), w("", "proc", ""), w("", "world", ""), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := Pairs{Host: host{}, Dir: d, HostNetns: hostNetns}.Identify(tc.e)
+			if p.Source != tc.src || p.Destination != tc.dst || p.Pending != tc.pending {
+				t.Errorf("got %+v -> %+v pending %v, want %+v -> %+v pending %v", p.Source, p.Destination, p.Pending, tc.src, tc.dst, tc.pending)
+			}
+		})
+	}
+
+	t.Run("named late, then kept", func(t *testing.T) {
+		e := conn(event.Connect, 7, other, vip)
+		d2 := dir{vip: d[vip]}
+		pairs := Pairs{Host: host{}, Dir: d2, HostNetns: hostNetns}
+		p := pairs.Identify(e)
+		if !p.Pending {
+			t.Fatal("an unknown pod's connection is not pending")
+		}
+		d2[other] = Entry{"shop", "late-pod", ""}
+		if p = pairs.Retry(p, e); p.Pending || p.Source != w("shop", "late-pod", "") {
+			t.Fatalf("retry: %+v", p)
+		}
+		d2[other] = Entry{"shop", "reused", ""}
+		if p = pairs.Retry(p, e); p.Source != w("shop", "late-pod", "") {
+			t.Errorf("a named end was renamed: %+v", p.Source)
+		}
+	})
+}
