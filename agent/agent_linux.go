@@ -70,6 +70,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 	}
 	var id identity.Identifier = resolver
+	var gone flow.GoneFunc
 	if kubeWanted(cfg) {
 		kctx, stop := context.WithCancel(ctx)
 		c, err := startKube(kctx, cfg, log.Named("kube"))
@@ -84,12 +85,14 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			return fmt.Errorf("own network namespace: %w", err)
 		}
 		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns}
+		gone = c.Gone
 	}
 	x, err := newExporters(cfg, log, reg)
 	if err != nil {
 		return err
 	}
 	opts := flowOptions(cfg)
+	opts.Gone, opts.GoneGrace = gone, cfg.DeletedGrace
 	if x.loki != nil {
 		opts.Events = x.loki
 	}
@@ -99,6 +102,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		sink = x.tempo
 	}
 	requests := httpflow.New(table, routes, sink, monoToWall(), cfg.Cluster)
+	requests.Gone, requests.GoneGrace = gone, cfg.DeletedGrace
 	if x.loki != nil {
 		requests.Events = x.loki
 	}

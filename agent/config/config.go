@@ -39,6 +39,7 @@ type Config struct {
 	MaxSeries     int            `yaml:"max_series"`
 	LabelBudgets  map[string]int `yaml:"label_budgets"`
 	Node          string         `yaml:"node"`
+	DeletedGrace  time.Duration  `yaml:"deleted_workload_grace"`
 
 	// Pushing exporters, each off until given a URL or endpoint.
 	MimirURL             string        `yaml:"mimir_url"`
@@ -102,6 +103,7 @@ func Default() Config {
 		OTLPInsecure:  "off",
 		MetricsAddr:   ":9810",
 		SweepInterval: 10 * time.Second,
+		DeletedGrace:  5 * time.Minute,
 		LogLevel:      "info",
 		RingBuffer:    8 << 20,
 		EventQueue:    65536,
@@ -177,6 +179,8 @@ var settings = []setting{
 		func(c *Config) flag.Value { return (*positive)(&c.MaxSeries) }},
 	{"node", "node name added to pushed data (in a DaemonSet: the downward API's spec.nodeName); default: the host name",
 		func(c *Config) flag.Value { return (*text)(&c.Node) }},
+	{"deleted-workload-grace", "how long the series of a deleted Kubernetes workload stay after it goes (>= 1s)",
+		func(c *Config) flag.Value { return (*interval)(&c.DeletedGrace) }},
 
 	{"mimir-url", "Prometheus remote-write URL to push metrics to, e.g. http://mimir:8080/api/v1/push; empty: no push",
 		func(c *Config) flag.Value { return (*pushURL)(&c.MimirURL) }},

@@ -101,6 +101,7 @@ func mustLoad(t *testing.T, args []string, vars map[string]string) Config {
 
 func TestDefault(t *testing.T) {
 	want := Config{
+		DeletedGrace:  5 * time.Minute,
 		Kubernetes:    "auto",
 		HTTP:          "off",
 		HTTPRoutes:    nil,
@@ -257,6 +258,12 @@ func newLayerCases() []layerCase {
 			fileYAML: "20s", envVal: "30s", flagVal: "1m30s",
 			fileWant: 20 * time.Second, envWant: 30 * time.Second, flagWant: 90 * time.Second,
 			get: func(c Config) any { return c.SweepInterval },
+		},
+		{
+			flag: "deleted-workload-grace", env: "STRATA_DELETED_WORKLOAD_GRACE", key: "deleted_workload_grace",
+			fileYAML: "10m", envVal: "30s", flagVal: "1h",
+			fileWant: 10 * time.Minute, envWant: 30 * time.Second, flagWant: time.Hour,
+			get: func(c Config) any { return c.DeletedGrace },
 		},
 		{
 			flag: "kubernetes", env: "STRATA_KUBERNETES", key: "kubernetes",
@@ -534,6 +541,7 @@ otlp_queue: 12
 		OTLPInsecure:  "off",                // default
 		MetricsAddr:   ":2222",              // env over file
 		SweepInterval: 2 * time.Minute,      // flag over env over file
+		DeletedGrace:  5 * time.Minute,      // default
 		LogLevel:      "warn",               // flag over file
 		Cluster:       "file-cluster",       // file
 		RingBuffer:    64 << 10,             // env over file
@@ -627,6 +635,7 @@ otlp_endpoint: tempo.monitoring:4317
 otlp_insecure: on
 metrics_addr: "[::1]:9999"
 sweep_interval: 1m
+deleted_workload_grace: 90s
 log_level: warn
 cluster: prod-eu
 ring_buffer_size: 512KiB
@@ -661,6 +670,7 @@ otlp_queue: 100
 		OTLPEndpoint:  "tempo.monitoring:4317",
 		OTLPInsecure:  "on",
 		MetricsAddr:   "[::1]:9999",
+		DeletedGrace:  90 * time.Second,
 		SweepInterval: time.Minute,
 		LogLevel:      "warn",
 		Cluster:       "prod-eu",
@@ -1223,6 +1233,7 @@ func TestSizeString(t *testing.T) {
 // that to re-apply flags and to re-check the file.
 func TestValuesRoundTrip(t *testing.T) {
 	cfgs := []Config{Default(), {
+		DeletedGrace:  time.Hour,
 		Kubernetes:    "off",
 		HTTP:          "on",
 		HTTPRoutes:    []string{"/a/{b}", "/c"},

@@ -92,6 +92,19 @@ func (g *governor) key(p identity.Pair) Key {
 	}
 }
 
+// reset forgets the values seen (not the overflow counts): the table then
+// marks those of its remaining series again.
+func (g *governor) reset() { clear(g.seen) }
+
+// mark records k's values as in use.
+func (g *governor) mark(k Key) {
+	for i, v := range k.Values() {
+		if v != Other && KeyLabels[i] != "reporter" {
+			g.fold(KeyLabels[i], v)
+		}
+	}
+}
+
 // overflowKey is where whole flows go once the table is full.
 func overflowKey(r identity.Reporter) Key {
 	return Key{SourceWorkload: Other, DestinationWorkload: Other, DestinationPort: Other, Reporter: string(r)}

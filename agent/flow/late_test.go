@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 type lateID struct {
 	fakeID
 	known bool
+	name  string // default pod-a
 }
 
 func (l *lateID) Identify(e *event.TCP) identity.Pair {
@@ -26,6 +28,9 @@ func (l *lateID) Identify(e *event.TCP) identity.Pair {
 func (l *lateID) Retry(p identity.Pair, e *event.TCP) identity.Pair {
 	if p.Pending && l.known {
 		p.Source = identity.Workload{Namespace: "shop", Name: "pod-a"}
+		if l.name != "" {
+			p.Source.Name = l.name
+		}
 		p.Pending = false
 	}
 	return p
@@ -96,5 +101,41 @@ func TestUnnamedConnectionsAreCountedAfterTheWindow(t *testing.T) {
 	}
 	if got := value(t, tb, "strata_tcp_active_connections", labels); got != 1 {
 		t.Errorf("active = %v, want 1", got)
+	}
+}
+
+func TestSeriesOfDeletedWorkloadsGo(t *testing.T) {
+	id := &lateID{known: true}
+	opts := DefaultOptions()
+	opts.Budgets.Labels["source_workload"] = 1
+	gone := map[string]time.Time{}
+	opts.Gone = func(ns, name string) (time.Time, bool) { since, ok := gone[ns+"/"+name]; return since, ok }
+	opts.GoneGrace = time.Minute
+	tb := NewTable(zap.NewNop(), id, opts)
+	now := time.Unix(1000, 0)
+	tb.now = func() time.Time { return now }
+
+	tb.Apply(clientEvent(event.Connect, 1, 1, 0))
+	tb.Apply(clientEvent(event.Connect, 2, 1, 0))
+	tb.Apply(clientEvent(event.Close, 1, 11, 1))
+	gone["shop/pod-a"] = now
+	now = now.Add(2 * time.Minute)
+	tb.Tick()
+	if got := value(t, tb, "strata_tcp_connections_total", podLabels+`,result="success"`); got != 2 {
+		t.Fatalf("a series with an open connection was dropped: connections = %v", got)
+	}
+	tb.Apply(clientEvent(event.Close, 2, 21, 1))
+	now = now.Add(time.Minute)
+	tb.Tick()
+	if got := scrape(t, tb, "strata_tcp_connections_total"); got != "" {
+		t.Fatalf("series of a workload gone for 3m remain:\n%s", got)
+	}
+	// Its name no longer holds the one source_workload slot.
+	id.name = "pod-b"
+	delete(gone, "shop/pod-a")
+	tb.Apply(clientEvent(event.Connect, 3, 1, 0))
+	tb.Tick()
+	if got := value(t, tb, "strata_tcp_connections_total", strings.Replace(podLabels, "pod-a", "pod-b", 1)+`,result="success"`); got != 1 {
+		t.Errorf("a new workload after the drop: connections = %v, want 1", got)
 	}
 }

@@ -63,7 +63,15 @@ type Options struct {
 	// name later (identity.Pair.Pending) waits for them before it is
 	// counted under its best guess.
 	LateWindow time.Duration
+	// Gone says since when a Kubernetes workload no longer exists; its
+	// series are dropped GoneGrace later (once no connection of theirs is
+	// open). nil: series live as long as the agent.
+	Gone      GoneFunc
+	GoneGrace time.Duration
 }
+
+// GoneFunc says since when no workload of this name exists in namespace.
+type GoneFunc func(namespace, workload string) (since time.Time, ok bool)
 
 // Events is where connection events go (the Loki exporter). Push never
 // blocks: it drops and counts when it must.
@@ -132,6 +140,7 @@ type Table struct {
 	closed    map[tombstone]Key           // recently closed sockets, for events that trail the close
 	closedLog []tombstone                 // closed, oldest first, to bound it
 	lates     []*conn                     // connections waiting for names, oldest first
+	pruned    time.Time                   // last look for series of deleted workloads
 	flows     map[Key]*stats
 	untracked uint64 // sockets not followed because MaxConns was reached
 	stale     uint64 // sockets dropped after vanishing without a close record
@@ -453,6 +462,56 @@ func (t *Table) Tick() {
 	}
 	clear(t.lates[len(keep):])
 	t.lates = keep
+	if t.opts.Gone != nil && now.Sub(t.pruned) >= PruneEvery(t.opts.GoneGrace) {
+		t.pruned = now
+		t.prune(now)
+	}
+}
+
+// PruneEvery is how often series of deleted workloads are looked for: often
+// enough that they go within half a grace period of its end, rarely enough
+// that the look (one pass over every series) costs nothing.
+func PruneEvery(grace time.Duration) time.Duration {
+	return max(time.Second, min(grace/2, 30*time.Second))
+}
+
+// GoneFor says whether a series naming these ends may go: an end in a
+// namespace whose workload has been gone for grace.
+func GoneFor(gone GoneFunc, grace time.Duration, now time.Time, ends ...[2]string) bool {
+	for _, e := range ends {
+		if e[0] == "" || e[1] == Other {
+			continue
+		}
+		if since, ok := gone(e[0], e[1]); ok && now.Sub(since) >= grace {
+			return true
+		}
+	}
+	return false
+}
+
+// prune drops the series of workloads deleted more than GoneGrace ago and
+// gives their label values back to the budgets.
+func (t *Table) prune(now time.Time) {
+	n := 0
+	for k, s := range t.flows {
+		if s.active > 0 {
+			continue
+		}
+		if GoneFor(t.opts.Gone, t.opts.GoneGrace, now,
+			[2]string{k.SourceNamespace, k.SourceWorkload}, [2]string{k.DestinationNamespace, k.DestinationWorkload}) {
+			delete(t.flows, k)
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	clear(t.keys)
+	t.gov.reset()
+	for k := range t.flows {
+		t.gov.mark(k)
+	}
+	t.log.Debug("dropped the series of deleted workloads", zap.Int("series", n))
 }
 
 // settle moves what a waiting connection did into its flow.

@@ -120,11 +120,16 @@ type Table struct {
 	// Events receives failed requests (5xx, or no answer) as http_error
 	// events; nil: counted only. Set before the first record.
 	Events flow.Events
+	// Gone and GoneGrace drop the series of deleted workloads, as the flow
+	// table does. Set before the first record.
+	Gone      flow.GoneFunc
+	GoneGrace time.Duration
 
 	mu        sync.Mutex
 	socks     map[uint64]*sock
 	lastMono  uint64    // latest record's kernel time
 	swept     time.Time // last sweep for idle sockets
+	pruned    time.Time // last look for series of deleted workloads
 	series    map[seriesKey]*histogram
 	routes    map[string]struct{}
 	unpaired  uint64 // responses with no request in flight
@@ -201,6 +206,15 @@ func (t *Table) Tick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	if t.Gone != nil && now.Sub(t.pruned) >= flow.PruneEvery(t.GoneGrace) {
+		t.pruned = now
+		for k := range t.series {
+			if flow.GoneFor(t.Gone, t.GoneGrace, now,
+				[2]string{k.SourceNamespace, k.SourceWorkload}, [2]string{k.DestinationNamespace, k.DestinationWorkload}) {
+				delete(t.series, k)
+			}
+		}
+	}
 	if now.Sub(t.swept) < IdleAfter/4 {
 		return
 	}

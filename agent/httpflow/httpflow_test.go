@@ -341,3 +341,34 @@ func TestServiceGraph(t *testing.T) {
 		t.Errorf("serviceName = %q, want %q", got, want)
 	}
 }
+
+type shopNames struct{}
+
+func (shopNames) KeyFor(e *event.TCP) flow.Key {
+	k := key(e)
+	k.SourceNamespace, k.DestinationNamespace = "shop", "shop"
+	return k
+}
+
+func TestSeriesOfDeletedWorkloadsGo(t *testing.T) {
+	tb := New(shopNames{}, nil, nil, wall, "")
+	now := time.Unix(5000, 0)
+	tb.now = func() time.Time { return now }
+	gone := map[string]time.Time{}
+	tb.Gone = func(ns, name string) (time.Time, bool) { s, ok := gone[ns+"/"+name]; return s, ok }
+	tb.GoneGrace = time.Minute
+	tb.Apply(req(1, 0, "GET / HTTP/1.1\r\n"))
+	tb.Apply(resp(1, 10, "HTTP/1.1 200 OK\r\n"))
+	const name = "strata_http_server_request_duration_seconds"
+	gone["shop/curl"] = now
+	now = now.Add(59 * time.Second)
+	tb.Tick()
+	if got := count(gather(t, tb), name, map[string]string{"source_workload": "curl"}); got != 1 {
+		t.Fatalf("within the grace period: %d requests, want 1", got)
+	}
+	now = now.Add(flow.PruneEvery(tb.GoneGrace)) // the next look
+	tb.Tick()
+	if got := count(gather(t, tb), name, nil); got != 0 {
+		t.Errorf("past the grace period: %d requests still exposed", got)
+	}
+}
