@@ -6,6 +6,7 @@
 package dns
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -17,10 +18,18 @@ import (
 // Answer is what one DNS response taught: the name asked and the addresses
 // it resolved to, each with its TTL.
 type Answer struct {
+	ID    uint16 // the message's, as in its query
 	Name  string // the question, lower case, without the final dot
 	Type  string // A, AAAA, ...
 	Rcode string // NOERROR, NXDOMAIN, ...
 	Addrs []Addr
+}
+
+// Query is a standard query's id and question.
+type Query struct {
+	ID   uint16
+	Name string // lower case, without the final dot
+	Type string
 }
 
 // Addr is one resolved address and how long it may be used.
@@ -30,20 +39,27 @@ type Addr struct {
 }
 
 // Parse reads a DNS response message. Addresses reached through a CNAME
-// chain are attributed to the name in the question.
+// chain are attributed to the name in the question. A message cut short
+// (the probes keep the first 512 bytes) gives the answers that are whole.
 func Parse(msg []byte) (Answer, bool) {
 	var m mdns.Msg
-	if err := m.Unpack(msg); err != nil || !m.Response || len(m.Question) != 1 {
+	if err := m.Unpack(msg); err != nil {
+		if !partial(msg, &m) {
+			return Answer{}, false
+		}
+	}
+	if !m.Response || len(m.Question) != 1 {
 		return Answer{}, false
 	}
 	q := m.Question[0]
 	a := Answer{
+		ID:    m.Id,
 		Name:  strings.TrimSuffix(strings.ToLower(q.Name), "."),
-		Type:  mdns.TypeToString[q.Qtype],
+		Type:  typeName(q.Qtype),
 		Rcode: mdns.RcodeToString[m.Rcode],
 	}
-	if a.Type == "" {
-		a.Type = "TYPE" + strconv.Itoa(int(q.Qtype))
+	if a.Rcode == "" {
+		a.Rcode = "RCODE" + strconv.Itoa(m.Rcode)
 	}
 	for _, rr := range m.Answer {
 		ttl := time.Duration(rr.Header().Ttl) * time.Second
@@ -59,6 +75,58 @@ func Parse(msg []byte) (Answer, bool) {
 		}
 	}
 	return a, true
+}
+
+// ParseQuery reads a standard query (the probes keep only those).
+func ParseQuery(msg []byte) (Query, bool) {
+	var m mdns.Msg
+	if err := m.Unpack(msg); err != nil {
+		if !partial(msg, &m) {
+			return Query{}, false
+		}
+	}
+	if m.Response || m.Opcode != mdns.OpcodeQuery || len(m.Question) != 1 {
+		return Query{}, false
+	}
+	q := m.Question[0]
+	return Query{ID: m.Id, Name: strings.TrimSuffix(strings.ToLower(q.Name), "."), Type: typeName(q.Qtype)}, true
+}
+
+func typeName(t uint16) string {
+	if s, ok := mdns.TypeToString[t]; ok {
+		return s
+	}
+	return "TYPE" + strconv.Itoa(int(t))
+}
+
+// partial reads the header, the one question and the whole answers of a
+// message that does not unpack, being cut short; false if even the
+// question is cut.
+func partial(msg []byte, m *mdns.Msg) bool {
+	if len(msg) < 12 || binary.BigEndian.Uint16(msg[4:]) != 1 {
+		return false
+	}
+	flags := binary.BigEndian.Uint16(msg[2:])
+	*m = mdns.Msg{}
+	m.Id = binary.BigEndian.Uint16(msg)
+	m.Response = flags&(1<<15) != 0
+	m.Opcode = int(flags>>11) & 0xf
+	m.Rcode = int(flags & 0xf)
+	name, off, err := mdns.UnpackDomainName(msg, 12)
+	if err != nil || off+4 > len(msg) {
+		return false
+	}
+	m.Question = []mdns.Question{{Name: name, Qtype: binary.BigEndian.Uint16(msg[off:]), Qclass: binary.BigEndian.Uint16(msg[off+2:])}}
+	off += 4
+	for n := binary.BigEndian.Uint16(msg[6:]); n > 0; n-- {
+		rr, next, err := mdns.UnpackRR(msg, off)
+		if err != nil || rr == nil {
+			break
+		}
+		m.Answer = append(m.Answer, rr)
+		off = next
+	}
+	return true
 }
 
 // Cache maps (client namespace, address) to the name the client asked for.

@@ -99,10 +99,27 @@ type HTTP struct {
 	Status      int    // responses
 }
 
+// DNS is one DNS message a client sent to port 53 (a query) or received
+// from it (a response), on UDP or TCP.
+type DNS struct {
+	Mono     uint64 // kernel monotonic time, ns
+	PID      uint32
+	Comm     string
+	Netns    uint32         // the client socket's network namespace
+	Local    netip.AddrPort // the client's end (unspecified address on an unbound socket)
+	Remote   netip.AddrPort // the server's end
+	TCP      bool
+	Response bool   // received; else a query sent
+	Size     uint32 // bytes of the whole message
+	Msg      []byte // its first bytes (at most 512), owned by the event
+}
+
 // Record is one record of the kernel's ring, in the order the kernel made
-// them: a TCP event, or an HTTP one when IsHTTP.
+// them: a TCP event, or an HTTP one when IsHTTP, or a DNS one when IsDNS.
 type Record struct {
 	IsHTTP bool
+	IsDNS  bool
 	TCP    TCP
 	HTTP   HTTP
+	DNS    DNS
 }
