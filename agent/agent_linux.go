@@ -84,7 +84,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		if err != nil {
 			return fmt.Errorf("own network namespace: %w", err)
 		}
-		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns}
+		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns, Process: podOfProcess(c)}
 		gone = c.Gone
 	}
 	x, err := newExporters(cfg, log, reg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -70,4 +71,40 @@ func startKube(ctx context.Context, cfg config.Config, log *zap.Logger) (*kube.C
 		log.Info("Kubernetes identity ready", zap.String("api_server", rc.Host), zap.Duration("sync", time.Since(start).Round(time.Millisecond)))
 	}
 	return c, nil
+}
+
+// podOfProcess names the host-network pod a process of the node belongs
+// to, by the pod UID in its cgroup path. Answers are kept a few seconds:
+// a node daemon opening many connections reads its cgroup file once.
+func podOfProcess(c *kube.Cache) func(pid uint32) (kube.Entry, bool) {
+	type answer struct {
+		e    kube.Entry
+		ok   bool
+		when time.Time
+	}
+	seen := map[uint32]answer{}
+	return func(pid uint32) (kube.Entry, bool) {
+		now := time.Now()
+		if a, hit := seen[pid]; hit && now.Sub(a.when) < 5*time.Second {
+			return a.e, a.ok
+		}
+		if len(seen) >= 4096 {
+			clear(seen)
+		}
+		a := answer{when: now}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				f := strings.SplitN(line, ":", 3) // hierarchy-ID:controllers:path
+				if len(f) != 3 {
+					continue
+				}
+				if w, ok := c.ByCgroup(f[2]); ok {
+					a.e, a.ok = kube.Entry{Namespace: w.Namespace, Workload: w.Name, Service: w.Service}, true
+					break
+				}
+			}
+		}
+		seen[pid] = a
+		return a.e, a.ok
+	}
 }

@@ -32,7 +32,15 @@ type Pairs struct {
 	Host      identity.Identifier
 	Dir       Directory
 	HostNetns uint32 // the node's own network namespace
+	// Process names the pod a process of the node's network namespace
+	// belongs to (a host-network pod, by its cgroup); nil or not found:
+	// the end is the node itself, HostName.
+	Process func(pid uint32) (Entry, bool)
 }
+
+// HostName names an end in the node's own network namespace that is no
+// pod's: kubelet, sshd, a node daemon.
+const HostName = "host"
 
 func (p Pairs) Observe(e *event.TCP) { p.Host.Observe(e) }
 func (p Pairs) Forget(sock uint64)   { p.Host.Forget(sock) }
@@ -61,13 +69,35 @@ func (p Pairs) Retry(pair identity.Pair, e *event.TCP) identity.Pair {
 		pair.Source = identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 	} else if p.mayBePod(client.Addr(), pair.Source.Name, clientLocal, e) {
 		pair.Pending = true
+	} else if clientLocal && p.onHost(client.Addr(), e) {
+		en := p.node(e.PID)
+		pair.Source = identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 	}
 	if en, ok := p.Dir.Lookup(server.Addr()); ok {
 		pair.Destination = identity.Workload{Namespace: en.Namespace, Name: en.Workload, Service: en.Service}
 	} else if p.mayBePod(server.Addr(), pair.Destination.Name, !clientLocal, e) {
 		pair.Pending = true
+	} else if !clientLocal && p.onHost(server.Addr(), e) {
+		en := p.node(e.PID)
+		pair.Destination = identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 	}
 	return pair
+}
+
+// onHost: this end is a socket of the node's own network namespace
+// (loopback stays with the host resolver's process names).
+func (p Pairs) onHost(a netip.Addr, e *event.TCP) bool {
+	return e.Netns == p.HostNetns && !a.IsLoopback()
+}
+
+// node names a process of the node's namespace.
+func (p Pairs) node(pid uint32) Entry {
+	if pid != 0 && p.Process != nil {
+		if en, ok := p.Process(pid); ok {
+			return en
+		}
+	}
+	return Entry{Workload: HostName}
 }
 
 // mayBePod says whether an address the cluster does not know may still

@@ -51,13 +51,15 @@ func TestPairs(t *testing.T) {
 		{"pod to Service", conn(event.Connect, 7, pod, vip), w("shop", "frontend", ""), w("shop", "backend", "backend"), false},
 		{"server side", conn(event.Accept, 7, pod, other), w("", "world", ""), w("shop", "frontend", ""), true},
 		{"unknown pod calls", conn(event.Connect, 7, other, vip), w("", "proc", ""), w("shop", "backend", "backend"), true},
-		{"host process calls a pod", conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), w("", "proc", ""), w("shop", "frontend", ""), false},
+		{"host process calls a pod", conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), w("", "host", ""), w("shop", "frontend", ""), false},
+		{"host-network pod calls a pod", withPID(conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), 42), w("kube-system", "agent", ""), w("shop", "frontend", ""), false},
+		{"pod calls a host server", conn(event.Accept, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), w("shop", "frontend", ""), w("", "host", ""), false},
 		{"pod calls the internet", conn(event.Connect, 7, pod, public), w("shop", "frontend", ""), w("", "world", ""), false},
 		{"pod calls an unknown private address", conn(event.Connect, 7, pod, other), w("shop", "frontend", ""), w("", "world", ""), true},
 		{"loopback in a pod", conn(event.Connect, 7, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.1")), w("", "proc", ""), w("", "world", ""), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Pairs{Host: host{}, Dir: d, HostNetns: hostNetns}.Identify(tc.e)
+			p := Pairs{Host: host{}, Dir: d, HostNetns: hostNetns, Process: procs}.Identify(tc.e)
 			if p.Source != tc.src || p.Destination != tc.dst || p.Pending != tc.pending {
 				t.Errorf("got %+v -> %+v pending %v, want %+v -> %+v pending %v", p.Source, p.Destination, p.Pending, tc.src, tc.dst, tc.pending)
 			}
@@ -81,4 +83,14 @@ func TestPairs(t *testing.T) {
 			t.Errorf("a named end was renamed: %+v", p.Source)
 		}
 	})
+}
+
+func withPID(e *event.TCP, pid uint32) *event.TCP { e.PID = pid; return e }
+
+// procs knows one host-network pod's process.
+func procs(pid uint32) (Entry, bool) {
+	if pid == 42 {
+		return Entry{Namespace: "kube-system", Workload: "agent"}, true
+	}
+	return Entry{}, false
 }
