@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/stratanet/strata/agent/config"
+	"github.com/stratanet/strata/agent/dnsflow"
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/agent/httpflow"
 	"github.com/stratanet/strata/agent/route"
@@ -24,6 +25,7 @@ import (
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/identity/kube"
 	"github.com/stratanet/strata/identity/process"
+	dnsprobe "github.com/stratanet/strata/probes/dns"
 	"github.com/stratanet/strata/probes/event"
 	httpprobe "github.com/stratanet/strata/probes/http"
 	"github.com/stratanet/strata/probes/netns"
@@ -87,6 +89,8 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns, Process: podOfProcess(c)}
 		gone = c.Gone
 	}
+	// Outside destinations: the name the client resolved, a CIDR name, world.
+	id, names := dnsNaming(cfg, id)
 	x, err := newExporters(cfg, log, reg)
 	if err != nil {
 		return err
@@ -106,6 +110,14 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if x.loki != nil {
 		requests.Events = x.loki
 	}
+	var lookups *dnsflow.Table // nil when DNS is off or its probe refused
+	if k.dns != nil {
+		lookups = dnsflow.New(table, names, dnsOptions(cfg), monoNow, monoToWall())
+		if x.loki != nil {
+			lookups.Events = x.loki
+		}
+		reg.MustRegister(lookups)
+	}
 	h := newHealth(k.modes, k.lost)
 	reg.MustRegister(table, requests, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -114,8 +126,9 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	// The one goroutine that owns identity, the flow table and HTTP
-	// pairing; records come in the kernel's order.
+	// The one goroutine that owns identity, the flow table, HTTP and DNS
+	// pairing; records come in the kernel's order, so an answer is learned
+	// before the connect that follows it.
 	g.Go(func() error {
 		tick := time.NewTicker(time.Second) // idle HTTP sockets are forgotten
 		defer tick.Stop()
@@ -132,6 +145,12 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 						requests.Apply(&r.HTTP)
 						continue
 					}
+					if r.IsDNS {
+						if lookups != nil {
+							lookups.Apply(&r.DNS)
+						}
+						continue
+					}
 					resolver.Observe(&r.TCP)
 					table.Apply(&r.TCP)
 					if r.TCP.Kind == event.Close {
@@ -142,6 +161,9 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			case <-tick.C:
 				requests.Tick()
 				table.Tick()
+				if lookups != nil {
+					lookups.Tick()
+				}
 			}
 		}
 	})
@@ -153,7 +175,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	g.Go(func() error { return srv.Serve(ctx) })
 
 	log.Info("agent running", zap.String("metrics", fmt.Sprintf("http://%s/metrics", srv.Addr())),
-		zap.Stringer("sweep_interval", cfg.SweepInterval), zap.String("http", cfg.HTTP))
+		zap.Stringer("sweep_interval", cfg.SweepInterval), zap.String("http", cfg.HTTP), zap.String("dns", k.modes["dns"]))
 	return g.Wait()
 }
 
@@ -171,6 +193,7 @@ func flowOptions(cfg config.Config) flow.Options {
 type kernel struct {
 	tcp   *tcp.Probes
 	http  *httpprobe.Probe // nil when off or refused
+	dns   *dnsprobe.Probe  // nil when off or refused
 	modes map[string]string
 }
 
@@ -182,7 +205,7 @@ func openKernel(cfg config.Config, log *zap.Logger) (*kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKernel, err)
 	}
-	k := &kernel{tcp: t, modes: map[string]string{"http": "disabled"}}
+	k := &kernel{tcp: t, modes: map[string]string{"http": "disabled", "dns": "disabled"}}
 	for _, s := range t.Status() {
 		k.modes[s.Probe] = s.Mode
 	}
@@ -193,6 +216,13 @@ func openKernel(cfg config.Config, log *zap.Logger) (*kernel, error) {
 			k.modes["http"] = "syscall"
 		}
 	}
+	if cfg.DNS == "on" {
+		if k.dns, err = dnsprobe.Open(t.Events(), wakeup); err != nil {
+			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "dns"), zap.Error(err))
+		} else {
+			k.modes["dns"] = "syscall"
+		}
+	}
 	return k, nil
 }
 
@@ -200,6 +230,9 @@ func (k *kernel) lost() map[string]uint64 {
 	lost := k.tcp.Lost()
 	if k.http != nil {
 		lost["http"] = k.http.Lost()
+	}
+	if k.dns != nil {
+		lost["dns"] = k.dns.Lost()
 	}
 	return lost
 }
@@ -230,6 +263,10 @@ func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue i
 
 // decode dispatches on the kind every record starts with.
 func decode(raw []byte) (event.Record, error) {
+	if len(raw) > 0 && raw[0] >= dnsprobe.FirstKind {
+		e, err := dnsprobe.Decode(raw)
+		return event.Record{IsDNS: true, DNS: e}, err
+	}
 	if len(raw) > 0 && raw[0] >= httpprobe.FirstKind {
 		e, err := httpprobe.Decode(raw)
 		return event.Record{IsHTTP: true, HTTP: e}, err
@@ -255,6 +292,9 @@ func recycle(b []event.Record) {
 func (k *kernel) close() {
 	if k.http != nil {
 		k.http.Close()
+	}
+	if k.dns != nil {
+		k.dns.Close()
 	}
 	k.tcp.Close()
 }

@@ -9,11 +9,14 @@ import (
 )
 
 // probeNames lists the probes; probeIndex maps each record to its probe.
-var probeNames = []string{"tcp_state", "tcp_sweep", "tcp_retransmit", "tcp_reset", "http"}
+var probeNames = []string{"tcp_state", "tcp_sweep", "tcp_retransmit", "tcp_reset", "http", "dns"}
 
 func probeIndex(r *event.Record) int {
 	if r.IsHTTP {
 		return 4
+	}
+	if r.IsDNS {
+		return 5
 	}
 	switch r.TCP.Kind {
 	case event.Snapshot, event.SweepEnd:
@@ -50,7 +53,7 @@ func newHealth(modes map[string]string, kernelLost func() map[string]uint64) *he
 
 // count adds a batch to the per-probe event counters.
 func (h *health) count(batch []event.Record) {
-	var n [5]uint64
+	var n [6]uint64
 	for i := range batch {
 		n[probeIndex(&batch[i])]++
 	}

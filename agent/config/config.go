@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +29,9 @@ type Config struct {
 	Kubeconfig    string         `yaml:"kubeconfig"`
 	HTTP          string         `yaml:"http"`
 	HTTPRoutes    []string       `yaml:"http_routes"`
+	DNS           string         `yaml:"dns"`
+	DNSTimeout    time.Duration  `yaml:"dns_timeout"`
+	CIDRNames     CIDRNames      `yaml:"cidr_names"`
 	OTLPEndpoint  string         `yaml:"otlp_endpoint"`
 	OTLPInsecure  string         `yaml:"otlp_insecure"`
 	MetricsAddr   string         `yaml:"metrics_addr"`
@@ -100,6 +105,8 @@ func Default() Config {
 	return Config{
 		Kubernetes:    "auto",
 		HTTP:          "off", // on once its overhead at saturation meets the target (docs/metrics.md)
+		DNS:           "on",
+		DNSTimeout:    5 * time.Second,
 		OTLPInsecure:  "off",
 		MetricsAddr:   ":9810",
 		SweepInterval: 10 * time.Second,
@@ -157,6 +164,12 @@ var settings = []setting{
 		func(c *Config) flag.Value { return (*onOff)(&c.HTTP) }},
 	{"http-routes", "comma-separated route patterns tried before the heuristic, e.g. /api/users/{user}/orders/{order}",
 		func(c *Config) flag.Value { return (*patterns)(&c.HTTPRoutes) }},
+	{"dns", "DNS capture: query metrics, dns_error events, and outside destinations named after what clients resolved: on or off",
+		func(c *Config) flag.Value { return (*onOff)(&c.DNS) }},
+	{"dns-timeout", "a DNS query unanswered this long counts as rcode=\"timeout\" (>= 1s)",
+		func(c *Config) flag.Value { return (*interval)(&c.DNSTimeout) }},
+	{"cidr-names", "names of outside address ranges, for destinations no DNS answer named: CIDR=NAME,... e.g. 10.250.9.0/24=partner-vpn (YAML: a map)",
+		func(c *Config) flag.Value { return &c.CIDRNames }},
 	{"otlp-endpoint", "HOST:PORT of an OTLP gRPC trace backend (Tempo) for request spans; empty: no spans",
 		func(c *Config) flag.Value { return (*optionalAddr)(&c.OTLPEndpoint) }},
 	{"otlp-insecure", "on: plaintext gRPC to the OTLP endpoint (off: TLS)",
@@ -470,4 +483,59 @@ func (p *positive) Set(v string) error {
 	}
 	*p = positive(n)
 	return nil
+}
+
+// CIDRNames names outside address ranges: canonical prefix -> name. As a
+// flag or variable: 10.250.9.0/24=partner-vpn,192.0.2.0/24=office.
+type CIDRNames map[string]string
+
+func (c *CIDRNames) String() string {
+	var items []string
+	for p, name := range *c {
+		items = append(items, p+"="+name)
+	}
+	slices.Sort(items)
+	return strings.Join(items, ",")
+}
+
+func (c *CIDRNames) Set(v string) error {
+	out := CIDRNames{}
+	for _, item := range strings.Split(v, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		cidr, name, ok := strings.Cut(item, "=")
+		if !ok {
+			return fmt.Errorf("want CIDR=NAME (names cannot hold ',' or '='), not %q", item)
+		}
+		p, err := netip.ParsePrefix(strings.TrimSpace(cidr))
+		if err != nil {
+			return fmt.Errorf("%q is not a CIDR like 10.250.9.0/24", strings.TrimSpace(cidr))
+		}
+		if p != p.Masked() {
+			return fmt.Errorf("%s has host bits set: write %s", p, p.Masked())
+		}
+		name = strings.TrimSpace(name)
+		if name == "" || name == "~other" || strings.ContainsAny(name, " \t\n\"") {
+			return fmt.Errorf("name of %s must be a word without spaces or quotes (and not ~other), not %q", p, name)
+		}
+		if _, dup := out[p.String()]; dup {
+			return fmt.Errorf("%s is named twice", p)
+		}
+		out[p.String()] = name
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	*c = out
+	return nil
+}
+
+// Prefixes are the names as (prefix, name) pairs, in no particular order.
+func (c CIDRNames) Prefixes() map[netip.Prefix]string {
+	out := make(map[netip.Prefix]string, len(c))
+	for p, name := range c {
+		out[netip.MustParsePrefix(p)] = name // checked by Set
+	}
+	return out
 }

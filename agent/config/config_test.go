@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -105,6 +106,9 @@ func TestDefault(t *testing.T) {
 		Kubernetes:    "auto",
 		HTTP:          "off",
 		HTTPRoutes:    nil,
+		DNS:           "on",
+		DNSTimeout:    5 * time.Second,
+		CIDRNames:     nil,
 		OTLPEndpoint:  "",
 		OTLPInsecure:  "off",
 		MetricsAddr:   ":9810",
@@ -234,6 +238,27 @@ func newLayerCases() []layerCase {
 			fileYAML: `["/a/{x}", /b]`, envVal: "/env/{id}", flagVal: " /f , /g/{h}/i ",
 			fileWant: []string{"/a/{x}", "/b"}, envWant: []string{"/env/{id}"}, flagWant: []string{"/f", "/g/{h}/i"},
 			get: func(c Config) any { return c.HTTPRoutes },
+		},
+		{
+			flag: "dns", env: "STRATA_DNS", key: "dns",
+			fileYAML: `"off"`, envVal: "on", flagVal: "off",
+			fileWant: "off", envWant: "on", flagWant: "off",
+			get: func(c Config) any { return c.DNS },
+		},
+		{
+			flag: "dns-timeout", env: "STRATA_DNS_TIMEOUT", key: "dns_timeout",
+			fileYAML: "2s", envVal: "10s", flagVal: "1m",
+			fileWant: 2 * time.Second, envWant: 10 * time.Second, flagWant: time.Minute,
+			get: func(c Config) any { return c.DNSTimeout },
+		},
+		{
+			flag: "cidr-names", env: "STRATA_CIDR_NAMES", key: "cidr_names",
+			fileYAML: `{"10.250.9.0/24": partner-vpn, "2001:db8::/32": lab}`,
+			envVal:   "192.0.2.0/24=office", flagVal: " 10.0.0.0/8 = corp , 10.1.0.0/16=corp-eu ",
+			fileWant: CIDRNames{"10.250.9.0/24": "partner-vpn", "2001:db8::/32": "lab"},
+			envWant:  CIDRNames{"192.0.2.0/24": "office"},
+			flagWant: CIDRNames{"10.0.0.0/8": "corp", "10.1.0.0/16": "corp-eu"},
+			get:      func(c Config) any { return c.CIDRNames },
 		},
 		{
 			flag: "otlp-endpoint", env: "STRATA_OTLP_ENDPOINT", key: "otlp_endpoint",
@@ -537,6 +562,8 @@ otlp_queue: 12
 		Kubernetes:    "off",                // file
 		HTTP:          "on",                 // env
 		HTTPRoutes:    []string{"/env/{b}"}, // env over file
+		DNS:           "on",                 // default
+		DNSTimeout:    5 * time.Second,      // default
 		OTLPEndpoint:  "",                   // empty flag over file
 		OTLPInsecure:  "off",                // default
 		MetricsAddr:   ":2222",              // env over file
@@ -631,6 +658,10 @@ http: on
 http_routes:
   - /api/users/{user}/orders/{order}
   - /health
+dns: off
+dns_timeout: 3s
+cidr_names:
+  10.250.9.0/24: partner-vpn
 otlp_endpoint: tempo.monitoring:4317
 otlp_insecure: on
 metrics_addr: "[::1]:9999"
@@ -667,6 +698,9 @@ otlp_queue: 100
 		Kubernetes:    "on",
 		HTTP:          "on",
 		HTTPRoutes:    []string{"/api/users/{user}/orders/{order}", "/health"},
+		DNS:           "off",
+		DNSTimeout:    3 * time.Second,
+		CIDRNames:     CIDRNames{"10.250.9.0/24": "partner-vpn"},
 		OTLPEndpoint:  "tempo.monitoring:4317",
 		OTLPInsecure:  "on",
 		MetricsAddr:   "[::1]:9999",
@@ -1237,6 +1271,9 @@ func TestValuesRoundTrip(t *testing.T) {
 		Kubernetes:    "off",
 		HTTP:          "on",
 		HTTPRoutes:    []string{"/a/{b}", "/c"},
+		DNS:           "off",
+		DNSTimeout:    time.Hour,
+		CIDRNames:     CIDRNames{"10.0.0.0/8": "corp", "::/0": "v6"},
 		OTLPEndpoint:  "tempo:4317",
 		OTLPInsecure:  "on",
 		MetricsAddr:   "[::1]:1",
@@ -1842,5 +1879,82 @@ func TestFileRejectsDirectories(t *testing.T) {
 	var f file
 	if err := f.Set(dir); err == nil || err.Error() != fmt.Sprintf("%q is not a file", dir) {
 		t.Fatalf("Set(dir) = %v", err)
+	}
+}
+
+func TestCIDRNames(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want CIDRNames
+		err  string
+	}{
+		{in: "", want: nil},
+		{in: " , ", want: nil},
+		{in: "10.250.9.0/24=partner-vpn", want: CIDRNames{"10.250.9.0/24": "partner-vpn"}},
+		{in: "10.0.0.0/8=corp,10.250.9.0/24=partner-vpn", want: CIDRNames{"10.0.0.0/8": "corp", "10.250.9.0/24": "partner-vpn"}},
+		{in: "2001:DB8::/32=lab", want: CIDRNames{"2001:db8::/32": "lab"}},
+		{in: "192.0.2.7/32=one-host", want: CIDRNames{"192.0.2.7/32": "one-host"}},
+		{in: "10.250.9.1/24=x", err: "10.250.9.1/24 has host bits set: write 10.250.9.0/24"},
+		{in: "10.250.9.0=x", err: `"10.250.9.0" is not a CIDR like 10.250.9.0/24`},
+		{in: "partner-vpn", err: `want CIDR=NAME (names cannot hold ',' or '='), not "partner-vpn"`},
+		{in: "10.250.9.0/24=", err: `name of 10.250.9.0/24 must be a word without spaces or quotes (and not ~other), not ""`},
+		{in: "10.250.9.0/24=a b", err: `not "a b"`},
+		{in: "10.250.9.0/24=~other", err: `not "~other"`},
+		{in: "10.250.9.0/24=a,10.250.9.0/24=b", err: "10.250.9.0/24 is named twice"},
+	} {
+		c := CIDRNames{"1.0.0.0/8": "before"}
+		err := c.Set(tc.in)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("Set(%q) = %v, want error %q", tc.in, err, tc.err)
+			}
+			if !reflect.DeepEqual(c, CIDRNames{"1.0.0.0/8": "before"}) {
+				t.Errorf("failed Set(%q) changed the value to %v", tc.in, c)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(c, tc.want) {
+			t.Errorf("Set(%q) = %v, %v; want %v", tc.in, c, err, tc.want)
+		}
+	}
+	c := CIDRNames{"10.250.9.0/24": "partner-vpn", "10.0.0.0/8": "corp"}
+	if got := c.String(); got != "10.0.0.0/8=corp,10.250.9.0/24=partner-vpn" {
+		t.Errorf("String() = %q", got)
+	}
+	if p := c.Prefixes(); len(p) != 2 || p[netip.MustParsePrefix("10.250.9.0/24")] != "partner-vpn" {
+		t.Errorf("Prefixes() = %v", p)
+	}
+}
+
+// The file's map goes through the same checks as the flag.
+func TestCIDRNamesFile(t *testing.T) {
+	for _, tc := range []struct{ yaml, err string }{
+		{"cidr_names: {\"10.250.9.1/24\": x}\n", "cidr_names: 10.250.9.1/24 has host bits set: write 10.250.9.0/24"},
+		{"cidr_names: {\"nonsense\": x}\n", `cidr_names: "nonsense" is not a CIDR`},
+		{"cidr_names: {\"10.250.9.0/24\": \"\"}\n", "cidr_names: name of 10.250.9.0/24"},
+		{"cidr_names: [10.250.9.0/24]\n", "cannot unmarshal"},
+	} {
+		_, _, err := load(t, []string{"--config", writeConfig(t, tc.yaml)}, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.err)
+		}
+	}
+}
+
+func TestDNSSettingErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--dns=maybe"}, `must be on or off, not "maybe"`},
+		{[]string{"--dns-timeout=500ms"}, "must be at least 1s, not 500ms"},
+		{[]string{"--dns-timeout=soon"}, `must be a duration like 10s, not "soon"`},
+		{[]string{"--cidr-names=10.250.9.1/24=x"}, "has host bits set"},
+	} {
+		_, _, err := load(t, tc.args, nil)
+		var ue UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want a usage error with %q", tc.args, err, tc.want)
+		}
 	}
 }

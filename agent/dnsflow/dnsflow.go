@@ -1,0 +1,297 @@
+// Package dnsflow pairs the DNS queries clients send with the responses
+// they receive, counts them per source, name, type and response code, times
+// them, reports failures as dns_error events, and teaches every answer to
+// the identity cache of the client's network namespace.
+package dnsflow
+
+import (
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stratanet/strata/agent/flow"
+	"github.com/stratanet/strata/agent/hist"
+	"github.com/stratanet/strata/exporters/loki"
+	dnsid "github.com/stratanet/strata/identity/dns"
+	"github.com/stratanet/strata/probes/event"
+)
+
+// Timeout is the rcode of a query no response answered in time.
+const Timeout = "timeout"
+
+// Options bound what the table holds whatever the traffic.
+type Options struct {
+	// Timeout: a query unanswered this long counts as rcode="timeout"; a
+	// response that comes later is too late to count.
+	Timeout     time.Duration
+	QnameBudget int // distinct qname values; more fold into ~other
+	MaxSeries   int // label sets per metric; beyond, sources and names fold into ~other
+	MaxPending  int // queries waiting for their response; beyond, new ones are not followed
+}
+
+func DefaultOptions() Options {
+	return Options{Timeout: 5 * time.Second, QnameBudget: 1000, MaxSeries: 20000, MaxPending: 1 << 14}
+}
+
+// Namer names a client socket's pair (the flow table, whose budgets the
+// source labels share with every other series).
+type Namer interface {
+	KeyFor(e *event.TCP) flow.Key
+}
+
+// Learner takes the answers (identity/dns.Cache).
+type Learner interface {
+	Learn(netns uint32, a dnsid.Answer)
+}
+
+// deliverySlack is how long after its timeout a query waits before the
+// tick ends it: a response made in time may still be in the ring buffer.
+const deliverySlack = time.Second
+
+// client is where a query came from and went: a socket and an id.
+type client struct {
+	netns  uint32
+	local  netip.AddrPort
+	id     uint16
+	tcp    bool
+	remote netip.AddrPort
+}
+
+type query struct {
+	at    uint64 // kernel ns
+	name  string
+	qtype string
+	pid   uint32
+	comm  string
+}
+
+type countKey struct {
+	namespace, workload, qname, qtype, rcode string
+}
+
+type durationKey struct {
+	namespace, workload, qtype, rcode string
+}
+
+// Table is the DNS pairing and aggregation. Apply and Tick come from the
+// agent's one event loop; Collect from scrapes.
+type Table struct {
+	names Namer
+	cache Learner
+	opts  Options
+	mono  func() uint64               // kernel monotonic now, ns
+	wall  func(mono uint64) time.Time // kernel ns to wall clock
+	// Events receives failed lookups as dns_error events; nil: counted
+	// only. Set before the first record.
+	Events flow.Events
+
+	mu        sync.Mutex
+	pending   map[client]query
+	qnames    map[string]struct{}
+	overflow  uint64 // qnames folded into ~other
+	counts    map[countKey]uint64
+	durations map[durationKey]*hist.Histogram
+	unpaired  uint64 // responses with no query waiting
+	late      uint64 // responses after their query timed out
+	malformed uint64 // records that did not parse
+	dropped   uint64 // queries not followed: too many pending
+}
+
+// New makes a table. cache may be nil; mono is the kernel's monotonic
+// clock, wall converts it.
+func New(names Namer, cache Learner, opts Options, mono func() uint64, wall func(uint64) time.Time) *Table {
+	return &Table{names: names, cache: cache, opts: opts, mono: mono, wall: wall,
+		pending: map[client]query{}, qnames: map[string]struct{}{},
+		counts: map[countKey]uint64{}, durations: map[durationKey]*hist.Histogram{}}
+}
+
+// Apply takes one record: a query waits for its response; a response is
+// learned from, and completes its query.
+func (t *Table) Apply(e *event.DNS) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !e.Response {
+		q, ok := dnsid.ParseQuery(e.Msg)
+		if !ok {
+			t.malformed++
+			return
+		}
+		k := client{e.Netns, e.Local, q.ID, e.TCP, e.Remote}
+		if _, ok := t.pending[k]; ok {
+			return // sent again with the same id: the wait counts from the first
+		}
+		if len(t.pending) >= t.opts.MaxPending {
+			t.dropped++
+			return
+		}
+		t.pending[k] = query{at: e.Mono, name: q.Name, qtype: q.Type, pid: e.PID, comm: e.Comm}
+		return
+	}
+	a, ok := dnsid.Parse(e.Msg)
+	if !ok {
+		t.malformed++
+		return
+	}
+	if t.cache != nil && len(a.Addrs) > 0 {
+		t.cache.Learn(e.Netns, a)
+	}
+	k := client{e.Netns, e.Local, a.ID, e.TCP, e.Remote}
+	q, ok := t.pending[k]
+	if !ok || q.name != a.Name || q.qtype != a.Type {
+		t.unpaired++
+		return
+	}
+	delete(t.pending, k)
+	if e.Mono-q.at > uint64(t.opts.Timeout) {
+		t.late++
+		t.complete(k, q, Timeout, q.at+uint64(t.opts.Timeout))
+		return
+	}
+	t.complete(k, q, a.Rcode, e.Mono)
+}
+
+// Tick ends the queries unanswered past their timeout. The agent calls
+// it about once a second.
+func (t *Table) Tick() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.mono()
+	limit := uint64(t.opts.Timeout + deliverySlack)
+	for k, q := range t.pending {
+		if now > q.at && now-q.at > limit {
+			delete(t.pending, k)
+			t.complete(k, q, Timeout, q.at+uint64(t.opts.Timeout))
+		}
+	}
+}
+
+// complete counts one answered (or timed-out) query.
+func (t *Table) complete(k client, q query, rcode string, end uint64) {
+	who := event.TCP{Kind: event.Connect, Netns: k.netns, PID: q.pid, Comm: q.comm, Local: k.local, Remote: k.remote}
+	key := t.names.KeyFor(&who)
+	ns, wl := key.SourceNamespace, key.SourceWorkload
+	qtype := foldType(q.qtype)
+	qname := t.foldName(q.name)
+	secs := 0.0
+	if end > q.at {
+		secs = float64(end-q.at) / 1e9
+	}
+
+	ck := countKey{ns, wl, qname, qtype, rcode}
+	if _, ok := t.counts[ck]; !ok && len(t.counts) >= t.opts.MaxSeries {
+		// Full: the name, then the source, give way.
+		ck.qname = flow.Other
+		if _, ok := t.counts[ck]; !ok {
+			ck.namespace, ck.workload = flow.Other, flow.Other
+		}
+	}
+	t.counts[ck]++
+	dk := durationKey{ns, wl, qtype, rcode}
+	if _, ok := t.durations[dk]; !ok && len(t.durations) >= t.opts.MaxSeries {
+		dk.namespace, dk.workload = flow.Other, flow.Other
+	}
+	h := t.durations[dk]
+	if h == nil {
+		h = &hist.Histogram{}
+		t.durations[dk] = h
+	}
+	h.Observe(buckets, secs)
+
+	if rcode != "NOERROR" && t.Events != nil {
+		t.failed(key, k, q, rcode, secs, end)
+	}
+}
+
+// failed sends a failed lookup as an event: who asked what of whom, and
+// the answer (or none).
+func (t *Table) failed(key flow.Key, k client, q query, rcode string, secs float64, end uint64) {
+	f := make([]string, 0, 20)
+	if key.SourceNamespace != "" {
+		f = append(f, "source_namespace", key.SourceNamespace)
+	}
+	f = append(f, "source_workload", key.SourceWorkload,
+		"source_addr", k.local.String(), "destination_addr", k.remote.String(),
+		"qname", q.name, "qtype", q.qtype, "rcode", rcode,
+		"duration", strconv.FormatFloat(secs, 'f', 6, 64))
+	if k.tcp {
+		f = append(f, "transport", "tcp")
+	}
+	if rcode == Timeout {
+		f = append(f, "error", "no response within "+t.opts.Timeout.String())
+	}
+	t.Events.Push(loki.Event{Time: t.wall(end), Kind: loki.DNSError, Namespace: key.SourceNamespace, Fields: f})
+}
+
+// foldName passes a name through the qname budget.
+func (t *Table) foldName(name string) string {
+	if _, ok := t.qnames[name]; ok {
+		return name
+	}
+	if len(t.qnames) >= t.opts.QnameBudget {
+		t.overflow++
+		return flow.Other
+	}
+	t.qnames[name] = struct{}{}
+	return name
+}
+
+// knownTypes are the question types with a label value of their own: a
+// client asking for arbitrary type numbers must not mint series.
+var knownTypes = map[string]bool{"A": true, "AAAA": true, "CNAME": true, "MX": true, "TXT": true, "SRV": true,
+	"PTR": true, "NS": true, "SOA": true, "HTTPS": true, "SVCB": true, "CAA": true, "ANY": true, "DS": true,
+	"DNSKEY": true, "NAPTR": true}
+
+func foldType(t string) string {
+	if knownTypes[t] {
+		return t
+	}
+	return flow.Other
+}
+
+// Pending is the number of queries waiting for their response.
+func (t *Table) Pending() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pending)
+}
+
+// Buckets in seconds: a local cache (sub-millisecond) to a resolver's
+// retries (seconds).
+var buckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+var (
+	requestsDesc = prometheus.NewDesc("strata_dns_requests_total",
+		"DNS queries clients sent, by the response's code (timeout: none came in time).",
+		[]string{"source_namespace", "source_workload", "qname", "qtype", "rcode"}, nil)
+	durationDesc = prometheus.NewDesc("strata_dns_request_duration_seconds",
+		"Time from a DNS query sent to its response received (timeouts: the timeout).",
+		[]string{"source_namespace", "source_workload", "qtype", "rcode"}, nil)
+	overflowDesc = prometheus.NewDesc("strata_agent_overflow_total", "Label values folded into ~other because a budget was full.", []string{"label"}, nil)
+	seriesDesc   = prometheus.NewDesc("strata_agent_series", "Series the agent exposes, per metric.", []string{"metric"}, nil)
+	pendingDesc  = prometheus.NewDesc("strata_agent_dns_pending_queries", "DNS queries waiting for their response.", nil, nil)
+	recordsDesc  = prometheus.NewDesc("strata_agent_dns_records_total",
+		"DNS records that did not complete a query: unpaired or late responses, malformed messages, queries dropped at the bound.", []string{"outcome"}, nil)
+)
+
+func (t *Table) Describe(chan<- *prometheus.Desc) {}
+
+func (t *Table) Collect(ch chan<- prometheus.Metric) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for k, n := range t.counts {
+		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), k.namespace, k.workload, k.qname, k.qtype, k.rcode)
+	}
+	for k, h := range t.durations {
+		ch <- h.Metric(durationDesc, buckets, k.namespace, k.workload, k.qtype, k.rcode)
+	}
+	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(t.overflow), "qname")
+	ch <- prometheus.MustNewConstMetric(seriesDesc, prometheus.GaugeValue, float64(len(t.counts)), "strata_dns_requests_total")
+	ch <- prometheus.MustNewConstMetric(seriesDesc, prometheus.GaugeValue, float64(len(t.durations)*(len(buckets)+3)), "strata_dns_request_duration_seconds")
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(len(t.pending)))
+	for outcome, n := range map[string]uint64{"unpaired": t.unpaired, "late": t.late, "malformed": t.malformed, "dropped": t.dropped} {
+		ch <- prometheus.MustNewConstMetric(recordsDesc, prometheus.CounterValue, float64(n), outcome)
+	}
+}
