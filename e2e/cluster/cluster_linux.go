@@ -6,7 +6,8 @@
 // pod's first container's command in it, and reports the pod's IP, phase and
 // readiness through the status subresource. Workloads are applied with
 // kubectl, so the real controllers make the ReplicaSets, Pods and
-// EndpointSlices.
+// EndpointSlices. Outside the cluster, on the same bridge, are external
+// hosts and a DNS server naming them (world_linux.go).
 package cluster
 
 import (
@@ -17,13 +18,13 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -38,20 +39,30 @@ import (
 // Node is the one node the kubelet runs.
 const Node = "node-1"
 
+// T is what the cluster needs of its owner: a *testing.T in tests, or a
+// program's own implementation (e2e/cmd/demo runs the cluster outside any
+// test). Fatalf and Skipf must not return.
+type T interface {
+	netlab.T
+	TempDir() string
+}
+
 // Cluster is a running control plane and its one node.
 type Cluster struct {
-	t          *testing.T
+	t          T
 	Kubeconfig string
 	Client     kubernetes.Interface
 	Lab        *netlab.Lab
+	DNS        *DNS // names for the external hosts; every pod resolves with it
 	dir        string
 	kubectl    string // built with the control plane, so their versions match
 
-	mu    sync.Mutex
-	pods  map[string]*pod // by UID
-	used  map[int]bool    // pod address numbers in use
-	hosts int             // namespaces made so far, for unique names
-	procs []*exec.Cmd
+	mu        sync.Mutex
+	pods      map[string]*pod // by UID
+	used      map[int]bool    // pod address numbers in use
+	hosts     int             // namespaces made so far, for unique names
+	externals int             // external hosts made so far
+	procs     []*exec.Cmd
 }
 
 type pod struct {
@@ -63,25 +74,23 @@ type pod struct {
 	chained bool
 }
 
-// Start brings the control plane up and runs the kubelet until the test
-// ends.
-func Start(t *testing.T) *Cluster {
+// Start brings the control plane and the DNS up and runs the kubelet until
+// the test ends.
+func Start(t T) *Cluster {
 	t.Helper()
-	harness.RequireRoot(t)
+	netlab.Require(t) // root and iproute2
 	etcd, err := exec.LookPath("etcd")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("etcd not installed: make deps")
-		}
-		t.Skip("etcd not installed: make deps")
+		missing(t, "etcd not installed: make deps")
 	}
-	apiserver := harness.Tool(t, "kube-apiserver")
-	controllers := harness.Tool(t, "kube-controller-manager")
-	c := &Cluster{t: t, dir: t.TempDir(), pods: map[string]*pod{}, used: map[int]bool{}, kubectl: harness.Tool(t, "kubectl")}
+	apiserver := tool(t, "kube-apiserver")
+	controllers := tool(t, "kube-controller-manager")
+	c := &Cluster{t: t, dir: t.TempDir(), pods: map[string]*pod{}, used: map[int]bool{}, kubectl: tool(t, "kubectl")}
 	c.Lab = netlab.New(t)
 	t.Cleanup(c.stop)
+	c.startDNS()
 
-	etcdAddr, peer, apiAddr := harness.FreeAddr(t), harness.FreeAddr(t), harness.FreeAddr(t)
+	etcdAddr, peer, apiAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	c.run(etcd, "--data-dir", filepath.Join(c.dir, "etcd"), "--listen-client-urls", "http://"+etcdAddr,
 		"--advertise-client-urls", "http://"+etcdAddr, "--listen-peer-urls", "http://"+peer,
 		"--initial-advertise-peer-urls", "http://"+peer, "--initial-cluster", "default=http://"+peer)
@@ -110,10 +119,10 @@ func Start(t *testing.T) *Cluster {
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	if c.Client, err = kubernetes.NewForConfig(cfg); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	c.registerNode()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -123,17 +132,46 @@ func Start(t *testing.T) *Cluster {
 	return c
 }
 
+// missing fails in CI, where a skip would hide a regression, and skips
+// elsewhere.
+func missing(t T, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s", why)
+	}
+	t.Skipf("%s", why)
+}
+
+// tool is the path of a binary make tools built.
+func tool(t T, name string) string {
+	t.Helper()
+	binary := filepath.Join(harness.ToolsDir(), name)
+	if _, err := os.Stat(binary); err != nil {
+		missing(t, fmt.Sprintf("%s not built (%v): make tools", name, err))
+	}
+	return binary
+}
+
+func freeAddr(t T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // run starts a control-plane process until the cluster stops.
 func (c *Cluster) run(name string, args ...string) {
 	c.t.Helper()
 	cmd := exec.Command(name, args...)
 	log, err := os.Create(filepath.Join(c.dir, filepath.Base(name)+".log"))
 	if err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("%v", err)
 	}
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("%v", err)
 	}
 	c.mu.Lock()
 	c.procs = append(c.procs, cmd)
@@ -148,7 +186,7 @@ func (c *Cluster) stop() {
 		c.procs[i].Wait()
 	}
 	if c.t.Failed() {
-		for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
+		for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "dnsmasq"} {
 			b, _ := os.ReadFile(filepath.Join(c.dir, name+".log"))
 			if len(b) > 4000 {
 				b = b[len(b)-4000:]
@@ -163,7 +201,7 @@ func (c *Cluster) secrets() string {
 	c.t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("%v", err)
 	}
 	pub, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
 	os.WriteFile(filepath.Join(c.dir, "sa.key"), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
@@ -190,7 +228,7 @@ func (c *Cluster) waitHealthy(addr, token string) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	c.t.Fatal("kube-apiserver not ready within 90s")
+	c.t.Fatalf("kube-apiserver not ready within 90s")
 }
 
 func (c *Cluster) registerNode() {
@@ -198,12 +236,12 @@ func (c *Cluster) registerNode() {
 	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: Node}}
 	n, err := c.Client.CoreV1().Nodes().Create(context.Background(), n, metav1.CreateOptions{})
 	if err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("%v", err)
 	}
 	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
 		LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady"}}
 	if _, err := c.Client.CoreV1().Nodes().UpdateStatus(context.Background(), n, metav1.UpdateOptions{}); err != nil {
-		c.t.Fatal(err)
+		c.t.Fatalf("%v", err)
 	}
 }
 
@@ -221,6 +259,18 @@ func (c *Cluster) Apply(manifests string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		c.t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
+}
+
+// PodHost is the namespace a running pod lives in (as kubectl exec would
+// reach it: its Run resolves names with the cluster's DNS), or nil if the
+// kubelet does not run that pod.
+func (c *Cluster) PodHost(p corev1.Pod) *netlab.Host {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if local := c.pods[string(p.UID)]; local != nil {
+		return local.host
+	}
+	return nil
 }
 
 // WaitRunning waits until n pods matching selector in ns run and are ready,

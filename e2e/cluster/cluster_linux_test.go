@@ -23,6 +23,7 @@ func TestMain(m *testing.M) {
 	harness.Main(m, &bin, map[string]string{
 		"tcpserver": "../cmd/tcpserver",
 		"tcpclient": "../cmd/tcpclient",
+		"dnsquery":  "../cmd/dnsquery",
 	})
 }
 

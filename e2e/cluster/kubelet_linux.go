@@ -102,10 +102,14 @@ func (c *Cluster) start(p *corev1.Pod) *pod {
 	ip := fmt.Sprintf("10.244.%d.%d", 1+n/250, n%250+1)
 	host := c.Lab.Host(name, ip+"/16")
 	// Service addresses are reached through the pod's interface, where
-	// the service rules rewrite them (there is no default route).
-	if out, err := host.Run("ip", "route", "add", "10.96.0.0/16", "dev", host.Dev); err != nil {
-		c.t.Errorf("kubelet: service route in %s: %v %s", p.Name, err, out)
+	// the service rules rewrite them, and external hosts are on the same
+	// bridge (there is no default route). Names resolve with the DNS.
+	for _, dst := range []string{ServiceNet, ExternalNet} {
+		if out, err := host.Run("ip", "route", "add", dst, "dev", host.Dev); err != nil {
+			c.t.Errorf("kubelet: route to %s in %s: %v %s", dst, p.Name, err, out)
+		}
 	}
+	host.Resolver(DNSServer)
 	local := &pod{host: host, ip: ip, n: n}
 	// Services work from the pod's first instruction, as in a real node.
 	if rules, err := c.serviceRules(context.Background()); err == nil && local.program(rules) == nil {

@@ -11,18 +11,30 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
+// T is what a lab needs of its owner: a *testing.T, or a program's own
+// implementation (the demo runs the test cluster outside any test).
+type T interface {
+	Helper()
+	Logf(format string, args ...any)
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Skipf(format string, args ...any)
+	Failed() bool
+	Cleanup(func())
+}
+
 // Lab is a bridge in its own namespace plus the hosts plugged into it.
 type Lab struct {
-	t      testing.TB
+	t      T
 	id     string
 	bridge string // namespace holding the bridge
 	mu     sync.Mutex
@@ -48,7 +60,7 @@ type Host struct {
 
 // Require fails the test in CI, and skips it elsewhere, when the lab cannot
 // run: a skipped network test in CI would hide a regression.
-func Require(t testing.TB) {
+func Require(t T) {
 	t.Helper()
 	reason := ""
 	if os.Geteuid() != 0 {
@@ -66,7 +78,7 @@ func Require(t testing.TB) {
 }
 
 // New creates a lab and registers its removal.
-func New(t testing.TB) *Lab {
+func New(t T) *Lab {
 	t.Helper()
 	Require(t)
 	b := make([]byte, 2)
@@ -92,7 +104,7 @@ func (l *Lab) must(name string, args ...string) string {
 	l.t.Helper()
 	out, err := l.run(name, args...)
 	if err != nil {
-		l.t.Fatal(err)
+		l.t.Fatalf("%v", err)
 	}
 	return out
 }
@@ -184,6 +196,52 @@ func (h *Host) Remove() {
 	if _, err := h.lab.run("ip", "netns", "del", h.NS); err != nil {
 		h.lab.t.Errorf("netlab: remove %s: %v", h.Name, err)
 	}
+	os.RemoveAll(etcDir(h.NS))
+}
+
+// Stop kills one command Start ran (its whole process group) and waits
+// for it, leaving the host and its other commands as they are.
+func (h *Host) Stop(cmd *exec.Cmd) {
+	h.lab.mu.Lock()
+	var stop *proc
+	var rest []*proc
+	for _, p := range h.lab.procs {
+		if p.cmd == cmd {
+			stop = p
+		} else {
+			rest = append(rest, p)
+		}
+	}
+	h.lab.procs = rest
+	h.lab.mu.Unlock()
+	if stop != nil {
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-stop.done
+	}
+}
+
+// etcDir holds files that ip netns exec bind-mounts over /etc's for the
+// namespace's programs.
+func etcDir(ns string) string { return filepath.Join("/etc/netns", ns) }
+
+// Resolver points the namespace's DNS at servers: ip netns exec bind-mounts
+// /etc/netns/<ns>/resolv.conf over /etc/resolv.conf, so commands started
+// after this resolve names there (libc and Go alike). The file goes with
+// the host.
+func (h *Host) Resolver(servers ...string) {
+	h.lab.t.Helper()
+	var b strings.Builder
+	for _, s := range servers {
+		fmt.Fprintf(&b, "nameserver %s\n", s)
+	}
+	b.WriteString("options timeout:1 attempts:2\n")
+	dir := etcDir(h.NS)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		h.lab.t.Fatalf("netlab: resolver of %s: %v", h.Name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(b.String()), 0o644); err != nil {
+		h.lab.t.Fatalf("netlab: resolver of %s: %v", h.Name, err)
+	}
 }
 
 // Run runs a command inside the namespace to completion.
@@ -195,7 +253,7 @@ func (h *Host) Run(name string, args ...string) (string, error) {
 func (h *Host) NetnsInode() uint32 {
 	var st unix.Stat_t
 	if err := unix.Stat("/run/netns/"+h.NS, &st); err != nil {
-		h.lab.t.Fatal(err)
+		h.lab.t.Fatalf("%v", err)
 	}
 	return uint32(st.Ino)
 }
@@ -257,5 +315,9 @@ func (l *Lab) cleanup() {
 				l.t.Errorf("netlab: cleanup: %v", err)
 			}
 		}
+	}
+	dirs, _ := filepath.Glob(etcDir(l.id + "-*"))
+	for _, d := range dirs {
+		os.RemoveAll(d)
 	}
 }
