@@ -47,6 +47,12 @@ run: build ## Build and start the agent in standalone mode (root)
 	@echo "Strata agent (standalone). Metrics: http://$(METRICS_ADDR)/metrics   (Ctrl-C stops it)"
 	./$(AGENT) --kubernetes=off --metrics-addr $(METRICS_ADDR)
 
+.PHONY: demo
+demo: deps tools build ## Test cluster + sample shop + agent (--kubernetes=on); prints where to look; Ctrl-C removes it (root; DEMO_FLAGS for the agent)
+	@if [ "$$(id -u)" != 0 ]; then echo "make demo: the cluster's namespaces and the agent need root (sudo make demo)"; exit 1; fi
+	$(GO) build -o bin/demo ./e2e/cmd/demo
+	./bin/demo --agent $(AGENT) --metrics-addr $(METRICS_ADDR) -- $(DEMO_FLAGS)
+
 .PHONY: lint
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
