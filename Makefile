@@ -48,8 +48,9 @@ run: build ## Build and start the agent in standalone mode (root)
 	./$(AGENT) --kubernetes=off --metrics-addr $(METRICS_ADDR)
 
 .PHONY: demo
-demo: deps tools build ## Test cluster + sample shop + agent (--kubernetes=on); prints where to look; Ctrl-C removes it (root; DEMO_FLAGS for the agent)
+demo: deps build ## Test cluster + sample shop + agent (--kubernetes=on); prints where to look; Ctrl-C removes it (root; DEMO_FLAGS for the agent)
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo: the cluster's namespaces and the agent need root (sudo make demo)"; exit 1; fi
+	bash e2e/tools/build.sh k8s
 	$(GO) build -o bin/demo ./e2e/cmd/demo
 	./bin/demo --agent $(AGENT) --metrics-addr $(METRICS_ADDR) -- $(DEMO_FLAGS)
 

@@ -2,14 +2,17 @@
 # Builds the real backends the end-to-end tests run (each from its own
 # wrapper module under e2e/tools/) into a cache outside the repository, so a
 # machine builds each once: STRATA_TOOLS_DIR, default /var/cache/strata/bin.
-# A tool is rebuilt when its wrapper module changes.
+# A tool is rebuilt when its wrapper module changes. Arguments name the
+# wrapper modules to build (e.g. `build.sh k8s` for make demo); none: all.
 set -euo pipefail
 cd "$(dirname "$0")"
 out=${STRATA_TOOLS_DIR:-/var/cache/strata/bin}
 mkdir -p "$out"
+only=" $* "
 
 build() { # module-dir binary main-package [ldflags]
 	local mod=$1 name=$2 pkg=$3 ldflags=${4:-} stamp
+	[ "$only" = "  " ] || [[ "$only" == *" $mod "* ]] || return 0
 	stamp=$( (cat "$mod/go.mod" "$mod/go.sum"; [ -z "$ldflags" ] || echo "$ldflags") | sha256sum | cut -c1-16)
 	if [ -x "$out/$name" ] && [ "$(cat "$out/$name.stamp" 2>/dev/null)" = "$stamp" ]; then
 		return
