@@ -135,12 +135,12 @@ func setUp(r *runner, agent, addr string, agentFlags []string) *demo {
 	for !d.serving() {
 		select {
 		case <-d.agentDone:
-			r.Fatalf("the agent exited: %v\nits log:\n%s", d.agentErr, d.agentLog())
+			r.quit("the agent exited: %v\nits log:\n%s", d.agentErr, d.agentLog())
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			d.stopAgent()
-			r.Fatalf("the agent did not serve http://%s/metrics within 60s\nits log:\n%s", addr, d.agentLog())
+			r.quit("the agent did not serve http://%s/metrics within 60s\nits log:\n%s", addr, d.agentLog())
 		}
 	}
 	return d
@@ -277,6 +277,12 @@ func (r *runner) Fatalf(format string, args ...any) {
 	r.mu.Lock()
 	r.failed = true
 	r.mu.Unlock()
+	r.quit(format, args...)
+}
+
+// quit stops the demo for a reason that is not the cluster's (the agent
+// failed): its logs are not shown.
+func (r *runner) quit(format string, args ...any) {
 	select {
 	case r.fatal <- fmt.Sprintf(format, args...):
 	default: // main already heard of one failure
