@@ -84,14 +84,17 @@ local-ttl=%d
 // Resolver writes h's /etc/resolv.conf (ip netns exec bind-mounts
 // /etc/netns/<ns>/resolv.conf over it for the commands it starts): the
 // given lines, e.g. "nameserver 10.250.0.53", "options timeout:1 attempts:1".
-// It is removed when the test ends.
+// It is removed when the test that first wrote it ends: a subtest that
+// rewrites it leaves the last version to the tests after it.
 func Resolver(t testing.TB, h *netlab.Host, lines ...string) {
 	t.Helper()
 	dir := filepath.Join("/etc/netns", h.NS)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+	if _, err := os.Stat(dir); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
 	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
