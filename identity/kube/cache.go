@@ -197,7 +197,15 @@ func (c *Cache) WaitForSync(ctx context.Context) error {
 func (c *Cache) ByIP(ip netip.Addr) (Workload, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.byIP(ip.Unmap())
+	return c.byIP(ip.Unmap(), time.Time{})
+}
+
+// ByIPAt is ByIP for a connection that started at a given time: it also
+// names a pod that has finished since (a Job's), if it finished after at.
+func (c *Cache) ByIPAt(ip netip.Addr, at time.Time) (Workload, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.byIP(ip.Unmap(), at)
 }
 
 // ByCgroup names the pod whose cgroup path this is (from /proc/PID/cgroup),
@@ -232,8 +240,8 @@ func (c *Cache) Gone(namespace, workload string) (since time.Time, ok bool) {
 }
 
 // Lookup makes the Cache a Directory for Pairs.
-func (c *Cache) Lookup(ip netip.Addr) (Entry, bool) {
-	w, ok := c.ByIP(ip)
+func (c *Cache) Lookup(ip netip.Addr, at time.Time) (Entry, bool) {
+	w, ok := c.ByIPAt(ip, at)
 	return Entry{Namespace: w.Namespace, Workload: w.Name, Service: w.Service}, ok
 }
 

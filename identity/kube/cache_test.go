@@ -118,7 +118,7 @@ func TestServices(t *testing.T) {
 	} {
 		checkIP(t, c, tc.ip, tc.want, tc.want != Workload{})
 	}
-	if e, ok := c.Lookup(netip.MustParseAddr("10.244.0.1")); !ok || e != (Entry{Namespace: "shop", Workload: "web", Service: "a-web"}) {
+	if e, ok := c.Lookup(netip.MustParseAddr("10.244.0.1"), time.Now()); !ok || e != (Entry{Namespace: "shop", Workload: "web", Service: "a-web"}) {
 		t.Errorf("Lookup = %+v, %v", e, ok)
 	}
 

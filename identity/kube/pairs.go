@@ -2,6 +2,7 @@ package kube
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
@@ -14,9 +15,10 @@ type Entry struct {
 	Service   string // the Service the address is, or whose endpoints include it
 }
 
-// Directory answers for pod addresses and Service ClusterIPs.
+// Directory answers for pod addresses and Service ClusterIPs, as they
+// were at a given time.
 type Directory interface {
-	Lookup(netip.Addr) (Entry, bool)
+	Lookup(ip netip.Addr, at time.Time) (Entry, bool)
 }
 
 // Pairs names both ends of a connection with Kubernetes identities where
@@ -36,6 +38,9 @@ type Pairs struct {
 	// belongs to (a host-network pod, by its cgroup); nil or not found:
 	// the end is the node itself, HostName.
 	Process func(pid uint32) (Entry, bool)
+	// Clock turns the kernel's monotonic event time into wall time, so a
+	// connection named late is named as of when it started; nil: now.
+	Clock func(mono uint64) time.Time
 }
 
 // HostName names an end in the node's own network namespace that is no
@@ -65,7 +70,11 @@ func (p Pairs) Retry(pair identity.Pair, e *event.TCP) identity.Pair {
 		clientLocal = false
 	}
 	pair.Pending = false
-	if en, ok := p.Dir.Lookup(client.Addr()); ok {
+	at := time.Now()
+	if p.Clock != nil && e.Mono != 0 {
+		at = p.Clock(e.Mono)
+	}
+	if en, ok := p.Dir.Lookup(client.Addr(), at); ok {
 		pair.Source = identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 	} else if p.mayBePod(client.Addr(), pair.Source.Name, clientLocal, e) {
 		pair.Pending = true
@@ -73,7 +82,7 @@ func (p Pairs) Retry(pair identity.Pair, e *event.TCP) identity.Pair {
 		en := p.node(e.PID)
 		pair.Source = identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 	}
-	if en, ok := p.Dir.Lookup(server.Addr()); ok {
+	if en, ok := p.Dir.Lookup(server.Addr(), at); ok {
 		pair.Destination = identity.Workload{Namespace: en.Namespace, Name: en.Workload, Service: en.Service}
 	} else if p.mayBePod(server.Addr(), pair.Destination.Name, !clientLocal, e) {
 		pair.Pending = true

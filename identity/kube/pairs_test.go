@@ -3,6 +3,7 @@ package kube
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
@@ -23,7 +24,7 @@ func (host) Identify(e *event.TCP) identity.Pair {
 
 type dir map[netip.Addr]Entry
 
-func (d dir) Lookup(a netip.Addr) (Entry, bool) { e, ok := d[a]; return e, ok }
+func (d dir) Lookup(a netip.Addr, _ time.Time) (Entry, bool) { e, ok := d[a]; return e, ok }
 
 const hostNetns = 1
 

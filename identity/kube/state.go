@@ -29,15 +29,22 @@ type pod struct {
 	ips         []netip.Addr
 	hostNetwork bool
 	terminal    bool // Succeeded or Failed: its sandbox, and so its IP, is gone
+	ended       time.Time // when the Cache first saw it terminal
 	created     time.Time
 	owner       ref
 	hash        string // pod-template-hash label, to name the Deployment before its ReplicaSet is known
 	counted     nsName // the workload live counts this pod under
 }
 
-// holdsIPs: a host-network pod's IP is its node's, a finished pod's IP is
-// free for the next pod.
-func (p *pod) holdsIPs() bool { return !p.hostNetwork && !p.terminal }
+// holdsIPs: a host-network pod's IP is its node's. A finished pod's IP is
+// free for the next pod, but it still names what happened before it
+// ended (see podAt).
+func (p *pod) holdsIPs() bool { return !p.hostNetwork }
+
+// endedSlack is how long after a pod was seen to finish its IP still names
+// it: a Job's pod often connects and ends before the API server reports
+// its IP, and its connections are named after the fact.
+const endedSlack = time.Second
 
 type service struct {
 	uid      types.UID
@@ -128,6 +135,11 @@ func (s *state) upsertPod(p *pod) {
 	if old != nil {
 		s.release(old)
 	}
+	if p.terminal {
+		if p.ended = s.now(); old != nil && old.terminal {
+			p.ended = old.ended
+		}
+	}
 	s.pods[p.uid] = p
 	if p.holdsIPs() {
 		for _, ip := range p.ips {
@@ -167,12 +179,17 @@ func (s *state) release(p *pod) {
 	}
 }
 
-// podAt is the pod holding ip: the newest claimant; among pods created in
-// the same second, the one reported last.
-func (s *state) podAt(ip netip.Addr) *pod {
+// podAt is the pod holding ip at time at (zero: now): the newest live
+// claimant, or a finished one if at is before it ended (plus endedSlack);
+// among pods created in the same second, the one reported last.
+func (s *state) podAt(ip netip.Addr, at time.Time) *pod {
 	var best *pod
 	for _, uid := range s.podIPs[ip] {
-		if p := s.pods[uid]; best == nil || !best.created.After(p.created) {
+		p := s.pods[uid]
+		if p.terminal && (at.IsZero() || at.After(p.ended.Add(endedSlack))) {
+			continue
+		}
+		if best == nil || !best.created.After(p.created) {
 			best = p
 		}
 	}
@@ -328,7 +345,7 @@ func (s *state) scanBackends(sv *service) (name, kind string) {
 	found := false
 	for _, uid := range s.svcSlices[nsName{sv.ns, sv.name}] {
 		for _, e := range s.slices[uid].eps {
-			p := s.podAt(e.addr)
+			p := s.podAt(e.addr, time.Time{})
 			if p == nil || p.ns != sv.ns {
 				continue
 			}
@@ -345,8 +362,8 @@ func (s *state) scanBackends(sv *service) (name, kind string) {
 // byIP answers ByIP: a pod (with the Service whose slices hold it), else a
 // ClusterIP, else an endpoint of a Service that is no pod (a Service
 // without selector pointing at addresses of its own).
-func (s *state) byIP(ip netip.Addr) (Workload, bool) {
-	if p := s.podAt(ip); p != nil {
+func (s *state) byIP(ip netip.Addr, at time.Time) (Workload, bool) {
+	if p := s.podAt(ip, at); p != nil {
 		w := s.podWorkload(p)
 		_, w.Service, _ = s.serviceOf(ip, func(m member) bool { return m.ns == p.ns })
 		return w, true

@@ -268,3 +268,39 @@ func BenchmarkByIP(b *testing.B) {
 		})
 	}
 }
+
+// A Job's pod often connects and finishes before the agent hears its IP:
+// its connections are still named after it, as of when they started,
+// while a connection that starts after it finished is not.
+func TestFinishedPodNamesItsPast(t *testing.T) {
+	d := newDirect()
+	now := t0
+	d.Cache.state.now = func() time.Time { return now }
+	const ip = "10.244.0.9"
+	job := func() *corev1.Pod { return mkPod("shop", "once", uid(1), ip, nil) }
+	done := job()
+	done.Status.Phase = corev1.PodSucceeded
+	d.onPod.OnAdd(done, false) // first heard of when it had finished
+	onceW := Workload{Namespace: "shop", Pod: "once", Name: "once", Kind: KindPod}
+	addr := netip.MustParseAddr(ip)
+	if w, ok := d.ByIPAt(addr, t0.Add(-time.Second)); !ok || w != onceW {
+		t.Errorf("a connection from before it finished: %+v, %v; want %+v", w, ok, onceW)
+	}
+	if w, ok := d.ByIPAt(addr, t0.Add(endedSlack+time.Millisecond)); ok {
+		t.Errorf("a connection from after it finished is named %+v", w)
+	}
+	if w, ok := d.ByIP(addr); ok {
+		t.Errorf("a finished pod's IP names %+v now", w)
+	}
+	// Later updates of the finished pod do not move when it ended.
+	now = now.Add(time.Minute)
+	d.onPod.OnUpdate(done, done)
+	if _, ok := d.ByIPAt(addr, t0.Add(30*time.Second)); ok {
+		t.Error("a finished pod's end moved with a later update")
+	}
+	// A new pod at the same IP is the IP's from then on.
+	d.onPod.OnAdd(at(mkPod("shop", "next", uid(2), ip, nil), time.Minute), false)
+	if w, ok := d.ByIPAt(addr, now); !ok || w.Pod != "next" {
+		t.Errorf("the IP's new pod: %+v, %v", w, ok)
+	}
+}
