@@ -86,7 +86,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		if err != nil {
 			return fmt.Errorf("own network namespace: %w", err)
 		}
-		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns, Process: podOfProcess(c), Clock: monoToWall()}
+		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns, Process: podOfProcess(c), Clock: monoToWall(), NetnsOf: resolver.NetnsOf}
 		gone = c.Gone
 	}
 	// Outside destinations: the name the client resolved, a CIDR name, world.

@@ -38,6 +38,11 @@ type Pairs struct {
 	// belongs to (a host-network pod, by its cgroup); nil or not found:
 	// the end is the node itself, HostName.
 	Process func(pid uint32) (Entry, bool)
+	// NetnsOf says which network namespace of this host has an address
+	// (nil: none known). A peer in the node's own is HostName; one in
+	// another namespace of the node that is no known pod may be a pod not
+	// reported yet, and is otherwise outside the cluster (world).
+	NetnsOf func(netip.Addr) (uint32, bool)
 	// Clock turns the kernel's monotonic event time into wall time, so a
 	// connection named late is named as of when it started; nil: now.
 	Clock func(mono uint64) time.Time
@@ -76,27 +81,44 @@ func (p Pairs) Retry(pair identity.Pair, e *event.TCP) identity.Pair {
 	}
 	if en, ok := p.Dir.Lookup(client.Addr(), at); ok {
 		pair.Source = identity.Workload{Namespace: en.Namespace, Name: en.Workload}
-	} else if p.mayBePod(client.Addr(), pair.Source.Name, clientLocal, e) {
-		pair.Pending = true
-	} else if clientLocal && p.onHost(client.Addr(), e) {
-		en := p.node(e.PID)
-		pair.Source = identity.Workload{Namespace: en.Namespace, Name: en.Workload}
+	} else {
+		pair.Source = p.unknown(client.Addr(), pair.Source, clientLocal, e, &pair.Pending)
 	}
 	if en, ok := p.Dir.Lookup(server.Addr(), at); ok {
 		pair.Destination = identity.Workload{Namespace: en.Namespace, Name: en.Workload, Service: en.Service}
-	} else if p.mayBePod(server.Addr(), pair.Destination.Name, !clientLocal, e) {
-		pair.Pending = true
-	} else if !clientLocal && p.onHost(server.Addr(), e) {
-		en := p.node(e.PID)
-		pair.Destination = identity.Workload{Namespace: en.Namespace, Name: en.Workload}
+	} else {
+		pair.Destination = p.unknown(server.Addr(), pair.Destination, !clientLocal, e, &pair.Pending)
 	}
 	return pair
 }
 
-// onHost: this end is a socket of the node's own network namespace
-// (loopback stays with the host resolver's process names).
-func (p Pairs) onHost(a netip.Addr, e *event.TCP) bool {
-	return e.Netns == p.HostNetns && !a.IsLoopback()
+// unknown names an end the cluster does not know (yet): w is what the
+// host resolver called it, local whether it is the observed socket's end.
+func (p Pairs) unknown(a netip.Addr, w identity.Workload, local bool, e *event.TCP, pending *bool) identity.Workload {
+	if a.IsLoopback() {
+		return w // a process talking to itself or a neighbour in its namespace
+	}
+	netns, onNode := e.Netns, local
+	if !local && p.NetnsOf != nil {
+		netns, onNode = p.NetnsOf(a)
+	}
+	switch {
+	case onNode && netns == p.HostNetns:
+		pid := uint32(0)
+		if local {
+			pid = e.PID
+		}
+		en := p.node(pid)
+		return identity.Workload{Namespace: en.Namespace, Name: en.Workload}
+	case onNode: // another namespace of the node: a pod not reported yet, or no pod
+		*pending = true
+		if !local {
+			return identity.Workload{Name: identity.World}
+		}
+	case w.Name == identity.World && a.IsPrivate(): // maybe a pod of another node
+		*pending = true
+	}
+	return w
 }
 
 // node names a process of the node's namespace.
@@ -109,14 +131,3 @@ func (p Pairs) node(pid uint32) Entry {
 	return Entry{Workload: HostName}
 }
 
-// mayBePod says whether an address the cluster does not know may still
-// turn out to be a pod's.
-func (p Pairs) mayBePod(a netip.Addr, hostName string, local bool, e *event.TCP) bool {
-	if a.IsLoopback() {
-		return false
-	}
-	if local {
-		return e.Netns != p.HostNetns
-	}
-	return hostName == identity.World && a.IsPrivate()
-}

@@ -55,12 +55,14 @@ func TestPairs(t *testing.T) {
 		{"host process calls a pod", conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), w("", "host", ""), w("shop", "frontend", ""), false},
 		{"host-network pod calls a pod", withPID(conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), 42), w("kube-system", "agent", ""), w("shop", "frontend", ""), false},
 		{"pod calls a host server", conn(event.Accept, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), w("shop", "frontend", ""), w("", "host", ""), false},
+		{"pod calls the node", conn(event.Connect, 7, pod, nodeIP), w("shop", "frontend", ""), w("", "host", ""), false},
+		{"pod calls another namespace of the node", conn(event.Connect, 7, pod, otherNetnsIP), w("shop", "frontend", ""), w("", "world", ""), true},
 		{"pod calls the internet", conn(event.Connect, 7, pod, public), w("shop", "frontend", ""), w("", "world", ""), false},
 		{"pod calls an unknown private address", conn(event.Connect, 7, pod, other), w("shop", "frontend", ""), w("", "world", ""), true},
 		{"loopback in a pod", conn(event.Connect, 7, netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("127.0.0.1")), w("", "proc", ""), w("", "world", ""), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Pairs{Host: host{}, Dir: d, HostNetns: hostNetns, Process: procs}.Identify(tc.e)
+			p := Pairs{Host: host{}, Dir: d, HostNetns: hostNetns, Process: procs, NetnsOf: netnsOf}.Identify(tc.e)
 			if p.Source != tc.src || p.Destination != tc.dst || p.Pending != tc.pending {
 				t.Errorf("got %+v -> %+v pending %v, want %+v -> %+v pending %v", p.Source, p.Destination, p.Pending, tc.src, tc.dst, tc.pending)
 			}
@@ -94,4 +96,16 @@ func procs(pid uint32) (Entry, bool) {
 		return Entry{Namespace: "kube-system", Workload: "agent"}, true
 	}
 	return Entry{}, false
+}
+
+var nodeIP, otherNetnsIP = netip.MustParseAddr("192.168.1.4"), netip.MustParseAddr("10.250.1.10")
+
+func netnsOf(a netip.Addr) (uint32, bool) {
+	switch a {
+	case nodeIP:
+		return hostNetns, true
+	case otherNetnsIP:
+		return 99, true
+	}
+	return 0, false
 }

@@ -259,6 +259,12 @@ func (r *Resolver) localNetns(from uint32, addr netip.Addr) (uint32, bool) {
 	return netns, ok
 }
 
+// NetnsOf says which network namespace of this host has address a.
+func (r *Resolver) NetnsOf(a netip.Addr) (uint32, bool) {
+	netns, ok := r.addrs[a.Unmap()]
+	return netns, ok
+}
+
 // learnNetns records which namespace owns which address: from the socket's
 // own local address, and by listing a namespace's addresses the first time
 // it shows up (and again at its sweeps, now and then), so that a connection
