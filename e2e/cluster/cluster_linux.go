@@ -114,6 +114,7 @@ func Start(t T) *Cluster {
 	c.waitHealthy(apiAddr, token)
 
 	c.run(controllers, "--kubeconfig="+c.Kubeconfig, "--leader-elect=false",
+		"--secure-port=0", // no health endpoint: tests (and a demo) may run clusters side by side
 		"--service-account-private-key-file="+filepath.Join(c.dir, "sa.key"),
 		"--use-service-account-credentials=false", "--controllers=*,-nodelifecycle")
 

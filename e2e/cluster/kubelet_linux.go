@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -86,6 +87,14 @@ func (c *Cluster) sync(ctx context.Context, p *corev1.Pod) {
 	}
 }
 
+// podBase is the third octet of this process's first pod address. Tests
+// run clusters side by side (go test runs packages in parallel) and the
+// agent under test sees every namespace of the machine: clusters with the
+// same pod addresses would lend each other's traffic their names. So each
+// test process takes its own pair of /24s in 10.244.100-199, clear of the
+// 10.244.0-99 and 200+ the other tests use.
+var podBase = 100 + 2*(os.Getpid()%50)
+
 // start gives the pod a namespace and address and runs its command there.
 func (c *Cluster) start(p *corev1.Pod) *pod {
 	// The lowest free address, as an IPAM would: a deleted pod's address
@@ -99,7 +108,7 @@ func (c *Cluster) start(p *corev1.Pod) *pod {
 	c.hosts++
 	name := fmt.Sprintf("p%d", c.hosts)
 	c.mu.Unlock()
-	ip := fmt.Sprintf("10.244.%d.%d", 1+n/250, n%250+1)
+	ip := fmt.Sprintf("10.244.%d.%d", podBase+n/250, n%250+1)
 	host := c.Lab.Host(name, ip+"/16")
 	// Service addresses are reached through the pod's interface, where
 	// the service rules rewrite them, and external hosts are on the same
