@@ -84,11 +84,26 @@ func TestBadInputExitsTwoWithOneLine(t *testing.T) {
 	}
 }
 
-func TestKubernetesOnIsRefusedClearly(t *testing.T) {
+// Kubernetes asked for but not reachable is an error at start, saying
+// why, rather than an agent that runs without the names it was asked for.
+func TestKubernetesWithoutAClusterIsRefusedClearly(t *testing.T) {
 	needRoot(t)
 	code, stderr := run(t, nil, nil, "--kubernetes=on", "--metrics-addr", "127.0.0.1:0")
-	if code != 2 || !strings.Contains(stderr, "--kubernetes=off") {
-		t.Fatalf("exit %d, stderr %q", code, stderr)
+	if code != 2 || !strings.Contains(stderr, "no Kubernetes API server") || !strings.Contains(stderr, "kubeconfig") {
+		t.Errorf("no cluster: exit %d, stderr %q; want 2 and the reason", code, stderr)
+	}
+	// A kubeconfig naming a port nobody listens on.
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600)
+	code, stderr = run(t, nil, nil, "--kubernetes=on", "--kubeconfig", kc, "--metrics-addr", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(stderr, "kubernetes API server https://127.0.0.1:1") || !strings.Contains(stderr, "connection refused") {
+		t.Errorf("unreachable API server: exit %d, stderr %q; want 1 and the server's address", code, stderr)
 	}
 }
 
