@@ -84,7 +84,8 @@ func TestWorkloadIdentity(t *testing.T) {
 	c.External("api.twilio.com", "10.250.1.10", filepath.Join(bin, "tcpserver"), "-listen", ":443", "-request", "10", "-reply", "30")
 	vip := backend(c, "shop")
 	clients(c, "shop", "frontend", 2, vip+":80", 5,
-		filepath.Join(bin, "tcpclient")+" -connect api.twilio.com:443 -count 3 -send 10 -expect 30")
+		filepath.Join(bin, "tcpclient")+" -connect api.twilio.com:443 -count 3 -send 10 -expect 30; "+
+			filepath.Join(bin, "dnsquery")+" nosuch.example.com")
 
 	pair := labels{"source_namespace": "shop", "source_workload": "frontend",
 		"destination_namespace": "shop", "destination_workload": "backend", "destination_service": "backend"}
@@ -101,7 +102,11 @@ func TestWorkloadIdentity(t *testing.T) {
 		"destination_workload": "api.twilio.com", "destination_service": "", "destination_port": "443", "reporter": "client"}
 	agent.Expect(t, "strata_tcp_connections_total", twilio.With("result", "success"), 6, 0)
 	agent.Expect(t, "strata_tcp_sent_bytes_total", twilio, 60, 0)
-	agent.Expect(t, "strata_tcp_received_bytes_total", twilio, 180, 2*time.Second)
+	agent.Expect(t, "strata_tcp_received_bytes_total", twilio, 180, 0)
+
+	lookups := labels{"source_namespace": "shop", "source_workload": "frontend", "qtype": "A"}
+	agent.Expect(t, "strata_dns_requests_total", lookups.With("qname", "api.twilio.com").With("rcode", "NOERROR"), 6, 0)
+	agent.Expect(t, "strata_dns_requests_total", lookups.With("qname", "nosuch.example.com").With("rcode", "NXDOMAIN"), 2, 2*time.Second)
 
 	mfs, err := agent.Scrape()
 	if err != nil {

@@ -18,6 +18,7 @@ func TestMain(m *testing.M) {
 		"strata-agent": "../../agent/cmd/strata-agent",
 		"tcpserver":    "../cmd/tcpserver",
 		"tcpclient":    "../cmd/tcpclient",
+		"dnsquery":     "../cmd/dnsquery",
 	})
 }
 
