@@ -79,6 +79,10 @@ fuzz: ## Fuzz the record decoders (TCP, HTTP, DNS) and the HTTP parser, FUZZTIME
 bench-overhead: deps build ## wrk against nginx in a namespace, agent off vs on, interleaved (root)
 	AGENT=$(AGENT) bash e2e/bench/overhead.sh
 
+.PHONY: bench-dns
+bench-dns: deps build ## The same with DNS capture off vs on: its cost to a server doing no DNS (root)
+	AGENT=$(AGENT) bash e2e/bench/dns_overhead.sh
+
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf bin/

@@ -110,17 +110,19 @@ sysctl -qw kernel.bpf_stats_enabled=1
 trap 'sysctl -qw kernel.bpf_stats_enabled=0; cleanup' EXIT
 
 # Three setups, interleaved: no agent; the agent with TCP probes only
-# (--http=off); the agent with HTTP capture too.
+# (--http=off); the agent with HTTP capture too. DNS capture is off in both
+# (its programs hook the same calls under the same names):
+# e2e/bench/dns_overhead.sh measures it.
 for mode in $MODES; do
 	echo "== $mode: wrk -t $THREADS -c $CONNS -d $DURATION, $RUNS interleaved runs"
 	printf "%-4s %12s %9s %12s %9s %12s %9s %10s\n" run "off req/s" "p99 us" "tcp req/s" "p99 us" "http req/s" "p99 us" "ns/req"
 	: >"$tmp/off"; : >"$tmp/tcp"; : >"$tmp/http"; : >"$tmp/nsreq"
 	for i in $(seq "$RUNS"); do
 		read -r off_rps off_p99 _ < <(measure)
-		start_agent --http=off
+		start_agent --http=off --dns=off
 		read -r tcp_rps tcp_p99 _ < <(measure)
 		stop_agent
-		start_agent --http=on
+		start_agent --http=on --dns=off
 		before=$(http_bpf_ns)
 		read -r http_rps http_p99 http_n < <(measure)
 		after=$(http_bpf_ns)

@@ -71,6 +71,7 @@ const (
 	dnsMapDnsSocks        = "dns_socks"
 	dnsMapEvents          = "events"
 	dnsMapReads           = "reads"
+	dnsMapRecent          = "recent"
 	dnsMapSends           = "sends"
 	dnsProgEnterRead      = "enter_read"
 	dnsProgEnterReadv     = "enter_readv"
@@ -164,6 +165,7 @@ type dnsMapSpecs struct {
 	DnsSocks *ebpf.MapSpec `ebpf:"dns_socks"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
 	Reads    *ebpf.MapSpec `ebpf:"reads"`
+	Recent   *ebpf.MapSpec `ebpf:"recent"`
 	Sends    *ebpf.MapSpec `ebpf:"sends"`
 }
 
@@ -199,6 +201,7 @@ type dnsMaps struct {
 	DnsSocks *ebpf.Map `ebpf:"dns_socks"`
 	Events   *ebpf.Map `ebpf:"events"`
 	Reads    *ebpf.Map `ebpf:"reads"`
+	Recent   *ebpf.Map `ebpf:"recent"`
 	Sends    *ebpf.Map `ebpf:"sends"`
 }
 
@@ -207,6 +210,7 @@ func (m *dnsMaps) Close() error {
 		m.DnsSocks,
 		m.Events,
 		m.Reads,
+		m.Recent,
 		m.Sends,
 	)
 }

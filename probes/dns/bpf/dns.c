@@ -71,6 +71,44 @@ struct {
 	__type(value, struct dns_sock);
 } dns_socks SEC(".maps");
 
+// When each process last sent a query, by the low bits of its pid (a
+// process sharing the slot only costs the lookup below): reads of processes
+// that sent none lately end at one array load, without a hash lookup. A
+// response follows its query within seconds, so a minute loses nothing.
+#define RECENT_SLOTS 65536
+#define RECENT_NS (60ULL * 1000000000)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, RECENT_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} recent SEC(".maps");
+
+static __always_inline bool sent_lately(__u64 pid_tgid)
+{
+	__u32 slot = (pid_tgid >> 32) & (RECENT_SLOTS - 1);
+	__u64 *at = bpf_map_lookup_elem(&recent, &slot);
+	return at && *at && bpf_ktime_get_ns() - *at < RECENT_NS;
+}
+
+// Whether the slot ever saw a query: reads followed at their entry must be
+// ended at their exit however long they blocked.
+static __always_inline bool ever_sent(__u64 pid_tgid)
+{
+	__u32 slot = (pid_tgid >> 32) & (RECENT_SLOTS - 1);
+	__u64 *at = bpf_map_lookup_elem(&recent, &slot);
+	return at && *at;
+}
+
+static __always_inline void mark_sent(__u64 pid_tgid)
+{
+	__u32 slot = (pid_tgid >> 32) & (RECENT_SLOTS - 1);
+	__u64 *at = bpf_map_lookup_elem(&recent, &slot);
+	if (at)
+		*at = bpf_ktime_get_ns();
+}
+
 // A read on such a socket, from the syscall's entry to its exit.
 struct pending_read {
 	__u64 arg;  // buffer, iovec, msghdr or mmsghdr array
@@ -260,9 +298,11 @@ static __always_inline void on_send_msg(int fd, __u64 buf, __u64 len, __u64 name
 	} else if (!plain) {
 		return;
 	}
-	__u64 key = bpf_get_current_pid_tgid() >> 32 << 32 | (__u32)fd;
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 key = id >> 32 << 32 | (__u32)fd;
 	struct dns_sock ds = {.sk = (__u64)sk, .server = server};
 	bpf_map_update_elem(&dns_socks, &key, &ds, BPF_ANY);
+	mark_sent(id);
 	emit(sk, DNS_QUERY, &server, buf + skip, len - skip, len - skip);
 }
 
@@ -346,6 +386,8 @@ static __always_inline int on_send_exit(long ret)
 static __always_inline int on_recv_enter(__u64 fd, __u64 arg, __u64 addr, __u64 addrlen, __u64 vlen, __u8 how)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	if (!sent_lately(id))
+		return 0;
 	__u64 key = id >> 32 << 32 | (__u32)fd;
 	if (!bpf_map_lookup_elem(&dns_socks, &key))
 		return 0;
@@ -382,6 +424,10 @@ static __always_inline void on_recv_msg(struct sock *sk, const struct dns_sock *
 static __always_inline int on_recv_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
+	// No read can be pending for a process that never sent a query. (A
+	// slot marked by another process only costs the lookup.)
+	if (!ever_sent(id))
+		return 0;
 	struct pending_read *pp = bpf_map_lookup_elem(&reads, &id);
 	if (!pp)
 		return 0;
