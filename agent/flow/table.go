@@ -122,7 +122,6 @@ type late struct {
 	first event.TCP // the event that named it first, to name it again
 	since time.Time
 	acc   stats // what it did meanwhile
-	ended bool
 }
 
 // Table is the flow table.
@@ -137,7 +136,7 @@ type Table struct {
 	keys      map[identity.Pair]Key // the governor's answers, remembered
 	conns     map[uint64]*conn
 	byNetns   map[uint32]map[uint64]*conn // the same sockets by namespace, for sweep ends
-	closed    map[tombstone]Key           // recently closed sockets, for events that trail the close
+	closed    map[tombstone]*conn         // recently closed sockets, for events that trail the close
 	closedLog []tombstone                 // closed, oldest first, to bound it
 	lates     []*conn                     // connections waiting for names, oldest first
 	pruned    time.Time                   // last look for series of deleted workloads
@@ -154,7 +153,7 @@ func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {
 		keys:    map[identity.Pair]Key{},
 		conns:   map[uint64]*conn{},
 		byNetns: map[uint32]map[uint64]*conn{},
-		closed:  map[tombstone]Key{},
+		closed:  map[tombstone]*conn{},
 		flows:   map[Key]*stats{},
 	}
 }
@@ -256,17 +255,12 @@ func (t *Table) end(sock uint64, c *conn) {
 		}
 	}
 	t.id.Forget(sock)
-	key := c.key
-	if c.late != nil {
-		c.late.ended = true
-		key = t.guess(c)
-	}
 	if len(t.closedLog) >= maxClosed {
 		delete(t.closed, t.closedLog[0])
 		t.closedLog = t.closedLog[1:]
 	}
 	ts := tombstone{sock, c.local, c.remote}
-	t.closed[ts] = key
+	t.closed[ts] = c
 	t.closedLog = append(t.closedLog, ts)
 }
 
@@ -405,8 +399,11 @@ func (t *Table) lookup(e *event.TCP) (Key, bool) {
 		}
 		return c.key, true
 	}
-	if k, ok := t.closed[tombstone{e.Sock, e.Local, e.Remote}]; ok {
-		return k, true
+	if c, ok := t.closed[tombstone{e.Sock, e.Local, e.Remote}]; ok {
+		if c.late != nil {
+			return t.guess(c), true
+		}
+		return c.key, true
 	}
 	return Key{}, false
 }

@@ -43,6 +43,7 @@ type DNS struct {
 	names  []string          // in the order given
 	a      map[string]string // name -> address
 	cnames map[string]string // alias -> target
+	wild   map[string]string // domain -> the address of every name under it
 }
 
 func (c *Cluster) startDNS() {
@@ -52,7 +53,7 @@ func (c *Cluster) startDNS() {
 		missing(c.t, "dnsmasq not installed (Debian dnsmasq-base): make deps")
 	}
 	d := &DNS{t: c.t, bin: bin, conf: filepath.Join(c.dir, "dnsmasq.conf"), log: filepath.Join(c.dir, "dnsmasq.log"),
-		a: map[string]string{}, cnames: map[string]string{}}
+		a: map[string]string{}, cnames: map[string]string{}, wild: map[string]string{}}
 	d.Host = c.outsider("dns", DNSServer)
 	c.DNS = d
 	d.restart()
@@ -65,6 +66,16 @@ func (d *DNS) A(name, ip string) {
 		d.t.Fatalf("cluster: DNS A %s: %v", name, err)
 	}
 	d.set(name, func() { d.a[name] = ip })
+}
+
+// Wildcard makes every name under domain resolve to ip: a flood of
+// distinct names that all answer.
+func (d *DNS) Wildcard(domain, ip string) {
+	d.t.Helper()
+	if _, err := netip.ParseAddr(ip); err != nil {
+		d.t.Fatalf("cluster: DNS wildcard %s: %v", domain, err)
+	}
+	d.set(domain, func() { d.wild[dnsName(domain)] = ip })
 }
 
 // CNAME makes alias an alias of target, a name given to A or CNAME (before
@@ -122,6 +133,11 @@ local-ttl=%d
 	for _, n := range d.names {
 		if ip, ok := d.a[n]; ok {
 			fmt.Fprintf(&b, "host-record=%s,%s,%d\n", n, ip, DNSTTL)
+		}
+	}
+	for _, n := range d.names {
+		if ip, ok := d.wild[n]; ok {
+			fmt.Fprintf(&b, "address=/%s/%s\n", n, ip)
 		}
 	}
 	for _, n := range d.names {

@@ -19,6 +19,7 @@ func TestMain(m *testing.M) {
 		"tcpserver":    "../cmd/tcpserver",
 		"tcpclient":    "../cmd/tcpclient",
 		"dnsquery":     "../cmd/dnsquery",
+		"resolve":      "../cmd/resolve",
 	})
 }
 

@@ -50,10 +50,18 @@ type retrier interface {
 }
 
 // Retry lets the inner resolver name a pending pair again (when it can),
-// then names the world in it.
+// then names the world in it. A destination already named after a DNS
+// answer keeps that name: it is the answer the client connected after, and
+// the cache may hold a later one for the same address by now.
 func (n Names) Retry(p identity.Pair, e *event.TCP) identity.Pair {
+	before := p.Destination
 	if r, ok := n.Inner.(retrier); ok {
 		p = r.Retry(p, e)
+	}
+	if p.Destination.Name == identity.World && p.Destination.Namespace == "" &&
+		before.Namespace == "" && before.Name != identity.World && before.Name != "" && p.Reporter == identity.Client {
+		p.Destination = before
+		return p
 	}
 	return n.name(p, e)
 }

@@ -101,6 +101,17 @@ func TestNamesRetry(t *testing.T) {
 	if p := n.Retry(in.pair, connect(1, "10.250.9.7:443")); p.Destination.Name != "api.twilio.com" {
 		t.Fatalf("%+v", p)
 	}
+	// A later answer for the same address does not rename a connection
+	// named after the answer it followed.
+	n = NewNames(in, c, nil)
+	first := n.Identify(connect(1, "10.250.9.7:443"))
+	c.Learn(1, Answer{Name: "sms.twilio.com", Addrs: []Addr{{netip.MustParseAddr("10.250.9.7"), 5 * time.Second}}})
+	if p := n.Retry(first, connect(1, "10.250.9.7:443")); p.Destination.Name != "api.twilio.com" {
+		t.Errorf("renamed by a later answer: %+v", p.Destination)
+	}
+	if p := n.Identify(connect(1, "10.250.9.7:443")); p.Destination.Name != "sms.twilio.com" {
+		t.Errorf("a new connection after the later answer: %+v", p.Destination)
+	}
 }
 
 func TestNamesWithoutCache(t *testing.T) {
