@@ -130,4 +130,3 @@ func (p Pairs) node(pid uint32) Entry {
 	}
 	return Entry{Workload: HostName}
 }
-

@@ -28,7 +28,7 @@ type pod struct {
 	ns, name    string
 	ips         []netip.Addr
 	hostNetwork bool
-	terminal    bool // Succeeded or Failed: its sandbox, and so its IP, is gone
+	terminal    bool      // Succeeded or Failed: its sandbox, and so its IP, is gone
 	ended       time.Time // when the Cache first saw it terminal
 	created     time.Time
 	owner       ref
