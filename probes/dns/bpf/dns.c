@@ -89,7 +89,14 @@ static __always_inline bool sent_lately(__u64 pid_tgid)
 {
 	__u32 slot = (pid_tgid >> 32) & (RECENT_SLOTS - 1);
 	__u64 *at = bpf_map_lookup_elem(&recent, &slot);
-	return at && *at && bpf_ktime_get_ns() - *at < RECENT_NS;
+	if (!at)
+		return false;
+	__u64 t = *(volatile __u64 *)at;
+	if (!t)
+		return false;
+	// Another thread may mark the slot after the clock was read here.
+	__u64 now = bpf_ktime_get_ns();
+	return now < t || now - t < RECENT_NS;
 }
 
 // Whether the slot ever saw a query: reads followed at their entry must be
