@@ -39,7 +39,9 @@ func DefaultOptions() Options {
 // Namer names a client socket's pair (the flow table, whose budgets the
 // source labels share with every other series).
 type Namer interface {
-	KeyFor(e *event.TCP) flow.Key
+	// Later names e's pair if it can now (ok), else calls then with it
+	// once it can: a lookup from a pod not reported yet waits for its name.
+	Later(e *event.TCP, then func(flow.Key)) (k flow.Key, ok bool)
 }
 
 // Learner takes the answers (identity/dns.Cache).
@@ -168,10 +170,21 @@ func (t *Table) Tick() {
 	}
 }
 
-// complete counts one answered (or timed-out) query.
+// complete counts one answered (or timed-out) query, once its client is
+// named.
 func (t *Table) complete(k client, q query, rcode string, end uint64) {
 	who := event.TCP{Kind: event.Connect, Netns: k.netns, PID: q.pid, Comm: q.comm, Local: k.local, Remote: k.remote}
-	key := t.names.KeyFor(&who)
+	key, ok := t.names.Later(&who, func(key flow.Key) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		t.count(key, k, q, rcode, end)
+	})
+	if ok {
+		t.count(key, k, q, rcode, end)
+	}
+}
+
+func (t *Table) count(key flow.Key, k client, q query, rcode string, end uint64) {
 	ns, wl := key.SourceNamespace, key.SourceWorkload
 	qtype := foldType(q.qtype)
 	qname := t.foldName(q.name)

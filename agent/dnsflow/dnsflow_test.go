@@ -18,12 +18,21 @@ import (
 	"github.com/stratanet/strata/probes/event"
 )
 
-// byComm names a client after its process, as standalone identity does.
-type byComm struct{ asked []event.TCP }
+// byComm names a client after its process, as standalone identity does;
+// with wait set, it names nobody until told (a pod not reported yet).
+type byComm struct {
+	asked   []event.TCP
+	wait    bool
+	waiting []func(flow.Key)
+}
 
-func (b *byComm) KeyFor(e *event.TCP) flow.Key {
+func (b *byComm) Later(e *event.TCP, then func(flow.Key)) (flow.Key, bool) {
 	b.asked = append(b.asked, *e)
-	return flow.Key{SourceWorkload: e.Comm, DestinationWorkload: "world", DestinationPort: "53", Reporter: "client"}
+	if b.wait {
+		b.waiting = append(b.waiting, then)
+		return flow.Key{}, false
+	}
+	return flow.Key{SourceWorkload: e.Comm, DestinationWorkload: "world", DestinationPort: "53", Reporter: "client"}, true
 }
 
 type events struct{ got []loki.Event }
@@ -360,4 +369,29 @@ func TestMalformed(t *testing.T) {
 	l.tab.Apply(&event.DNS{Netns: 1, Local: cli, Remote: server, Msg: []byte("GET / HTTP/1.1\r\n")})
 	l.tab.Apply(&event.DNS{Netns: 1, Local: cli, Remote: server, Response: true, Msg: []byte{1, 2, 3}})
 	expect(t, scrape(t, l.tab), map[string]float64{"strata_agent_dns_records_total{outcome=malformed}": 2})
+}
+
+// A lookup from a client not named yet (a pod whose address the API server
+// has not reported) is counted once its name comes, under that name.
+func TestCountedOnceNamed(t *testing.T) {
+	l := newLab(t, DefaultOptions())
+	l.names.wait = true
+	l.query(1, cli, "curl", 10, "api.twilio.com", mdns.TypeA)
+	l.now += 2e6
+	l.answer(1, cli, 10, "api.twilio.com", mdns.TypeA, mdns.RcodeNameError)
+	if got := scrape(t, l.tab)[requests("frontend", "api.twilio.com", "A", "NXDOMAIN")]; got != 0 || len(l.ev.got) != 0 {
+		t.Fatalf("counted (%v) or reported (%d events) before the client was named", got, len(l.ev.got))
+	}
+	if len(l.names.waiting) != 1 {
+		t.Fatalf("%d lookups waiting, want 1", len(l.names.waiting))
+	}
+	l.names.waiting[0](flow.Key{SourceNamespace: "shop", SourceWorkload: "frontend"})
+	got := scrape(t, l.tab)
+	expect(t, got, map[string]float64{
+		"strata_dns_requests_total{qname=api.twilio.com,qtype=A,rcode=NXDOMAIN,source_namespace=shop,source_workload=frontend}": 1,
+		"strata_dns_request_duration_seconds{qtype=A,rcode=NXDOMAIN,source_namespace=shop,source_workload=frontend} count":      1,
+	})
+	if len(l.ev.got) != 1 || l.ev.got[0].Namespace != "shop" {
+		t.Errorf("dns_error events: %+v", l.ev.got)
+	}
 }

@@ -139,3 +139,31 @@ func TestSeriesOfDeletedWorkloadsGo(t *testing.T) {
 		t.Errorf("a new workload after the drop: connections = %v, want 1", got)
 	}
 }
+
+func TestLaterWaitsForNames(t *testing.T) {
+	id := &lateID{}
+	tb := NewTable(zap.NewNop(), id, DefaultOptions())
+	now := time.Unix(1000, 0)
+	tb.now = func() time.Time { return now }
+	var got []Key
+	if _, ok := tb.Later(clientEvent(event.Connect, 5, 0, 0), func(k Key) { got = append(got, k) }); ok {
+		t.Fatal("named at once though the client is not known")
+	}
+	tb.Tick()
+	if len(got) != 0 {
+		t.Fatalf("called before the name came: %+v", got)
+	}
+	id.known = true
+	tb.Tick()
+	if len(got) != 1 || got[0].SourceWorkload != "pod-a" || got[0].SourceNamespace != "shop" {
+		t.Fatalf("named %+v, want shop/pod-a once", got)
+	}
+	tb.Tick()
+	if len(got) != 1 {
+		t.Errorf("called %d times", len(got))
+	}
+	// Known now: named at once.
+	if k, ok := tb.Later(clientEvent(event.Connect, 6, 0, 0), func(Key) { t.Error("deferred") }); !ok || k.SourceWorkload != "pod-a" {
+		t.Errorf("Later = %+v, %v", k, ok)
+	}
+}

@@ -139,6 +139,7 @@ type Table struct {
 	closed    map[tombstone]*conn         // recently closed sockets, for events that trail the close
 	closedLog []tombstone                 // closed, oldest first, to bound it
 	lates     []*conn                     // connections waiting for names, oldest first
+	waiters   []waiter                    // others' records waiting for names (Later)
 	pruned    time.Time                   // last look for series of deleted workloads
 	flows     map[Key]*stats
 	untracked uint64 // sockets not followed because MaxConns was reached
@@ -427,9 +428,36 @@ func (t *Table) Tracked() int {
 	return len(t.conns)
 }
 
-// maxLate bounds the connections waiting for names; beyond it, new ones are
-// counted at once under their best guess.
+// maxLate bounds the connections (and, apart, the other records) waiting
+// for names; beyond it, new ones are counted at once under their best guess.
 const maxLate = 8192
+
+// waiter is a record of another stage (a DNS lookup) waiting for the
+// names of its socket's ends.
+type waiter struct {
+	pair  identity.Pair
+	ev    event.TCP
+	since time.Time
+	then  func(Key)
+}
+
+// Later names the pair of the socket behind e as KeyFor does, but where an
+// end may be named later (a pod not reported yet) it waits as connections
+// do: ok is false and then is called with the key once the names are in
+// (or the wait is over), from Tick, with no lock of the table held.
+func (t *Table) Later(e *event.TCP, then func(Key)) (k Key, ok bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if k, ok := t.lookup(e); ok {
+		return k, true
+	}
+	p := t.id.Identify(e)
+	if !p.Pending || !t.canWait() || len(t.waiters) >= maxLate {
+		return t.keyOfPair(p), true
+	}
+	t.waiters = append(t.waiters, waiter{pair: p, ev: *e, since: t.now(), then: then})
+	return Key{}, false
+}
 
 func (t *Table) canWait() bool {
 	_, ok := t.id.(identity.Late)
@@ -442,12 +470,34 @@ func (t *Table) guess(c *conn) Key {
 	return t.keyOfPair(c.late.pair)
 }
 
-// Tick names again the connections waiting for names, and counts those
-// named or out of time. The agent calls it about once a second.
+// Tick names again the connections and records waiting for names, and
+// counts those named or out of time. The agent calls it about once a second.
 func (t *Table) Tick() {
+	for _, r := range t.tick() {
+		r.then(r.key)
+	}
+}
+
+type ready struct {
+	then func(Key)
+	key  Key
+}
+
+func (t *Table) tick() (done []ready) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	keepW := t.waiters[:0]
+	for _, w := range t.waiters { // only a Late identifier makes waiters
+		w.pair = t.id.(identity.Late).Retry(w.pair, &w.ev)
+		if w.pair.Pending && now.Sub(w.since) < t.opts.LateWindow {
+			keepW = append(keepW, w)
+			continue
+		}
+		done = append(done, ready{w.then, t.keyOfPair(w.pair)})
+	}
+	clear(t.waiters[len(keepW):])
+	t.waiters = keepW
 	keep := t.lates[:0]
 	for _, c := range t.lates {
 		k := t.guess(c)
@@ -463,6 +513,7 @@ func (t *Table) Tick() {
 		t.pruned = now
 		t.prune(now)
 	}
+	return done
 }
 
 // PruneEvery is how often series of deleted workloads are looked for: often

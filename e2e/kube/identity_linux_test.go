@@ -3,6 +3,7 @@ package kube_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,7 +80,7 @@ spec:
 // names them late rather than wrongly.
 func TestWorkloadIdentity(t *testing.T) {
 	c := cluster.Start(t)
-	agent := harness.StartAgent(t, filepath.Join(bin, "strata-agent"),
+	agent := harness.StartAgent(t, filepath.Join(bin, "strata-agent"), "--config", roomyBudgets(t),
 		"--kubernetes=on", "--kubeconfig", c.Kubeconfig, "--sweep-interval", "1s")
 	c.External("api.twilio.com", "10.250.1.10", filepath.Join(bin, "tcpserver"), "-listen", ":443", "-request", "10", "-reply", "30")
 	vip := backend(c, "shop")
@@ -241,4 +242,15 @@ func waitGone(t *testing.T, c *cluster.Cluster, ns, selector string) {
 		time.Sleep(250 * time.Millisecond)
 	}
 	t.Fatalf("pods %s in %s still there after 60s", selector, ns)
+}
+
+// roomyBudgets is a config file whose name budgets no other test can fill:
+// the agent sees the whole machine, and go test runs packages side by side
+// (e2e/dns floods the qname budget on purpose).
+func roomyBudgets(t *testing.T) string {
+	conf := filepath.Join(t.TempDir(), "strata.yaml")
+	if err := os.WriteFile(conf, []byte("label_budgets: {qname: 1000000, destination_workload: 1000000}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return conf
 }
