@@ -75,11 +75,15 @@ func TestBackendsDownAtStartThenKilled(t *testing.T) {
 	mimir, loki := harness.NewMimir(t), harness.NewLoki(t)
 	a := startAgent(t, "--node", "node-1", "--mimir-interval", "5s",
 		"--mimir-url", "http://"+mimir.Addr+"/api/v1/push", "--mimir-tenant", mimir.Tenant,
-		"--loki-url", "http://"+loki.Addr+"/loki/api/v1/push", "--loki-tenant", loki.Tenant)
+		"--loki-url", "http://"+loki.Addr+"/loki/api/v1/push", "--loki-tenant", loki.Tenant,
+		// Room for a minute of everything the machine does: other test
+		// packages run alongside and some make thousands of events (e2e/dns
+		// floods NXDOMAIN on purpose).
+		"--loki-queue", "200000")
 	lab := netlab.New(t)
 	srv := lab.Host("srv", "10.244.7.3/16")
 	cli := lab.Host("cli", "10.244.7.2/16")
-	queues := map[string]float64{"mimir": 100000, "loki": 10000}
+	queues := map[string]float64{"mimir": 100000, "loki": 200000}
 
 	refuse(t, cli, srv, 19001, 2)
 	eventually(t, 20*time.Second, "both exporters report errors", func() (bool, string) {
