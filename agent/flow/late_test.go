@@ -167,3 +167,23 @@ func TestLaterWaitsForNames(t *testing.T) {
 		t.Errorf("Later = %+v, %v", k, ok)
 	}
 }
+
+// A record on a connection still waiting for names waits with it.
+func TestLaterOnAWaitingConnection(t *testing.T) {
+	id := &lateID{}
+	tb := NewTable(zap.NewNop(), id, DefaultOptions())
+	tb.now = func() time.Time { return time.Unix(1000, 0) }
+	tb.Apply(clientEvent(event.Connect, 7, 1, 0))
+	var got []Key
+	if _, ok := tb.Later(clientEvent(event.Snapshot, 7, 0, 0), func(k Key) { got = append(got, k) }); ok {
+		t.Fatal("named with a guess while its connection waits")
+	}
+	id.known = true
+	tb.Tick()
+	if len(got) != 1 || got[0].SourceWorkload != "pod-a" {
+		t.Fatalf("named %+v, want pod-a once", got)
+	}
+	if k, ok := tb.Later(clientEvent(event.Snapshot, 7, 0, 0), nil); !ok || k.SourceWorkload != "pod-a" {
+		t.Errorf("after the connection was named: %+v, %v", k, ok)
+	}
+}

@@ -394,19 +394,22 @@ func (t *Table) flow(k Key) *stats {
 // table follows or recently closed. Its ends must match e's: socket
 // addresses are reused within milliseconds.
 func (t *Table) lookup(e *event.TCP) (Key, bool) {
+	c := t.connOf(e)
+	if c == nil {
+		return Key{}, false
+	}
+	if c.late != nil {
+		return t.guess(c), true
+	}
+	return c.key, true
+}
+
+// connOf is the live or recently closed connection behind e, or nil.
+func (t *Table) connOf(e *event.TCP) *conn {
 	if c := t.conns[e.Sock]; c != nil && c.local == e.Local && c.remote == e.Remote {
-		if c.late != nil {
-			return t.guess(c), true
-		}
-		return c.key, true
+		return c
 	}
-	if c, ok := t.closed[tombstone{e.Sock, e.Local, e.Remote}]; ok {
-		if c.late != nil {
-			return t.guess(c), true
-		}
-		return c.key, true
-	}
-	return Key{}, false
+	return t.closed[tombstone{e.Sock, e.Local, e.Remote}]
 }
 
 // KeyFor names the pair of the socket behind e: the connection's own when
@@ -448,14 +451,18 @@ type waiter struct {
 func (t *Table) Later(e *event.TCP, then func(Key)) (k Key, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if k, ok := t.lookup(e); ok {
-		return k, true
+	p, ev, since := identity.Pair{}, e, t.now()
+	if c := t.connOf(e); c != nil && c.late == nil {
+		return c.key, true
+	} else if c != nil {
+		p, ev, since = c.late.pair, &c.late.first, c.late.since // wait as long as the connection
+	} else {
+		p = t.id.Identify(e)
 	}
-	p := t.id.Identify(e)
 	if !p.Pending || !t.canWait() || len(t.waiters) >= maxLate {
 		return t.keyOfPair(p), true
 	}
-	t.waiters = append(t.waiters, waiter{pair: p, ev: *e, since: t.now(), then: then})
+	t.waiters = append(t.waiters, waiter{pair: p, ev: *ev, since: since, then: then})
 	return Key{}, false
 }
 

@@ -283,7 +283,29 @@ func (t *Table) route(path string) string {
 // complete names a finished request after its connection: the table's
 // own pair when it follows the socket, else what its ends resolve to now.
 func (t *Table) complete(s *sock, p pending, status string, end uint64) {
-	t.observe(done{key: t.names.KeyFor(&s.who), who: s.who, server: s.server, p: p, status: status, end: end})
+	d := done{who: s.who, server: s.server, p: p, status: status, end: end}
+	if l, ok := t.names.(laterNamer); ok {
+		// A request on a connection whose ends are not named yet (a pod
+		// not reported yet) is counted once they are, like the connection.
+		key, now := l.Later(&d.who, func(k flow.Key) {
+			t.mu.Lock()
+			defer t.mu.Unlock()
+			d.key = k
+			t.observe(d)
+		})
+		if !now {
+			return
+		}
+		d.key = key
+	} else {
+		d.key = t.names.KeyFor(&s.who)
+	}
+	t.observe(d)
+}
+
+// laterNamer is a Namer that can wait for names (the flow table).
+type laterNamer interface {
+	Later(e *event.TCP, then func(flow.Key)) (flow.Key, bool)
 }
 
 func (t *Table) observe(d done) {
