@@ -20,6 +20,8 @@ func TestMain(m *testing.M) {
 		"tcpclient":    "../cmd/tcpclient",
 		"dnsquery":     "../cmd/dnsquery",
 		"resolve":      "../cmd/resolve",
+		"httpserver":   "../cmd/httpserver",
+		"httpclient":   "../cmd/httpclient",
 	})
 }
 
