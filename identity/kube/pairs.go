@@ -34,9 +34,9 @@ type Pairs struct {
 	Host      identity.Identifier
 	Dir       Directory
 	HostNetns uint32 // the node's own network namespace
-	// Process names the pod a process of the node's network namespace
-	// belongs to (a host-network pod, by its cgroup); nil or not found:
-	// the end is the node itself, HostName.
+	// Process names the pod a process belongs to, by its cgroup: a
+	// host-network pod (else the end is the node itself, HostName), or a
+	// pod whose address the API server has not reported yet.
 	Process func(pid uint32) (Entry, bool)
 	// NetnsOf says which network namespace of this host has an address
 	// (nil: none known). A peer in the node's own is HostName; one in
@@ -111,6 +111,13 @@ func (p Pairs) unknown(a netip.Addr, w identity.Workload, local bool, e *event.T
 		en := p.node(pid)
 		return identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 	case onNode: // another namespace of the node: a pod not reported yet, or no pod
+		if local && e.PID != 0 && p.Process != nil {
+			// Its process's cgroup names the pod before its address is
+			// reported (and for sockets without an address of their own).
+			if en, ok := p.Process(e.PID); ok {
+				return identity.Workload{Namespace: en.Namespace, Name: en.Workload}
+			}
+		}
 		*pending = true
 		if !local {
 			return identity.Workload{Name: identity.World}

@@ -53,6 +53,7 @@ func TestPairs(t *testing.T) {
 		{"server side", conn(event.Accept, 7, pod, other), w("", "world", ""), w("shop", "frontend", ""), true},
 		{"unknown pod calls", conn(event.Connect, 7, other, vip), w("", "proc", ""), w("shop", "backend", "backend"), true},
 		{"host process calls a pod", conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), w("", "host", ""), w("shop", "frontend", ""), false},
+		{"a pod not reported yet, by its process's cgroup", withPID(conn(event.Connect, 7, other, vip), 43), w("shop", "new-pod", ""), w("shop", "backend", "backend"), false},
 		{"host-network pod calls a pod", withPID(conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), 42), w("kube-system", "agent", ""), w("shop", "frontend", ""), false},
 		{"pod calls a host server", conn(event.Accept, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), w("shop", "frontend", ""), w("", "host", ""), false},
 		{"pod calls the node", conn(event.Connect, 7, pod, nodeIP), w("shop", "frontend", ""), w("", "host", ""), false},
@@ -94,6 +95,9 @@ func withPID(e *event.TCP, pid uint32) *event.TCP { e.PID = pid; return e }
 func procs(pid uint32) (Entry, bool) {
 	if pid == 42 {
 		return Entry{Namespace: "kube-system", Workload: "agent"}, true
+	}
+	if pid == 43 {
+		return Entry{Namespace: "shop", Workload: "new-pod"}, true
 	}
 	return Entry{}, false
 }
