@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -93,15 +92,8 @@ func podOfProcess(c *kube.Cache) func(pid uint32) (kube.Entry, bool) {
 		}
 		a := answer{when: now}
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil {
-			for _, line := range strings.Split(string(b), "\n") {
-				f := strings.SplitN(line, ":", 3) // hierarchy-ID:controllers:path
-				if len(f) != 3 {
-					continue
-				}
-				if w, ok := c.ByCgroup(f[2]); ok {
-					a.e, a.ok = kube.Entry{Namespace: w.Namespace, Workload: w.Name, Service: w.Service}, true
-					break
-				}
+			if w, ok := c.ByCgroupFile(b); ok {
+				a.e, a.ok = w.Entry(), true
 			}
 		}
 		seen[pid] = a

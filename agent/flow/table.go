@@ -271,14 +271,16 @@ const maxClosed = 4096
 
 // account adds what a socket did since it was last seen.
 func (t *Table) account(c *conn, e *event.TCP) {
-	if c.provisional {
-		c.provisional = false
-		if k := t.keyOf(e); c.late == nil && k != c.key {
+	// A connection still waiting is named when it settles: naming it now
+	// would only spend budget slots on a guess.
+	if c.provisional && c.late == nil {
+		if k := t.keyOf(e); k != c.key {
 			c.stats.active--
 			c.key, c.stats = k, t.flow(k)
 			c.stats.active++
 		}
 	}
+	c.provisional = false
 	s := c.stats
 	s.sent += delta(e.SentBytes, c.last.SentBytes)
 	s.received += delta(e.ReceivedBytes, c.last.ReceivedBytes)
@@ -497,7 +499,7 @@ func (t *Table) tick() (done []ready) {
 	keepW := t.waiters[:0]
 	for _, w := range t.waiters { // only a Late identifier makes waiters
 		w.pair = t.id.(identity.Late).Retry(w.pair, &w.ev)
-		if w.pair.Pending && now.Sub(w.since) < t.opts.LateWindow {
+		if t.waiting(w.pair, w.since, now) {
 			keepW = append(keepW, w)
 			continue
 		}
@@ -508,7 +510,7 @@ func (t *Table) tick() (done []ready) {
 	keep := t.lates[:0]
 	for _, c := range t.lates {
 		k := t.guess(c)
-		if c.late.pair.Pending && now.Sub(c.late.since) < t.opts.LateWindow {
+		if t.waiting(c.late.pair, c.late.since, now) {
 			keep = append(keep, c)
 			continue
 		}
@@ -521,6 +523,11 @@ func (t *Table) tick() (done []ready) {
 		t.prune(now)
 	}
 	return done
+}
+
+// waiting: p still has ends to name, and the window since it began is open.
+func (t *Table) waiting(p identity.Pair, since, now time.Time) bool {
+	return p.Pending && now.Sub(since) < t.opts.LateWindow
 }
 
 // PruneEvery is how often series of deleted workloads are looked for: often

@@ -44,18 +44,13 @@ func (n Names) Identify(e *event.TCP) identity.Pair {
 	return n.name(n.Inner.Identify(e), e)
 }
 
-// retrier is identity.Late: resolvers that may name a pair again later.
-type retrier interface {
-	Retry(p identity.Pair, e *event.TCP) identity.Pair
-}
-
 // Retry lets the inner resolver name a pending pair again (when it can),
 // then names the world in it. A destination already named after a DNS
 // answer keeps that name: it is the answer the client connected after, and
 // the cache may hold a later one for the same address by now.
 func (n Names) Retry(p identity.Pair, e *event.TCP) identity.Pair {
 	before := p.Destination
-	if r, ok := n.Inner.(retrier); ok {
+	if r, ok := n.Inner.(identity.Late); ok {
 		p = r.Retry(p, e)
 	}
 	if p.Destination.Name == identity.World && p.Destination.Namespace == "" &&

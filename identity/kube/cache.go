@@ -12,6 +12,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -242,7 +243,25 @@ func (c *Cache) Gone(namespace, workload string) (since time.Time, ok bool) {
 // Lookup makes the Cache a Directory for Pairs.
 func (c *Cache) Lookup(ip netip.Addr, at time.Time) (Entry, bool) {
 	w, ok := c.ByIPAt(ip, at)
-	return Entry{Namespace: w.Namespace, Workload: w.Name, Service: w.Service}, ok
+	return w.Entry(), ok
+}
+
+// ByCgroupFile names the pod of a process from its /proc/PID/cgroup
+// (lines of hierarchy-ID:controllers:path).
+func (c *Cache) ByCgroupFile(content []byte) (Workload, bool) {
+	for line := range strings.SplitSeq(string(content), "\n") {
+		if f := strings.SplitN(line, ":", 3); len(f) == 3 {
+			if w, ok := c.ByCgroup(f[2]); ok {
+				return w, true
+			}
+		}
+	}
+	return Workload{}, false
+}
+
+// Entry is what Pairs needs of a Workload.
+func (w Workload) Entry() Entry {
+	return Entry{Namespace: w.Namespace, Workload: w.Name, Service: w.Service}
 }
 
 var _ Directory = (*Cache)(nil)

@@ -111,10 +111,10 @@ func (p Pairs) unknown(a netip.Addr, w identity.Workload, local bool, e *event.T
 		en := p.node(pid)
 		return identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 	case onNode: // another namespace of the node: a pod not reported yet, or no pod
-		if local && e.PID != 0 && p.Process != nil {
+		if local {
 			// Its process's cgroup names the pod before its address is
 			// reported (and for sockets without an address of their own).
-			if en, ok := p.Process(e.PID); ok {
+			if en, ok := p.pod(e.PID); ok {
 				return identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 			}
 		}
@@ -130,10 +130,16 @@ func (p Pairs) unknown(a netip.Addr, w identity.Workload, local bool, e *event.T
 
 // node names a process of the node's namespace.
 func (p Pairs) node(pid uint32) Entry {
-	if pid != 0 && p.Process != nil {
-		if en, ok := p.Process(pid); ok {
-			return en
-		}
+	if en, ok := p.pod(pid); ok {
+		return en
 	}
 	return Entry{Workload: HostName}
+}
+
+// pod names the pod of a process by its cgroup (pid 0: not known).
+func (p Pairs) pod(pid uint32) (Entry, bool) {
+	if pid == 0 || p.Process == nil {
+		return Entry{}, false
+	}
+	return p.Process(pid)
 }

@@ -304,3 +304,16 @@ func TestFinishedPodNamesItsPast(t *testing.T) {
 		t.Errorf("the IP's new pod: %+v, %v", w, ok)
 	}
 }
+
+func TestByCgroupFile(t *testing.T) {
+	d := newDirect()
+	d.onPod.OnAdd(mkPod("shop", "agent", uid(7), "", nil), false)
+	file := "12:cpuset:/\n0::" + cgroupOf(uid(7)) + "\n"
+	want := Workload{Namespace: "shop", Pod: "agent", Name: "agent", Kind: KindPod}
+	if w, ok := d.ByCgroupFile([]byte(file)); !ok || w != want {
+		t.Errorf("ByCgroupFile = %+v, %v; want %+v", w, ok, want)
+	}
+	if w, ok := d.ByCgroupFile([]byte("0::/system.slice/sshd.service\n")); ok {
+		t.Errorf("a node daemon named %+v", w)
+	}
+}
