@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/stratanet/strata/e2e/dnslab"
 	"github.com/stratanet/strata/e2e/netlab"
 )
 
@@ -29,31 +30,26 @@ const (
 var externalNet = netip.MustParsePrefix(ExternalNet)
 
 // DNS is the cluster's name server: Debian's dnsmasq in its own namespace,
-// answering only for the names it was given (A records and CNAMEs, TTL
-// DNSTTL) and NXDOMAIN for every other name. It forwards nothing.
+// answering only for the names it was given (A records, wildcards and
+// CNAMEs, TTL DNSTTL) and NXDOMAIN for every other name. It forwards nothing.
 type DNS struct {
 	Host *netlab.Host // its namespace
 	t    T
-	bin  string
 	conf string
 	log  string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	names  []string          // in the order given
-	a      map[string]string // name -> address
-	cnames map[string]string // alias -> target
-	wild   map[string]string // domain -> the address of every name under it
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	zone dnslab.Zone
 }
 
 func (c *Cluster) startDNS() {
 	c.t.Helper()
-	bin := "/usr/sbin/dnsmasq"
-	if _, err := os.Stat(bin); err != nil {
+	if _, err := os.Stat(dnslab.Dnsmasq); err != nil {
 		missing(c.t, "dnsmasq not installed (Debian dnsmasq-base): make deps")
 	}
-	d := &DNS{t: c.t, bin: bin, conf: filepath.Join(c.dir, "dnsmasq.conf"), log: filepath.Join(c.dir, "dnsmasq.log"),
-		a: map[string]string{}, cnames: map[string]string{}, wild: map[string]string{}}
+	d := &DNS{t: c.t, conf: filepath.Join(c.dir, "dnsmasq.conf"), log: filepath.Join(c.dir, "dnsmasq.log"),
+		zone: dnslab.Zone{A: map[string]string{}, CNAME: map[string]string{}, Wildcard: map[string]string{}, TTL: DNSTTL}}
 	d.Host = c.outsider("dns", DNSServer)
 	c.DNS = d
 	d.restart()
@@ -65,7 +61,7 @@ func (d *DNS) A(name, ip string) {
 	if _, err := netip.ParseAddr(ip); err != nil {
 		d.t.Fatalf("cluster: DNS A %s: %v", name, err)
 	}
-	d.set(name, func() { d.a[name] = ip })
+	d.set(d.zone.A, name, ip)
 }
 
 // Wildcard makes every name under domain resolve to ip: a flood of
@@ -75,33 +71,31 @@ func (d *DNS) Wildcard(domain, ip string) {
 	if _, err := netip.ParseAddr(ip); err != nil {
 		d.t.Fatalf("cluster: DNS wildcard %s: %v", domain, err)
 	}
-	d.set(domain, func() { d.wild[dnsName(domain)] = ip })
+	d.set(d.zone.Wildcard, domain, ip)
 }
 
 // CNAME makes alias an alias of target, a name given to A or CNAME (before
 // or after): the answer for alias is the chain down to target's address.
 func (d *DNS) CNAME(alias, target string) {
 	d.t.Helper()
-	d.set(alias, func() { d.cnames[alias] = dnsName(target) })
+	d.set(d.zone.CNAME, alias, dnsName(target))
 }
 
-// set records a name and restarts dnsmasq with it: dnsmasq reads its
-// records only at start. A restart takes a few milliseconds, in which
-// queries are refused; add names before the traffic that needs them.
-func (d *DNS) set(name string, record func()) {
+// set records a name in one of the zone's maps and restarts dnsmasq with
+// it: dnsmasq reads its records only at start. A restart takes a few
+// milliseconds, in which queries are refused; add names before the traffic
+// that needs them.
+func (d *DNS) set(records map[string]string, name, value string) {
 	d.t.Helper()
 	name = dnsName(name)
 	d.mu.Lock()
-	if _, ok := d.a[name]; ok {
-		d.mu.Unlock()
-		d.t.Fatalf("cluster: DNS name %s given twice", name)
+	for _, m := range []map[string]string{d.zone.A, d.zone.CNAME, d.zone.Wildcard} {
+		if _, ok := m[name]; ok {
+			d.mu.Unlock()
+			d.t.Fatalf("cluster: DNS name %s given twice", name)
+		}
 	}
-	if _, ok := d.cnames[name]; ok {
-		d.mu.Unlock()
-		d.t.Fatalf("cluster: DNS name %s given twice", name)
-	}
-	d.names = append(d.names, name)
-	record()
+	records[name] = value
 	d.mu.Unlock()
 	d.restart()
 }
@@ -114,44 +108,13 @@ func (d *DNS) restart() {
 	d.t.Helper()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	var b strings.Builder
-	fmt.Fprintf(&b, `# written by e2e/cluster
-no-resolv
-no-hosts
-no-poll
-local=/#/
-port=53
-listen-address=%s
-bind-interfaces
-user=root
-group=root
-pid-file=
-log-facility=%s
-log-queries
-local-ttl=%d
-`, DNSServer, d.log, DNSTTL)
-	for _, n := range d.names {
-		if ip, ok := d.a[n]; ok {
-			fmt.Fprintf(&b, "host-record=%s,%s,%d\n", n, ip, DNSTTL)
-		}
-	}
-	for _, n := range d.names {
-		if ip, ok := d.wild[n]; ok {
-			fmt.Fprintf(&b, "address=/%s/%s\n", n, ip)
-		}
-	}
-	for _, n := range d.names {
-		if target, ok := d.cnames[n]; ok {
-			fmt.Fprintf(&b, "cname=%s,%s,%d\n", n, target, DNSTTL)
-		}
-	}
-	if err := os.WriteFile(d.conf, []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(d.conf, []byte("# written by e2e/cluster\n"+dnslab.Conf(DNSServer, d.log, d.zone)), 0o644); err != nil {
 		d.t.Fatalf("cluster: DNS: %v", err)
 	}
 	if d.cmd != nil {
 		d.Host.Stop(d.cmd)
 	}
-	d.cmd = d.Host.Start(d.bin, "--keep-in-foreground", "--conf-file="+d.conf)
+	d.cmd = d.Host.Start(dnslab.Dnsmasq, "--keep-in-foreground", "--conf-file="+d.conf)
 	d.Host.WaitListen(53) // dnsmasq opens TCP and UDP before it serves either
 }
 

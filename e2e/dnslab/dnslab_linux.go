@@ -5,9 +5,11 @@ package dnslab
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,18 +41,16 @@ func Require(t testing.TB) {
 
 // Zone is what the server answers; every other name is NXDOMAIN.
 type Zone struct {
-	A     map[string]string // name -> IPv4 address
-	CNAME map[string]string // alias -> target
-	TTL   int               // of every answer
+	A        map[string]string // name -> IPv4 address
+	CNAME    map[string]string // alias -> target
+	Wildcard map[string]string // domain -> the address of every name under it
+	TTL      int               // of every answer
 }
 
-// Serve runs dnsmasq on h (port 53, UDP and TCP, on h's address only)
-// until the test ends. It forwards nothing. log is where it logs queries.
-func Serve(t testing.TB, h *netlab.Host, z Zone) (log string) {
-	t.Helper()
-	Require(t)
-	dir := t.TempDir()
-	log = filepath.Join(dir, "dnsmasq.log")
+// Conf is dnsmasq's configuration serving z on listen (port 53, UDP and
+// TCP, that address only), forwarding nothing and logging every query to
+// log. Lines are sorted: the same zone gives the same file.
+func Conf(listen, log string, z Zone) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `no-resolv
 no-hosts
@@ -65,15 +65,28 @@ pid-file=
 log-facility=%s
 log-queries
 local-ttl=%d
-`, h.IP, log, z.TTL)
-	for name, ip := range z.A {
-		fmt.Fprintf(&b, "host-record=%s,%s,%d\n", name, ip, z.TTL)
+`, listen, log, z.TTL)
+	for _, name := range slices.Sorted(maps.Keys(z.A)) {
+		fmt.Fprintf(&b, "host-record=%s,%s,%d\n", name, z.A[name], z.TTL)
 	}
-	for alias, target := range z.CNAME {
-		fmt.Fprintf(&b, "cname=%s,%s,%d\n", alias, target, z.TTL)
+	for _, domain := range slices.Sorted(maps.Keys(z.Wildcard)) {
+		fmt.Fprintf(&b, "address=/%s/%s\n", domain, z.Wildcard[domain])
 	}
+	for _, alias := range slices.Sorted(maps.Keys(z.CNAME)) {
+		fmt.Fprintf(&b, "cname=%s,%s,%d\n", alias, z.CNAME[alias], z.TTL)
+	}
+	return b.String()
+}
+
+// Serve runs dnsmasq on h (port 53, UDP and TCP, on h's address only)
+// until the test ends. It forwards nothing. log is where it logs queries.
+func Serve(t testing.TB, h *netlab.Host, z Zone) (log string) {
+	t.Helper()
+	Require(t)
+	dir := t.TempDir()
+	log = filepath.Join(dir, "dnsmasq.log")
 	conf := filepath.Join(dir, "dnsmasq.conf")
-	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(Conf(h.IP.String(), log, z)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	h.Start(Dnsmasq, "--keep-in-foreground", "--conf-file="+conf)
