@@ -22,92 +22,14 @@ MODES=${MODES:-keepalive close}
 METRICS=127.0.0.1:19810
 
 [ "$(id -u)" = 0 ] || { echo "bench-overhead: run as root (network namespaces, eBPF)"; exit 1; }
-for tool in wrk nginx ip curl; do
+for tool in wrk nginx ip curl bpftool; do
 	command -v $tool >/dev/null || { echo "bench-overhead: $tool not found (make deps installs it)"; exit 1; }
 done
 [ -x "$AGENT" ] || { echo "bench-overhead: $AGENT not built (make build)"; exit 1; }
 
-id=sb$RANDOM
-srv=$id-srv cli=$id-cli
-tmp=$(mktemp -d)
-agent_pid=""
-cleanup() {
-	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true
-	[ -f "$tmp/nginx.pid" ] && kill "$(cat "$tmp/nginx.pid")" 2>/dev/null || true
-	ip netns del "$srv" 2>/dev/null || true
-	ip netns del "$cli" 2>/dev/null || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-ip netns add "$srv"
-ip netns add "$cli"
-ip link add "${id}a" netns "$srv" type veth peer name "${id}b" netns "$cli"
-ip -n "$srv" addr add 10.244.200.1/24 dev "${id}a"
-ip -n "$cli" addr add 10.244.200.2/24 dev "${id}b"
-for ns in "$srv" "$cli"; do ip -n "$ns" link set lo up; done
-ip -n "$srv" link set "${id}a" up
-ip -n "$cli" link set "${id}b" up
-# A new connection per request at tens of thousands a second would run the
-# client out of ports within a run; widen the range and reuse TIME_WAIT.
-ip netns exec "$cli" sysctl -qw net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_tw_reuse=1
-
-cat >"$tmp/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $tmp/nginx.pid;
-error_log $tmp/error.log;
-events { worker_connections 1024; }
-http {
-	access_log off;
-	client_body_temp_path $tmp; proxy_temp_path $tmp; fastcgi_temp_path $tmp;
-	uwsgi_temp_path $tmp; scgi_temp_path $tmp;
-	server {
-		listen 10.244.200.1:8080;
-		location / { return 200 "ok\n"; }
-	}
-}
-CONF
-ip netns exec "$srv" nginx -c "$tmp/nginx.conf" &
-for _ in $(seq 50); do ip netns exec "$cli" curl -sf http://10.244.200.1:8080/ >/dev/null && break; sleep 0.1; done
-
-# wrk prints "N requests in", "Requests/sec: N" and, with --latency, "99% X{us,ms,s}".
-measure() {
-	local out hdr=()
-	[ "$mode" = close ] && hdr=(-H "Connection: close")
-	out=$(ip netns exec "$cli" wrk -t "$THREADS" -c "$CONNS" -d "$DURATION" --latency "${hdr[@]}" http://10.244.200.1:8080/)
-	awk '/requests in/ {n=$1} /^Requests\/sec:/ {r=$2}
-		$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); p=v} else if (v ~ /ms$/) {sub(/ms$/,"",v); p=v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); p=v*1000000}}
-		END {print r, p, n}' <<<"$out"
-}
-
-start_agent() { # extra agent arguments
-	# shellcheck disable=SC2086
-	"$AGENT" --kubernetes=off --metrics-addr "$METRICS" --log-level warn $EXTRA_ARGS "$@" >"$tmp/agent.log" 2>&1 &
-	agent_pid=$!
-	for _ in $(seq 300); do
-		curl -sf "http://$METRICS/metrics" >/dev/null && return 0
-		kill -0 "$agent_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "bench-overhead: agent did not start:"; cat "$tmp/agent.log"; exit 1
-}
-
-stop_agent() {
-	kill "$agent_pid"; wait "$agent_pid" || true; agent_pid=""
-}
-
-# Kernel time of the HTTP programs (kernel.bpf_stats_enabled), summed.
-http_bpf_ns() {
-	bpftool prog show 2>/dev/null | awk '/ name (enter|exit)_(write|sendto|writev|sendmsg|read|recvfrom|readv|recvmsg) / {
-		for (i = 1; i < NF; i++) if ($i == "run_time_ns") s += $(i+1) } END {print s+0}'
-}
-
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
-
-sysctl -qw kernel.bpf_stats_enabled=1
-trap 'sysctl -qw kernel.bpf_stats_enabled=0; cleanup' EXIT
+NAME=bench-overhead PREFIX=sb NET=10.244.200
+# shellcheck source=lab.sh
+source "$(dirname "$0")/lab.sh"
 
 # Three setups, interleaved: no agent; the agent with TCP probes only
 # (--http=off); the agent with HTTP capture too. DNS capture is off in both
@@ -123,9 +45,9 @@ for mode in $MODES; do
 		read -r tcp_rps tcp_p99 _ < <(measure)
 		stop_agent
 		start_agent --http=on --dns=off
-		before=$(http_bpf_ns)
+		before=$(agent_bpf_ns)
 		read -r http_rps http_p99 http_n < <(measure)
-		after=$(http_bpf_ns)
+		after=$(agent_bpf_ns)
 		lost=$(curl -sf "http://$METRICS/metrics" | awk '/^strata_agent_events_lost_total/ {s+=$2} END {print s+0}')
 		stop_agent
 		nsreq=$(awk -v a="$after" -v b="$before" -v n="$http_n" 'BEGIN {printf "%.0f", (a-b)/n}')
