@@ -2,11 +2,11 @@ package dns
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
-	"golang.org/x/sys/unix"
+
+	"github.com/stratanet/strata/probes/tracepoint"
 )
 
 // Probe is the loaded DNS capture.
@@ -35,33 +35,27 @@ func Open(events *ebpf.Map, wakeupBytes uint64) (*Probe, error) {
 	if err := spec.LoadAndAssign(&p.objs, opts); err != nil {
 		return nil, fmt.Errorf("load DNS probe: %w", err)
 	}
-	if err := ensureTracefs(); err != nil {
+	if err := tracepoint.EnsureTracefs(); err != nil {
 		p.Close()
 		return nil, err
 	}
 	progs := p.objs.dnsPrograms
-	for _, h := range []struct {
-		tp   string
-		prog *ebpf.Program
-	}{
-		{"sys_enter_write", progs.EnterWrite}, {"sys_enter_writev", progs.EnterWritev},
-		{"sys_enter_sendto", progs.EnterSendto}, {"sys_enter_sendmsg", progs.EnterSendmsg},
-		{"sys_enter_sendmmsg", progs.EnterSendmmsg},
-		{"sys_exit_sendto", progs.ExitSendto}, {"sys_exit_sendmsg", progs.ExitSendmsg},
-		{"sys_exit_sendmmsg", progs.ExitSendmmsg},
-		{"sys_enter_read", progs.EnterRead}, {"sys_enter_readv", progs.EnterReadv},
-		{"sys_enter_recvfrom", progs.EnterRecvfrom}, {"sys_enter_recvmsg", progs.EnterRecvmsg},
-		{"sys_enter_recvmmsg", progs.EnterRecvmmsg},
-		{"sys_exit_read", progs.ExitRead}, {"sys_exit_readv", progs.ExitReadv},
-		{"sys_exit_recvfrom", progs.ExitRecvfrom}, {"sys_exit_recvmsg", progs.ExitRecvmsg},
-		{"sys_exit_recvmmsg", progs.ExitRecvmmsg},
-	} {
-		l, err := link.Tracepoint("syscalls", h.tp, h.prog, nil)
-		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("attach tracepoint syscalls/%s: %w", h.tp, err)
-		}
-		p.links = append(p.links, l)
+	p.links, err = tracepoint.AttachSyscalls(map[string]*ebpf.Program{
+		"sys_enter_write": progs.EnterWrite, "sys_enter_writev": progs.EnterWritev,
+		"sys_enter_sendto": progs.EnterSendto, "sys_enter_sendmsg": progs.EnterSendmsg,
+		"sys_enter_sendmmsg": progs.EnterSendmmsg,
+		"sys_exit_sendto":    progs.ExitSendto, "sys_exit_sendmsg": progs.ExitSendmsg,
+		"sys_exit_sendmmsg": progs.ExitSendmmsg,
+		"sys_enter_read":    progs.EnterRead, "sys_enter_readv": progs.EnterReadv,
+		"sys_enter_recvfrom": progs.EnterRecvfrom, "sys_enter_recvmsg": progs.EnterRecvmsg,
+		"sys_enter_recvmmsg": progs.EnterRecvmmsg,
+		"sys_exit_read":      progs.ExitRead, "sys_exit_readv": progs.ExitReadv,
+		"sys_exit_recvfrom": progs.ExitRecvfrom, "sys_exit_recvmsg": progs.ExitRecvmsg,
+		"sys_exit_recvmmsg": progs.ExitRecvmmsg,
+	})
+	if err != nil {
+		p.Close()
+		return nil, err
 	}
 	return p, nil
 }
@@ -79,18 +73,4 @@ func (p *Probe) Close() error {
 		l.Close()
 	}
 	return p.objs.Close()
-}
-
-// ensureTracefs mounts tracefs where it is missing: tracepoint links need
-// it, and this probe may be the first to attach one.
-func ensureTracefs() error {
-	for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
-		if _, err := os.Stat(dir + "/events"); err == nil {
-			return nil
-		}
-	}
-	if err := unix.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
-		return fmt.Errorf("tracefs is not mounted and mounting it failed (mount -t tracefs nodev /sys/kernel/tracing): %w", err)
-	}
-	return nil
 }

@@ -5,6 +5,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/stratanet/strata/probes/tracepoint"
 )
 
 // Probe is the loaded HTTP capture.
@@ -34,23 +36,17 @@ func Open(events *ebpf.Map, wakeupBytes uint64) (*Probe, error) {
 		return nil, fmt.Errorf("load HTTP probe: %w", err)
 	}
 	progs := p.objs.httpPrograms
-	for _, h := range []struct {
-		tp   string
-		prog *ebpf.Program
-	}{
-		{"sys_enter_write", progs.EnterWrite}, {"sys_enter_sendto", progs.EnterSendto},
-		{"sys_enter_writev", progs.EnterWritev}, {"sys_enter_sendmsg", progs.EnterSendmsg},
-		{"sys_enter_read", progs.EnterRead}, {"sys_enter_recvfrom", progs.EnterRecvfrom},
-		{"sys_enter_readv", progs.EnterReadv}, {"sys_enter_recvmsg", progs.EnterRecvmsg},
-		{"sys_exit_read", progs.ExitRead}, {"sys_exit_recvfrom", progs.ExitRecvfrom},
-		{"sys_exit_readv", progs.ExitReadv}, {"sys_exit_recvmsg", progs.ExitRecvmsg},
-	} {
-		l, err := link.Tracepoint("syscalls", h.tp, h.prog, nil)
-		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("attach tracepoint syscalls/%s: %w", h.tp, err)
-		}
-		p.links = append(p.links, l)
+	p.links, err = tracepoint.AttachSyscalls(map[string]*ebpf.Program{
+		"sys_enter_write": progs.EnterWrite, "sys_enter_sendto": progs.EnterSendto,
+		"sys_enter_writev": progs.EnterWritev, "sys_enter_sendmsg": progs.EnterSendmsg,
+		"sys_enter_read": progs.EnterRead, "sys_enter_recvfrom": progs.EnterRecvfrom,
+		"sys_enter_readv": progs.EnterReadv, "sys_enter_recvmsg": progs.EnterRecvmsg,
+		"sys_exit_read": progs.ExitRead, "sys_exit_recvfrom": progs.ExitRecvfrom,
+		"sys_exit_readv": progs.ExitReadv, "sys_exit_recvmsg": progs.ExitRecvmsg,
+	})
+	if err != nil {
+		p.Close()
+		return nil, err
 	}
 	return p, nil
 }

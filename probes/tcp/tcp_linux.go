@@ -10,6 +10,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"go.uber.org/zap"
+
+	"github.com/stratanet/strata/probes/tracepoint"
 )
 
 // Options size the ring buffer and its wake-up batching.
@@ -42,7 +44,7 @@ type Probes struct {
 // every other probe that the kernel refuses is logged once, reported as
 // disabled and left out.
 func Open(log *zap.Logger, opts Options) (*Probes, error) {
-	if err := ensureTracefs(); err != nil {
+	if err := tracepoint.EnsureTracefs(); err != nil {
 		return nil, err
 	}
 	p := &Probes{log: log, opts: opts}
@@ -214,17 +216,4 @@ func explain(err error) error {
 		return fmt.Errorf("%w (needs root or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN)", err)
 	}
 	return err
-}
-
-// ensureTracefs mounts tracefs where it is missing: tracepoint links need it.
-func ensureTracefs() error {
-	for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
-		if _, err := os.Stat(dir + "/events"); err == nil {
-			return nil
-		}
-	}
-	if err := mountTracefs(); err != nil {
-		return fmt.Errorf("tracefs is not mounted and mounting it failed (mount -t tracefs nodev /sys/kernel/tracing): %w", err)
-	}
-	return nil
 }

@@ -1,0 +1,45 @@
+// Package tracepoint is what every probe that attaches to tracepoints
+// shares: tracefs where the kernel exposes them, and attaching a set of
+// programs all or nothing.
+package tracepoint
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// EnsureTracefs mounts tracefs where it is missing: tracepoint links need
+// it, and a container's /sys may not have it.
+func EnsureTracefs() error {
+	for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+		if _, err := os.Stat(dir + "/events"); err == nil {
+			return nil
+		}
+	}
+	if err := unix.Mount("nodev", "/sys/kernel/tracing", "tracefs", 0, ""); err != nil {
+		return fmt.Errorf("tracefs is not mounted and mounting it failed (mount -t tracefs nodev /sys/kernel/tracing): %w", err)
+	}
+	return nil
+}
+
+// AttachSyscalls attaches each program to its syscalls/<name> tracepoint
+// (sys_enter_read), every one or none: on an error the links made so far
+// are closed.
+func AttachSyscalls(progs map[string]*ebpf.Program) ([]link.Link, error) {
+	var links []link.Link
+	for name, prog := range progs {
+		l, err := link.Tracepoint("syscalls", name, prog, nil)
+		if err != nil {
+			for _, l := range links {
+				l.Close()
+			}
+			return nil, fmt.Errorf("attach tracepoint syscalls/%s: %w", name, err)
+		}
+		links = append(links, l)
+	}
+	return links, nil
+}
