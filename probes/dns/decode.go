@@ -5,10 +5,10 @@ package dns
 import (
 	"bytes"
 	"errors"
-	"net/netip"
 	"unsafe"
 
 	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/fields"
 )
 
 type record = dnsDnsRecord
@@ -46,14 +46,10 @@ func Decode(raw []byte) (event.DNS, error) {
 		Response: r.Kind == FirstKind+1,
 		Size:     r.Size,
 	}
-	switch r.Family {
-	case 2:
-		e.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r.Saddr[:4])), r.Sport)
-		e.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r.Daddr[:4])), r.Dport)
-	case 10:
-		e.Local = netip.AddrPortFrom(netip.AddrFrom16(r.Saddr).Unmap(), r.Sport)
-		e.Remote = netip.AddrPortFrom(netip.AddrFrom16(r.Daddr).Unmap(), r.Dport)
-	default:
+	var ok bool
+	e.Local, ok = fields.AddrPort(r.Family, r.Saddr, r.Sport)
+	e.Remote, _ = fields.AddrPort(r.Family, r.Daddr, r.Dport)
+	if !ok {
 		return event.DNS{}, errors.New("dns: unknown address family")
 	}
 	n := min(int(r.Captured), len(r.Data), int(r.Size))
@@ -61,28 +57,8 @@ func Decode(raw []byte) (event.DNS, error) {
 		return event.DNS{}, errors.New("dns: message shorter than its header")
 	}
 	e.Msg = bytes.Clone(r.Data[:n])
-	c := unsafe.Slice((*byte)(unsafe.Pointer(&r.Comm[0])), len(r.Comm))
-	if i := bytes.IndexByte(c, 0); i >= 0 {
-		c = c[:i]
-	}
-	e.Comm = comms.intern(c)
+	e.Comm = comms.Intern(fields.Comm(r.Comm[:]))
 	return e, nil
 }
 
-// commCache hands out one string per process name instead of one per
-// record. Only the reader goroutine decodes; it is reset when it grows.
-type commCache map[string]string
-
-var comms = commCache{}
-
-func (m commCache) intern(b []byte) string {
-	if s, ok := m[string(b)]; ok {
-		return s
-	}
-	if len(m) > 4096 {
-		clear(m)
-	}
-	s := string(b)
-	m[s] = s
-	return s
-}
+var comms = fields.Comms{}

@@ -3,12 +3,11 @@
 package http
 
 import (
-	"bytes"
 	"errors"
-	"net/netip"
 	"unsafe"
 
 	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/fields"
 )
 
 type record = httpHttpRecord
@@ -38,46 +37,24 @@ func Decode(raw []byte) (event.HTTP, error) {
 	if r.Kind != FirstKind && r.Kind != FirstKind+1 {
 		return event.HTTP{}, errors.New("http: unknown record kind")
 	}
-	switch r.Family {
-	case 0: // a response: its request named the socket
+	if r.Family == 0 { // a response: its request named the socket
 		if !e.Response {
 			return event.HTTP{}, errors.New("http: request without addresses")
 		}
-	case 2:
-		e.Local = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r.Saddr[:4])), r.Sport)
-		e.Remote = netip.AddrPortFrom(netip.AddrFrom4([4]byte(r.Daddr[:4])), r.Dport)
-	case 10:
-		e.Local = netip.AddrPortFrom(netip.AddrFrom16(r.Saddr).Unmap(), r.Sport)
-		e.Remote = netip.AddrPortFrom(netip.AddrFrom16(r.Daddr).Unmap(), r.Dport)
-	default:
-		return event.HTTP{}, errors.New("http: unknown address family")
+	} else {
+		var ok bool
+		e.Local, ok = fields.AddrPort(r.Family, r.Saddr, r.Sport)
+		e.Remote, _ = fields.AddrPort(r.Family, r.Daddr, r.Dport)
+		if !ok {
+			return event.HTTP{}, errors.New("http: unknown address family")
+		}
 	}
 	n := min(int(r.Captured), len(r.Data))
 	if n > 0 {
 		Fill(&e, unsafe.String(&r.Data[0], n)) // copies what it keeps
 	}
-	c := unsafe.Slice((*byte)(unsafe.Pointer(&r.Comm[0])), len(r.Comm))
-	if i := bytes.IndexByte(c, 0); i >= 0 {
-		c = c[:i]
-	}
-	e.Comm = comms.intern(c)
+	e.Comm = comms.Intern(fields.Comm(r.Comm[:]))
 	return e, nil
 }
 
-// commCache hands out one string per process name instead of one per
-// record. Only the reader goroutine decodes; it is reset when it grows.
-type commCache map[string]string
-
-var comms = commCache{}
-
-func (m commCache) intern(b []byte) string {
-	if s, ok := m[string(b)]; ok { // no allocation for the lookup
-		return s
-	}
-	if len(m) > 4096 {
-		clear(m)
-	}
-	s := string(b)
-	m[s] = s
-	return s
-}
+var comms = fields.Comms{}

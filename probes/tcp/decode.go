@@ -1,19 +1,13 @@
 package tcp
 
 import (
-	"bytes"
 	"errors"
-	"net/netip"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"github.com/stratanet/strata/probes/event"
-)
-
-const (
-	afInet  = 2
-	afInet6 = 10
+	"github.com/stratanet/strata/probes/fields"
 )
 
 // record is the kernel's struct tcp_record, generated from the C source.
@@ -55,13 +49,13 @@ func fromRecord(r *record) (event.TCP, error) {
 		return e, nil
 	}
 	if r.Pid != 0 { // comm is only filled where the owner ran
-		e.Comm = comm(r.Comm[:])
+		e.Comm = string(fields.Comm(r.Comm[:]))
 	}
 	var ok bool
-	if e.Local, ok = addrPort(r.Family, r.Saddr, r.Sport); !ok {
+	if e.Local, ok = fields.AddrPort(r.Family, r.Saddr, r.Sport); !ok {
 		return event.TCP{}, errors.New("tcp: unknown address family")
 	}
-	e.Remote, _ = addrPort(r.Family, r.Daddr, r.Dport)
+	e.Remote, _ = fields.AddrPort(r.Family, r.Daddr, r.Dport)
 	if r.Err < 0 {
 		e.Err = syscall.Errno(-r.Err)
 	} else {
@@ -106,22 +100,4 @@ func finSent(r *record, k event.Kind) bool {
 		return true
 	}
 	return false
-}
-
-func addrPort(family uint16, a [16]uint8, port uint16) (netip.AddrPort, bool) {
-	switch family {
-	case afInet:
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(a[:4])), port), true
-	case afInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a).Unmap(), port), true
-	}
-	return netip.AddrPort{}, false
-}
-
-func comm(c []int8) string {
-	b := unsafe.Slice((*byte)(unsafe.Pointer(&c[0])), len(c))
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		b = b[:i]
-	}
-	return string(b)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/fields"
 )
 
 func encode(t *testing.T, r record) []byte {
@@ -29,7 +30,7 @@ func v4(a string) [16]uint8 {
 
 func TestDecodeConnect(t *testing.T) {
 	r := record{Kind: uint8(event.Connect), Sk: 0xffff1, Netns: 4026531840, Pid: 42,
-		Family: afInet, Sport: 40000, Dport: 80, Saddr: v4("10.244.0.2"), Daddr: v4("10.250.0.9"),
+		Family: fields.AFInet, Sport: 40000, Dport: 80, Saddr: v4("10.244.0.2"), Daddr: v4("10.250.0.9"),
 		Newstate: event.StateEstablished, BytesAcked: 1, SrttUs: 120}
 	copy(r.Comm[:], []int8{'c', 'u', 'r', 'l'})
 	e, err := Decode(encode(t, r))
@@ -50,7 +51,7 @@ func TestDecodeIPv6AndMapped(t *testing.T) {
 	var a6 [16]uint8
 	copy(a6[:], netip.MustParseAddr("fd00::1").AsSlice())
 	mapped := netip.MustParseAddr("::ffff:10.0.0.1").As16()
-	r := record{Kind: uint8(event.Accept), Family: afInet6, Saddr: a6, Daddr: mapped, Sport: 443, Dport: 5555}
+	r := record{Kind: uint8(event.Accept), Family: fields.AFInet6, Saddr: a6, Daddr: mapped, Sport: 443, Dport: 5555}
 	e, err := Decode(encode(t, r))
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func TestPayloadTakesOutFINs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			c.r.Family = afInet
+			c.r.Family = fields.AFInet
 			got := payload(&c.r, event.Kind(c.r.Kind))
 			if got.SentBytes != c.sent || got.ReceivedBytes != c.recv {
 				t.Fatalf("sent/received = %d/%d, want %d/%d", got.SentBytes, got.ReceivedBytes, c.sent, c.recv)
@@ -102,7 +103,7 @@ func TestPayloadTakesOutFINs(t *testing.T) {
 }
 
 func TestDecodeConnectFailed(t *testing.T) {
-	r := record{Kind: uint8(event.ConnectFailed), Family: afInet, Err: int32(syscall.ECONNREFUSED)}
+	r := record{Kind: uint8(event.ConnectFailed), Family: fields.AFInet, Err: int32(syscall.ECONNREFUSED)}
 	e, err := Decode(encode(t, r))
 	if err != nil || e.Err != syscall.ECONNREFUSED {
 		t.Fatalf("got %v, %v", e.Err, err)
@@ -114,8 +115,8 @@ func TestDecodeRejectsGarbage(t *testing.T) {
 		t.Fatal("short record decoded")
 	}
 	for _, bad := range []record{
-		{Kind: 0, Family: afInet},
-		{Kind: 200, Family: afInet},
+		{Kind: 0, Family: fields.AFInet},
+		{Kind: 200, Family: fields.AFInet},
 		{Kind: uint8(event.Connect), Family: 1}, // AF_UNIX: not ours
 	} {
 		if e, err := Decode(encode(t, bad)); err == nil {
