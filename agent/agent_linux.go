@@ -175,7 +175,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	g.Go(func() error { return srv.Serve(ctx) })
 
 	log.Info("agent running", zap.String("metrics", fmt.Sprintf("http://%s/metrics", srv.Addr())),
-		zap.Stringer("sweep_interval", cfg.SweepInterval), zap.String("http", cfg.HTTP), zap.String("dns", k.modes["dns"]))
+		zap.Stringer("sweep_interval", cfg.SweepInterval), zap.String("http", k.modes["http"]), zap.String("dns", k.modes["dns"]))
 	return g.Wait()
 }
 
@@ -210,10 +210,10 @@ func openKernel(cfg config.Config, log *zap.Logger) (*kernel, error) {
 		k.modes[s.Probe] = s.Mode
 	}
 	if cfg.HTTP == "on" {
-		if k.http, err = httpprobe.Open(t.Events(), wakeup); err != nil {
+		if k.http, err = httpprobe.Open(t.Events(), wakeup, httpprobe.Auto); err != nil {
 			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "http"), zap.Error(err))
 		} else {
-			k.modes["http"] = "syscall"
+			k.modes["http"] = string(k.http.Mode())
 		}
 	}
 	if cfg.DNS == "on" {

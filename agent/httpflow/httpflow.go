@@ -149,6 +149,22 @@ func (t *Table) Apply(e *event.HTTP) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lastMono = max(t.lastMono, e.Mono)
+	if e.Ended != 0 { // paired in the kernel
+		if !e.Valid {
+			t.malformed++
+			return
+		}
+		p := pending{at: e.Mono, method: e.Method, route: t.route(e.Path)}
+		if e.Traceparent != "" {
+			p.parent, _ = parseTraceparent(e.Traceparent)
+		}
+		code := Noanswer
+		if e.Status != 0 {
+			code = status(e.Status)
+		}
+		t.complete(who(e, e.Received), e.Received, p, code, e.Ended)
+		return
+	}
 	if !e.Response {
 		if !e.Valid {
 			t.malformed++
@@ -160,8 +176,11 @@ func (t *Table) Apply(e *event.HTTP) {
 			return
 		}
 		s.last = e.Mono
-		tp, _ := parseTraceparent(e.Traceparent)
-		s.queue = append(s.queue, pending{at: e.Mono, method: e.Method, route: t.route(e.Path), parent: tp})
+		p := pending{at: e.Mono, method: e.Method, route: t.route(e.Path)}
+		if e.Traceparent != "" {
+			p.parent, _ = parseTraceparent(e.Traceparent)
+		}
+		s.queue = append(s.queue, p)
 		return
 	}
 	if !e.Valid {
@@ -179,7 +198,7 @@ func (t *Table) Apply(e *event.HTTP) {
 	p := s.queue[0]
 	s.queue = s.queue[:copy(s.queue, s.queue[1:])] // keeps the array for the next request
 	s.last = e.Mono
-	t.complete(s, p, status(e.Status), e.Mono)
+	t.complete(s.who, s.server, p, status(e.Status), e.Mono)
 }
 
 // Closed ends a socket at kernel time mono: what it left in flight went
@@ -195,7 +214,7 @@ func (t *Table) Closed(sockAddr, mono uint64) {
 
 func (t *Table) end(addr uint64, s *sock, at uint64) {
 	for _, p := range s.queue {
-		t.complete(s, p, Noanswer, at)
+		t.complete(s.who, s.server, p, Noanswer, at)
 	}
 	delete(t.socks, addr)
 }
@@ -258,15 +277,20 @@ func (t *Table) sock(e *event.HTTP, server bool) *sock {
 		if len(t.socks) >= maxSockets {
 			return nil
 		}
-		kind := event.Connect
-		if server {
-			kind = event.Accept
-		}
-		s = &sock{server: server, who: event.TCP{Kind: kind, Sock: e.Sock, Netns: e.Netns,
-			PID: e.PID, Comm: e.Comm, Local: e.Local, Remote: e.Remote}}
+		s = &sock{server: server, who: who(e, server)}
 		t.socks[e.Sock] = s
 	}
 	return s
+}
+
+// who is the connection a request came on, as the flow table names it: an
+// Accept at the server's end, a Connect at the client's.
+func who(e *event.HTTP, server bool) event.TCP {
+	kind := event.Connect
+	if server {
+		kind = event.Accept
+	}
+	return event.TCP{Kind: kind, Sock: e.Sock, Netns: e.Netns, PID: e.PID, Comm: e.Comm, Local: e.Local, Remote: e.Remote}
 }
 
 func (t *Table) route(path string) string {
@@ -282,8 +306,8 @@ func (t *Table) route(path string) string {
 
 // complete names a finished request after its connection: the table's
 // own pair when it follows the socket, else what its ends resolve to now.
-func (t *Table) complete(s *sock, p pending, status string, end uint64) {
-	d := done{who: s.who, server: s.server, p: p, status: status, end: end}
+func (t *Table) complete(who event.TCP, server bool, p pending, status string, end uint64) {
+	d := done{who: who, server: server, p: p, status: status, end: end}
 	if l, ok := t.names.(laterNamer); ok {
 		// A request on a connection whose ends are not named yet (a pod
 		// not reported yet) is counted once they are, like the connection.
@@ -298,7 +322,7 @@ func (t *Table) complete(s *sock, p pending, status string, end uint64) {
 		}
 		d.key = key
 	} else {
-		d.key = t.names.KeyFor(&s.who)
+		d.key = t.names.KeyFor(&d.who)
 	}
 	t.observe(d)
 }

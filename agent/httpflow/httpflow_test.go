@@ -372,3 +372,49 @@ func TestSeriesOfDeletedWorkloadsGo(t *testing.T) {
 		t.Errorf("past the grace period: %d requests still exposed", got)
 	}
 }
+
+// paired is a server-side exchange as the kernel pairs it: the request's
+// fields, the response's status and both times in one record.
+func paired(sock, at, end uint64, head string, status int) *event.HTTP {
+	e := req(sock, at, head)
+	e.Status, e.Ended = status, end
+	return e
+}
+
+func TestPairedInTheKernel(t *testing.T) {
+	tb := New(names{}, nil, nil, wall, "")
+	tb.Apply(paired(1, 0, 2e8, "GET /users/7 HTTP/1.1\r\n", 200))
+	tb.Apply(paired(1, 3e8, 4e8, "GET /users/8 HTTP/1.1\r\n", 200))
+	tb.Apply(paired(1, 5e8, 9e8, "POST /orders HTTP/1.1\r\n", 503))
+	tb.Apply(paired(2, 0, 1e9, "GET /never HTTP/1.1\r\n", 0)) // closed unanswered
+	bad := paired(3, 0, 1e8, "\x16\x03\x01\x02\x00", 200)    // TLS: never a series
+	tb.Apply(bad)
+	mfs := gather(t, tb)
+	const name = "strata_http_server_request_duration_seconds"
+	for _, c := range []struct {
+		labels map[string]string
+		want   uint64
+	}{
+		{map[string]string{"route": "/users/{id}", "status_code": "200", "method": "GET"}, 2},
+		{map[string]string{"route": "/orders", "status_code": "503", "method": "POST"}, 1},
+		{map[string]string{"route": "/never", "status_code": Noanswer}, 1},
+		{map[string]string{"reporter": "server"}, 4},
+	} {
+		if got := count(mfs, name, c.labels); got != c.want {
+			t.Errorf("%v: %d, want %d", c.labels, got, c.want)
+		}
+	}
+	var sum float64
+	for _, m := range mfs[name].GetMetric() {
+		sum += m.GetHistogram().GetSampleSum()
+	}
+	if want := 0.2 + 0.1 + 0.4 + 1.0; sum < want-1e-9 || sum > want+1e-9 {
+		t.Errorf("latency sum %v s, want %v s (end minus start of each exchange)", sum, want)
+	}
+	if tb.malformed != 1 {
+		t.Errorf("malformed = %d, want 1", tb.malformed)
+	}
+	if len(tb.socks) != 0 {
+		t.Errorf("%d sockets tracked; paired records need no per-socket state", len(tb.socks))
+	}
+}

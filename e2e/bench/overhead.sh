@@ -61,6 +61,6 @@ for mode in $MODES; do
 	echo "medians: off $off_rps req/s p99 ${off_p99}us | tcp $tcp_rps req/s p99 ${tcp_p99}us | http $http_rps req/s p99 ${http_p99}us"
 	echo "throughput ratio tcp/off: $(ratio "$tcp_rps" "$off_rps")   http/off: $(ratio "$http_rps" "$off_rps")   http/tcp: $(ratio "$http_rps" "$tcp_rps")"
 	echo "p99 latency ratio tcp/off: $(ratio "$tcp_p99" "$off_p99")   http/off: $(ratio "$http_p99" "$off_p99")"
-	echo "HTTP capture in-kernel cost: $(median <"$tmp/nsreq") ns per request (all syscall hooks, both ends)"
+	echo "HTTP capture in-kernel cost: $(median <"$tmp/nsreq") ns per request (all capture programs, both ends)"
 	echo
 done

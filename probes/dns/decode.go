@@ -17,7 +17,7 @@ var recordSize = int(unsafe.Sizeof(record{}))
 
 // FirstKind is the smallest record kind of this family; the ring holds the
 // TCP and HTTP probes' records too, all below it.
-const FirstKind = 34
+const FirstKind = 40
 
 const (
 	ipprotoTCP = 6

@@ -79,7 +79,9 @@ type TCP struct {
 }
 
 // HTTP is the start of one HTTP/1.x request or response as a socket call
-// moved it: who, which socket, which way, and its first bytes.
+// moved it: who, which socket, which way, and its first bytes. Where the
+// kernel paired a request with its response, one HTTP is both: a request
+// with Ended set.
 type HTTP struct {
 	Mono     uint64 // kernel monotonic time, ns
 	Sock     uint64
@@ -96,7 +98,10 @@ type HTTP struct {
 	Method      string // requests
 	Path        string // requests, without query
 	Traceparent string // requests, when the header came within the first bytes
-	Status      int    // responses
+	Status      int    // responses, and requests paired in the kernel (0: unanswered)
+	// Ended is the kernel time of a paired request's response, or of its
+	// connection's close when it went unanswered; 0 on lone records.
+	Ended uint64
 }
 
 // DNS is one DNS message a client sent to port 53 (a query) or received

@@ -1,4 +1,4 @@
-// Package http captures HTTP/1.x requests and responses at the syscall
+// Package http captures HTTP/1.x requests and responses at the socket
 // layer and decodes them into event.HTTP.
 package http
 
@@ -10,50 +10,74 @@ import (
 	"github.com/stratanet/strata/probes/fields"
 )
 
-type record = httpHttpRecord
+// Both objects write the same record (bpf/http.h).
+type record = sockHttpRecord
 
 var recordSize = int(unsafe.Sizeof(record{}))
 
-// FirstKind is the smallest record kind of this family; the ring holds
-// the TCP probes' records too, all below it.
-const FirstKind = 32
+// Record kinds (bpf/http.h). FirstKind is the smallest; the ring holds the
+// TCP probes' records too, all below it.
+const (
+	FirstKind      = 32
+	kindRequest    = FirstKind
+	kindResponse   = FirstKind + 1
+	kindExchange   = FirstKind + 2
+	kindUnanswered = FirstKind + 3
+)
 
 // Decode turns one ring-buffer sample into an event.
 func Decode(raw []byte) (event.HTTP, error) {
 	if len(raw) < recordSize {
 		return event.HTTP{}, errors.New("http: short record")
 	}
-	var r record
-	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), recordSize), raw)
+	r := (*record)(unsafe.Pointer(unsafe.SliceData(raw)))
+	if uintptr(unsafe.Pointer(r))%unsafe.Alignof(*r) != 0 { // the ring aligns to 8; be sure
+		var c record
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&c)), recordSize), raw)
+		r = &c
+	}
 	e := event.HTTP{
 		Mono:     r.TsNs,
 		Sock:     r.Sk,
 		PID:      r.Pid,
 		Netns:    r.Netns,
 		Size:     r.Size,
-		Response: r.Kind == FirstKind+1,
+		Response: r.Kind == kindResponse,
 		Received: r.Dir == 1,
 	}
-	if r.Kind != FirstKind && r.Kind != FirstKind+1 {
+	switch r.Kind {
+	case kindResponse:
+		if n := min(int(r.HeadLen), len(r.Head)); n > 0 {
+			Fill(&e, unsafe.String(&r.Head[0], n))
+		}
+		return e, nil // its request named the socket
+	case kindRequest, kindExchange, kindUnanswered:
+	default:
 		return event.HTTP{}, errors.New("http: unknown record kind")
 	}
-	if r.Family == 0 { // a response: its request named the socket
-		if !e.Response {
-			return event.HTTP{}, errors.New("http: request without addresses")
-		}
-	} else {
-		var ok bool
-		e.Local, ok = fields.AddrPort(r.Family, r.Saddr, r.Sport)
-		e.Remote, _ = fields.AddrPort(r.Family, r.Daddr, r.Dport)
-		if !ok {
-			return event.HTTP{}, errors.New("http: unknown address family")
-		}
+	var ok bool
+	e.Local, ok = fields.AddrPort(r.Family, r.Saddr, r.Sport)
+	e.Remote, _ = fields.AddrPort(r.Family, r.Daddr, r.Dport)
+	if !ok {
+		return event.HTTP{}, errors.New("http: unknown address family")
 	}
-	n := min(int(r.Captured), len(r.Data))
-	if n > 0 {
+	if n := min(int(r.Captured), len(r.Data)); n > 0 {
 		Fill(&e, unsafe.String(&r.Data[0], n)) // copies what it keeps
 	}
 	e.Comm = comms.Intern(fields.Comm(r.Comm[:]))
+	if r.Kind == kindRequest {
+		return e, nil
+	}
+	if r.EndNs == 0 {
+		return event.HTTP{}, errors.New("http: paired request without an end")
+	}
+	e.Ended = r.EndNs
+	if r.Kind == kindExchange {
+		n := min(int(r.HeadLen), len(r.Head))
+		resp, ok := ParseResponse(unsafe.String(&r.Head[0], n))
+		e.Valid = e.Valid && ok
+		e.Status = resp.Status
+	}
 	return e, nil
 }
 

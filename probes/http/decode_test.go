@@ -34,15 +34,46 @@ func TestDecodeRequestRecord(t *testing.T) {
 	}
 }
 
+// A request paired with its response in the kernel, and one whose
+// connection closed first.
+func TestDecodePairedRecords(t *testing.T) {
+	r := record{Kind: kindExchange, Dir: 0, Family: 2, Sport: 40000, Dport: 80, Sk: 7, Pid: 9, TsNs: 5, EndNs: 25, HeadLen: 16}
+	copy(r.Saddr[:], []byte{10, 244, 0, 2})
+	copy(r.Daddr[:], []byte{10, 250, 0, 9})
+	head := "POST /api/users/42 HTTP/1.1\r\n"
+	r.Captured = uint32(copy(r.Data[:], head))
+	copy(r.Head[:], "HTTP/1.1 503 Service Unavailable")
+	e, err := Decode(encode(t, r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.Valid || e.Response || e.Received || e.Method != "POST" || e.Path != "/api/users/42" || e.Status != 503 ||
+		e.Mono != 5 || e.Ended != 25 || e.Remote != netip.MustParseAddrPort("10.250.0.9:80") {
+		t.Fatalf("%+v", e)
+	}
+	r.Kind, r.HeadLen, r.Head = kindUnanswered, 0, [16]byte{}
+	if e, err = Decode(encode(t, r)); err != nil || !e.Valid || e.Status != 0 || e.Ended != 25 || e.Method != "POST" {
+		t.Fatalf("unanswered: %+v %v", e, err)
+	}
+	r.Kind, r.HeadLen = kindExchange, 4
+	copy(r.Head[:], "\x16\x03\x01\x00")
+	if e, err = Decode(encode(t, r)); err != nil || e.Valid {
+		t.Fatalf("a response head that is not HTTP paired as valid: %+v %v", e, err)
+	}
+}
+
 func TestDecodeRejects(t *testing.T) {
 	if _, err := Decode(make([]byte, recordSize-1)); err == nil {
 		t.Fatal("short record decoded")
 	}
-	if _, err := Decode(encode(t, record{Kind: FirstKind + 2, Family: 2})); err == nil {
+	if _, err := Decode(encode(t, record{Kind: FirstKind + 4, Family: 2})); err == nil {
 		t.Fatal("unknown kind decoded")
 	}
-	r := record{Kind: FirstKind + 1, Family: 2, Captured: 4}
-	copy(r.Data[:], "\x16\x03\x01\x00")
+	if _, err := Decode(encode(t, record{Kind: kindExchange, Family: 2})); err == nil {
+		t.Fatal("a paired request without an end decoded")
+	}
+	r := record{Kind: FirstKind + 1, Family: 2, HeadLen: 4}
+	copy(r.Head[:], "\x16\x03\x01\x00")
 	if e, err := Decode(encode(t, r)); err != nil || e.Valid {
 		t.Fatalf("TLS bytes decoded as a valid response: %+v %v", e, err)
 	}
@@ -50,15 +81,22 @@ func TestDecodeRejects(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add(make([]byte, recordSize))
-	good := record{Kind: FirstKind + 1, Family: 10, Captured: 17}
-	copy(good.Data[:], "HTTP/1.1 200 OK\r\n")
+	good := record{Kind: FirstKind + 1, Family: 10, HeadLen: 16}
+	copy(good.Head[:], "HTTP/1.1 200 OK\r\n")
 	f.Add(encode(f, good))
+	pair := record{Kind: kindExchange, Family: 2, HeadLen: 16, Captured: 16, TsNs: 1, EndNs: 2}
+	copy(pair.Head[:], "HTTP/1.1 404 Not")
+	copy(pair.Data[:], "GET / HTTP/1.1\r\n")
+	f.Add(encode(f, pair))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := Decode(b)
 		if err != nil {
 			return
 		}
-		if e.Valid && e.Response && (e.Status < 100 || e.Status > 599) {
+		if e.Valid && (e.Response || e.Ended != 0) && e.Status != 0 && (e.Status < 100 || e.Status > 599) {
+			t.Fatalf("status %d", e.Status)
+		}
+		if e.Valid && e.Response && e.Status == 0 {
 			t.Fatalf("status %d", e.Status)
 		}
 		if e.Valid && !e.Response && (e.Method == "" || e.Path == "") {

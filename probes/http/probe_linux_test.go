@@ -8,6 +8,7 @@ import (
 	"net"
 	nethttp "net/http"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -20,7 +21,16 @@ import (
 	"github.com/stratanet/strata/probes/ring"
 )
 
-func open(t *testing.T) func(port uint16) []event.HTTP {
+var modes = []Mode{Sock, Syscall}
+
+// eachMode runs a test with the probe in each mode.
+func eachMode(t *testing.T, test func(t *testing.T, records func(port uint16) []event.HTTP)) {
+	for _, m := range modes {
+		t.Run(string(m), func(t *testing.T) { test(t, open(t, m)) })
+	}
+}
+
+func open(t *testing.T, mode Mode) func(port uint16) []event.HTTP {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -33,9 +43,12 @@ func open(t *testing.T) func(port uint16) []event.HTTP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Open(events, 1<<20)
+	p, err := Open(events, 1<<20, mode)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.Mode() != mode {
+		t.Fatalf("mode %s, want %s", p.Mode(), mode)
 	}
 	r, err := ring.Open(events, 20*time.Millisecond, Decode, func() []event.HTTP { return make([]event.HTTP, 0, 64) })
 	if err != nil {
@@ -76,7 +89,8 @@ func open(t *testing.T) func(port uint16) []event.HTTP {
 	}
 }
 
-// tally counts records by end and direction: "server recv request" etc.
+// tally counts requests and responses by end and direction ("server
+// received request" etc.), whether they came alone or paired.
 func tally(evs []event.HTTP, port uint16) map[string]int {
 	n := map[string]int{}
 	server := map[uint64]bool{}
@@ -94,11 +108,14 @@ func tally(evs []event.HTTP, port uint16) map[string]int {
 		if e.Response {
 			what = "response"
 		}
-		dir := "sent"
+		dir, other := "sent", "received"
 		if e.Received {
-			dir = "received"
+			dir, other = other, dir
 		}
 		n[end+" "+dir+" "+what]++
+		if e.Ended != 0 && e.Status != 0 {
+			n[end+" "+other+" response"]++
+		}
 	}
 	return n
 }
@@ -106,131 +123,220 @@ func tally(evs []event.HTTP, port uint16) map[string]int {
 // Keep-alive requests from Go's client to Go's server: one record per
 // request and per response on each end, none for the bodies.
 func TestOneRecordPerRequestAndResponse(t *testing.T) {
-	records := open(t)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	srv := &nethttp.Server{Handler: nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
-		io.Copy(io.Discard, r.Body)
-		w.WriteHeader(201)
-		w.Write([]byte(strings.Repeat("b", 100000))) // a body over many calls
-	})}
-	go srv.Serve(ln)
-	defer srv.Close()
-	for i := 0; i < 5; i++ {
-		resp, err := nethttp.Post(fmt.Sprintf("http://%s/users/%d?secret=x", ln.Addr(), i), "text/plain",
-			strings.NewReader(strings.Repeat("GET / HTTP/1.1\r\n", 1000))) // a body that looks like requests
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.ReadAll(resp.Body)
-		resp.Body.Close()
-	}
-	evs := records(port)
-	want := map[string]int{"client sent request": 5, "server received request": 5,
-		"server sent response": 5, "client received response": 5}
-	got := tally(evs, port)
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("%s: %d, want %d (all: %v)", k, got[k], v, got)
-		}
-	}
-	for _, e := range evs {
-		if !e.Response {
-			if !e.Valid || e.Method != "POST" || !strings.HasPrefix(e.Path, "/users/") {
-				t.Errorf("request %+v", e)
+	eachMode(t, func(t *testing.T, records func(port uint16) []event.HTTP) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		srv := &nethttp.Server{Handler: nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(201)
+			w.Write([]byte(strings.Repeat("b", 100000))) // a body over many calls
+		})}
+		go srv.Serve(ln)
+		defer srv.Close()
+		for i := 0; i < 5; i++ {
+			resp, err := nethttp.Post(fmt.Sprintf("http://%s/users/%d?secret=x", ln.Addr(), i), "text/plain",
+				strings.NewReader(strings.Repeat("GET / HTTP/1.1\r\n", 1000))) // a body that looks like requests
+			if err != nil {
+				t.Fatal(err)
 			}
-		} else if !e.Valid || e.Status != 201 {
-			t.Errorf("response %+v", e)
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
 		}
-		if !e.Response && (e.Comm != "http.test" || e.PID != uint32(os.Getpid())) {
-			t.Errorf("request owned by %s/%d", e.Comm, e.PID)
+		evs := records(port)
+		want := map[string]int{"client sent request": 5, "server received request": 5,
+			"server sent response": 5, "client received response": 5}
+		got := tally(evs, port)
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: %d, want %d (all: %v)", k, got[k], v, got)
+			}
 		}
-	}
+		for _, e := range evs {
+			if !e.Response {
+				if !e.Valid || e.Method != "POST" || !strings.HasPrefix(e.Path, "/users/") || (e.Ended != 0 && e.Status != 201) {
+					t.Errorf("request %+v", e)
+				}
+			} else if !e.Valid || e.Status != 201 {
+				t.Errorf("response %+v", e)
+			}
+			if !e.Response && (e.Comm != "http.test" || e.PID != uint32(os.Getpid())) {
+				t.Errorf("request owned by %s/%d", e.Comm, e.PID)
+			}
+		}
+	})
 }
 
 // writev on one end, recvmsg-family reads on the other: vectored calls
 // are seen too.
 func TestVectoredCalls(t *testing.T) {
-	records := open(t)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	go func() {
-		c, err := ln.Accept()
+	eachMode(t, func(t *testing.T, records func(port uint16) []event.HTTP) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 4096)
+			raw, _ := c.(*net.TCPConn).SyscallConn()
+			raw.Read(func(fd uintptr) bool { // recvmsg, not read
+				_, _, _, _, err := recvmsg(int(fd), buf)
+				return err == nil
+			})
+			bufs := net.Buffers{[]byte("HTTP/1.1 204 No Content\r\n"), []byte("Content-Length: 0\r\n\r\n")}
+			bufs.WriteTo(c) // writev
+		}()
+		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
-			return
+			t.Fatal(err)
 		}
-		defer c.Close()
-		buf := make([]byte, 4096)
-		raw, _ := c.(*net.TCPConn).SyscallConn()
-		raw.Read(func(fd uintptr) bool { // recvmsg, not read
-			_, _, _, _, err := recvmsg(int(fd), buf)
-			return err == nil
-		})
-		bufs := net.Buffers{[]byte("HTTP/1.1 204 No Content\r\n"), []byte("Content-Length: 0\r\n\r\n")}
-		bufs.WriteTo(c) // writev
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bufs := net.Buffers{[]byte("DELETE /items/7 HTTP/1.1\r\n"), []byte("Host: x\r\n\r\n")}
-	bufs.WriteTo(c)
-	bufio.NewReader(c).ReadString('\n')
-	c.Close()
-	got := tally(records(port), port)
-	for _, k := range []string{"client sent request", "server received request", "server sent response", "client received response"} {
-		if got[k] != 1 {
-			t.Errorf("%s: %d, want 1 (all: %v)", k, got[k], got)
+		bufs := net.Buffers{[]byte("DELETE /items/7 HTTP/1.1\r\n"), []byte("Host: x\r\n\r\n")}
+		bufs.WriteTo(c)
+		bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		got := tally(records(port), port)
+		for _, k := range []string{"client sent request", "server received request", "server sent response", "client received response"} {
+			if got[k] != 1 {
+				t.Errorf("%s: %d, want 1 (all: %v)", k, got[k], got)
+			}
 		}
-	}
+	})
 }
 
 // A server that reads the first byte alone (as Go's HTTP server does while
 // it watches for the client to go away) still shows whole requests.
 func TestRequestSplitAfterFirstByte(t *testing.T) {
-	records := open(t)
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		for i := 0; i < 3; i++ {
-			one := make([]byte, 1)
-			if _, err := io.ReadFull(c, one); err != nil {
+	eachMode(t, func(t *testing.T, records func(port uint16) []event.HTTP) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
 				return
 			}
-			rest := make([]byte, 4096)
-			c.Read(rest)
-			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
-		}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(c)
-	for i := 0; i < 3; i++ {
-		fmt.Fprintf(c, "PUT /things/%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
-		time.Sleep(20 * time.Millisecond) // let the one-byte read happen alone
-		r.ReadString('\n')
-		r.ReadString('\n')
-		r.ReadString('\n')
-	}
-	c.Close()
-	evs := records(port)
-	var paths []string
-	for _, e := range evs {
-		if !e.Response && e.Received {
-			if !e.Valid {
-				t.Errorf("request %+v does not parse", e)
+			defer c.Close()
+			for i := 0; i < 3; i++ {
+				one := make([]byte, 1)
+				if _, err := io.ReadFull(c, one); err != nil {
+					return
+				}
+				rest := make([]byte, 4096)
+				c.Read(rest)
+				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
 			}
-			paths = append(paths, e.Method+" "+e.Path)
+		}()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if strings.Join(paths, ",") != "PUT /things/0,PUT /things/1,PUT /things/2" {
-		t.Fatalf("server saw %v", paths)
-	}
+		r := bufio.NewReader(c)
+		for i := 0; i < 3; i++ {
+			fmt.Fprintf(c, "PUT /things/%d HTTP/1.1\r\nHost: x\r\n\r\n", i)
+			time.Sleep(20 * time.Millisecond) // let the one-byte read happen alone
+			r.ReadString('\n')
+			r.ReadString('\n')
+			r.ReadString('\n')
+		}
+		c.Close()
+		evs := records(port)
+		var paths []string
+		for _, e := range evs {
+			if !e.Response && e.Received {
+				if !e.Valid {
+					t.Errorf("request %+v does not parse", e)
+				}
+				paths = append(paths, e.Method+" "+e.Path)
+			}
+		}
+		if strings.Join(paths, ",") != "PUT /things/0,PUT /things/1,PUT /things/2" {
+			t.Fatalf("server saw %v", paths)
+		}
+	})
+}
+
+// Two requests before the first response (pipelining), then a request the
+// server never answers, then a connection whose one request goes
+// unanswered: every request and response is seen once, whether the kernel
+// pairs them or the agent must.
+func TestPipelinedAndUnanswered(t *testing.T) {
+	eachMode(t, func(t *testing.T, records func(port uint16) []event.HTTP) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			for i := 0; i < 2; i++ { // each request in its own read
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+			}
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+			time.Sleep(20 * time.Millisecond)
+			c.Write([]byte("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"))
+			c.Read(buf) // the third request, never answered
+			c.Close()
+			if c, err = ln.Accept(); err != nil {
+				return
+			}
+			c.Read(buf)
+			c.Close()
+		}()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+		time.Sleep(20 * time.Millisecond)
+		fmt.Fprintf(c, "GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+		r := bufio.NewReader(c)
+		for i := 0; i < 6; i++ {
+			r.ReadString('\n')
+		}
+		time.Sleep(20 * time.Millisecond)
+		fmt.Fprintf(c, "GET /c HTTP/1.1\r\nHost: x\r\n\r\n")
+		r.ReadString('\n') // EOF: the server closed
+		c.Close()
+		if c, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /d HTTP/1.1\r\nHost: x\r\n\r\n")
+		bufio.NewReader(c).ReadString('\n') // EOF
+		c.Close()
+		evs := records(port)
+		got := tally(evs, port)
+		want := map[string]int{"client sent request": 4, "server received request": 4,
+			"server sent response": 2, "client received response": 2}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("%s: %d, want %d (all: %v)", k, got[k], v, got)
+			}
+		}
+		// What each request became: its path and, where the kernel paired
+		// it, its status (0: unanswered); lone responses by status.
+		var seen []string
+		for _, e := range evs {
+			switch {
+			case e.Response:
+				seen = append(seen, fmt.Sprint(e.Status))
+			case e.Ended != 0:
+				seen = append(seen, fmt.Sprintf("%s=%d", e.Path, e.Status))
+			default:
+				seen = append(seen, e.Path)
+			}
+		}
+		sort.Strings(seen)
+		// The pipelining socket is paired by the agent in both modes; the
+		// last connection's request ends unanswered in the kernel.
+		wantSeen := "/a /a /b /b /c /c /d /d 200 200 404 404"
+		if mode := strings.Split(t.Name(), "/")[1]; mode == string(Sock) {
+			wantSeen = "/a /a /b /b /c /c /d=0 /d=0 200 200 404 404"
+		}
+		if strings.Join(seen, " ") != wantSeen {
+			t.Errorf("records %q, want %q", strings.Join(seen, " "), wantSeen)
+		}
+	})
 }

@@ -24,3 +24,12 @@ static __always_inline void ring_submit(void *r, bool urgent)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(r, flags);
 }
+
+// ring_output copies a record (from a map value, say) into the ring.
+static __always_inline long ring_output(void *r, __u64 size, bool urgent)
+{
+	__u64 flags = BPF_RB_NO_WAKEUP;
+	if (urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	return bpf_ringbuf_output(&events, r, size, flags);
+}

@@ -28,7 +28,7 @@
 #define BATCH 4     // messages of one sendmmsg/recvmmsg looked at (glibc sends 2)
 
 // Kinds continue after HTTP's (probes/http/bpf/http.c): one ring.
-enum { DNS_QUERY = 34, DNS_RESPONSE = 35 };
+enum { DNS_QUERY = 40, DNS_RESPONSE = 41 };
 enum { BUF_PLAIN = 0, BUF_IOVEC = 1, BUF_MSGHDR = 2, BUF_MMSG = 3 };
 
 struct dns_record {

@@ -13,32 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type httpCarry struct {
+type syscallCarry struct {
 	_ structs.HostLayout
 	N uint8
 	B [7]uint8
 }
 
-type httpHttpRecord struct {
-	_        structs.HostLayout
-	Kind     uint8
-	Dir      uint8
-	Family   uint16
-	Netns    uint32
-	TsNs     uint64
-	Sk       uint64
-	Pid      uint32
-	Size     uint32
-	Captured uint32
-	Sport    uint16
-	Dport    uint16
-	Saddr    [16]uint8
-	Daddr    [16]uint8
-	Comm     [16]int8
-	Data     [192]uint8
-}
-
-type httpPendingRead struct {
+type syscallPendingRead struct {
 	_   structs.HostLayout
 	Buf uint64
 	Sk  uint64
@@ -50,48 +31,48 @@ type httpPendingRead struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	httpMapCarries          = "carries"
-	httpMapEvents           = "events"
-	httpMapReads            = "reads"
-	httpProgEnterRead       = "enter_read"
-	httpProgEnterReadv      = "enter_readv"
-	httpProgEnterRecvfrom   = "enter_recvfrom"
-	httpProgEnterRecvmsg    = "enter_recvmsg"
-	httpProgEnterSendmsg    = "enter_sendmsg"
-	httpProgEnterSendto     = "enter_sendto"
-	httpProgEnterWrite      = "enter_write"
-	httpProgEnterWritev     = "enter_writev"
-	httpProgExitRead        = "exit_read"
-	httpProgExitReadv       = "exit_readv"
-	httpProgExitRecvfrom    = "exit_recvfrom"
-	httpProgExitRecvmsg     = "exit_recvmsg"
-	httpVarLost             = "lost"
-	httpVarUnusedHttpRecord = "unused_http_record"
-	httpVarWakeupBytes      = "wakeup_bytes"
+	syscallMapCarries          = "carries"
+	syscallMapEvents           = "events"
+	syscallMapReads            = "reads"
+	syscallProgEnterRead       = "enter_read"
+	syscallProgEnterReadv      = "enter_readv"
+	syscallProgEnterRecvfrom   = "enter_recvfrom"
+	syscallProgEnterRecvmsg    = "enter_recvmsg"
+	syscallProgEnterSendmsg    = "enter_sendmsg"
+	syscallProgEnterSendto     = "enter_sendto"
+	syscallProgEnterWrite      = "enter_write"
+	syscallProgEnterWritev     = "enter_writev"
+	syscallProgExitRead        = "exit_read"
+	syscallProgExitReadv       = "exit_readv"
+	syscallProgExitRecvfrom    = "exit_recvfrom"
+	syscallProgExitRecvmsg     = "exit_recvmsg"
+	syscallVarLost             = "lost"
+	syscallVarUnusedHttpRecord = "unused_http_record"
+	syscallVarWakeupBytes      = "wakeup_bytes"
 )
 
-// loadHttp returns the embedded CollectionSpec for http.
-func loadHttp() (*ebpf.CollectionSpec, error) {
-	reader := bytes.NewReader(_HttpBytes)
+// loadSyscall returns the embedded CollectionSpec for syscall.
+func loadSyscall() (*ebpf.CollectionSpec, error) {
+	reader := bytes.NewReader(_SyscallBytes)
 	spec, err := ebpf.LoadCollectionSpecFromReader(reader)
 	if err != nil {
-		return nil, fmt.Errorf("can't load http: %w", err)
+		return nil, fmt.Errorf("can't load syscall: %w", err)
 	}
 
 	return spec, err
 }
 
-// loadHttpObjects loads http and converts it into a struct.
+// loadSyscallObjects loads syscall and converts it into a struct.
 //
 // The following types are suitable as obj argument:
 //
-//	*httpObjects
-//	*httpPrograms
-//	*httpMaps
+//	*syscallObjects
+//	*syscallPrograms
+//	*syscallMaps
 //
 // See ebpf.CollectionSpec.LoadAndAssign documentation for details.
-func loadHttpObjects(obj any, opts *ebpf.CollectionOptions) error {
-	spec, err := loadHttp()
+func loadSyscallObjects(obj any, opts *ebpf.CollectionOptions) error {
+	spec, err := loadSyscall()
 	if err != nil {
 		return err
 	}
@@ -99,19 +80,19 @@ func loadHttpObjects(obj any, opts *ebpf.CollectionOptions) error {
 	return spec.LoadAndAssign(obj, opts)
 }
 
-// httpSpecs contains maps and programs before they are loaded into the kernel.
+// syscallSpecs contains maps and programs before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type httpSpecs struct {
-	httpProgramSpecs
-	httpMapSpecs
-	httpVariableSpecs
+type syscallSpecs struct {
+	syscallProgramSpecs
+	syscallMapSpecs
+	syscallVariableSpecs
 }
 
-// httpProgramSpecs contains programs before they are loaded into the kernel.
+// syscallProgramSpecs contains programs before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type httpProgramSpecs struct {
+type syscallProgramSpecs struct {
 	EnterRead     *ebpf.ProgramSpec `ebpf:"enter_read"`
 	EnterReadv    *ebpf.ProgramSpec `ebpf:"enter_readv"`
 	EnterRecvfrom *ebpf.ProgramSpec `ebpf:"enter_recvfrom"`
@@ -126,70 +107,70 @@ type httpProgramSpecs struct {
 	ExitRecvmsg   *ebpf.ProgramSpec `ebpf:"exit_recvmsg"`
 }
 
-// httpMapSpecs contains maps before they are loaded into the kernel.
+// syscallMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type httpMapSpecs struct {
+type syscallMapSpecs struct {
 	Carries *ebpf.MapSpec `ebpf:"carries"`
 	Events  *ebpf.MapSpec `ebpf:"events"`
 	Reads   *ebpf.MapSpec `ebpf:"reads"`
 }
 
-// httpVariableSpecs contains global variables before they are loaded into the kernel.
+// syscallVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
-type httpVariableSpecs struct {
+type syscallVariableSpecs struct {
 	Lost             *ebpf.VariableSpec `ebpf:"lost"`
 	UnusedHttpRecord *ebpf.VariableSpec `ebpf:"unused_http_record"`
 	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
-// httpObjects contains all objects after they have been loaded into the kernel.
+// syscallObjects contains all objects after they have been loaded into the kernel.
 //
-// It can be passed to loadHttpObjects or ebpf.CollectionSpec.LoadAndAssign.
-type httpObjects struct {
-	httpPrograms
-	httpMaps
-	httpVariables
+// It can be passed to loadSyscallObjects or ebpf.CollectionSpec.LoadAndAssign.
+type syscallObjects struct {
+	syscallPrograms
+	syscallMaps
+	syscallVariables
 }
 
-func (o *httpObjects) Close() error {
-	return _HttpClose(
-		&o.httpPrograms,
-		&o.httpMaps,
+func (o *syscallObjects) Close() error {
+	return _SyscallClose(
+		&o.syscallPrograms,
+		&o.syscallMaps,
 	)
 }
 
-// httpMaps contains all maps after they have been loaded into the kernel.
+// syscallMaps contains all maps after they have been loaded into the kernel.
 //
-// It can be passed to loadHttpObjects or ebpf.CollectionSpec.LoadAndAssign.
-type httpMaps struct {
+// It can be passed to loadSyscallObjects or ebpf.CollectionSpec.LoadAndAssign.
+type syscallMaps struct {
 	Carries *ebpf.Map `ebpf:"carries"`
 	Events  *ebpf.Map `ebpf:"events"`
 	Reads   *ebpf.Map `ebpf:"reads"`
 }
 
-func (m *httpMaps) Close() error {
-	return _HttpClose(
+func (m *syscallMaps) Close() error {
+	return _SyscallClose(
 		m.Carries,
 		m.Events,
 		m.Reads,
 	)
 }
 
-// httpVariables contains all global variables after they have been loaded into the kernel.
+// syscallVariables contains all global variables after they have been loaded into the kernel.
 //
-// It can be passed to loadHttpObjects or ebpf.CollectionSpec.LoadAndAssign.
-type httpVariables struct {
+// It can be passed to loadSyscallObjects or ebpf.CollectionSpec.LoadAndAssign.
+type syscallVariables struct {
 	Lost             *ebpf.Variable `ebpf:"lost"`
 	UnusedHttpRecord *ebpf.Variable `ebpf:"unused_http_record"`
 	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
-// httpPrograms contains all programs after they have been loaded into the kernel.
+// syscallPrograms contains all programs after they have been loaded into the kernel.
 //
-// It can be passed to loadHttpObjects or ebpf.CollectionSpec.LoadAndAssign.
-type httpPrograms struct {
+// It can be passed to loadSyscallObjects or ebpf.CollectionSpec.LoadAndAssign.
+type syscallPrograms struct {
 	EnterRead     *ebpf.Program `ebpf:"enter_read"`
 	EnterReadv    *ebpf.Program `ebpf:"enter_readv"`
 	EnterRecvfrom *ebpf.Program `ebpf:"enter_recvfrom"`
@@ -204,8 +185,8 @@ type httpPrograms struct {
 	ExitRecvmsg   *ebpf.Program `ebpf:"exit_recvmsg"`
 }
 
-func (p *httpPrograms) Close() error {
-	return _HttpClose(
+func (p *syscallPrograms) Close() error {
+	return _SyscallClose(
 		p.EnterRead,
 		p.EnterReadv,
 		p.EnterRecvfrom,
@@ -221,7 +202,7 @@ func (p *httpPrograms) Close() error {
 	)
 }
 
-func _HttpClose(closers ...io.Closer) error {
+func _SyscallClose(closers ...io.Closer) error {
 	for _, closer := range closers {
 		if err := closer.Close(); err != nil {
 			return err
@@ -232,5 +213,5 @@ func _HttpClose(closers ...io.Closer) error {
 
 // Do not access this directly.
 //
-//go:embed http_bpfel.o
-var _HttpBytes []byte
+//go:embed syscall_bpfel.o
+var _SyscallBytes []byte

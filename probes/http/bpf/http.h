@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// What both HTTP capture objects share: the record they write into the
+// ring, the look at a stream's first bytes, and where a call's user buffer
+// starts. sock.c is the first choice; syscall.c serves kernels without the
+// sock_*_length tracepoints.
+#pragma once
+
+#include "vmlinux.h"
+#include "bpf_helpers.h"
+#include "bpf_core_read.h"
+#include "bpf_endian.h"
+#include "ring.h"
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define PREFIX 192 // bytes of a request kept: the request line and, often, traceparent
+#define HEAD 16    // bytes of a response kept: "HTTP/1.1 200 OK\r"
+
+// Kinds continue after the TCP ones (probes/tcp/bpf/tcp.h): one ring.
+enum {
+	HTTP_REQUEST = 32,    // a request alone; its response comes as its own record
+	HTTP_RESPONSE = 33,   // a response alone
+	HTTP_EXCHANGE = 34,   // a request and its response, paired in the kernel
+	HTTP_UNANSWERED = 35, // a request whose connection closed before any response
+};
+enum { DIR_SENT = 0, DIR_RECEIVED = 1 };
+enum { BUF_PLAIN = 0, BUF_IOVEC = 1, BUF_MSGHDR = 2 };
+
+struct http_record {
+	__u8 kind;      // first, as in every record of the ring
+	__u8 dir;       // of the request (or of the lone response)
+	__u16 family;   // 0 on a lone response: its request named the socket
+	__u32 netns;
+	__u64 ts_ns;    // the request's (or lone response's) time
+	__u64 end_ns;   // the response's time (EXCHANGE) or the close's (UNANSWERED)
+	__u64 sk;
+	__u32 pid;
+	__u32 size;     // bytes of the request's call
+	__u32 captured; // valid bytes of data
+	__u16 sport;    // local port
+	__u16 dport;    // remote port
+	__u8 saddr[16];
+	__u8 daddr[16];
+	char comm[16];
+	__u32 head_len; // valid bytes of head
+	__u8 head[HEAD]; // the response's first bytes
+	__u8 data[PREFIX]; // the request's first bytes
+};
+
+const struct http_record *unused_http_record __attribute__((unused));
+
+__u64 lost = 0;
+
+// Whether a stream starting with this byte may be HTTP.
+static __always_inline bool classify_start(__u8 b)
+{
+	return b == 'G' || b == 'P' || b == 'H' || b == 'D' || b == 'O';
+}
+
+// What the first bytes start, if anything. Userspace checks the whole line.
+static __always_inline __u8 classify(const __u8 *p)
+{
+	switch (p[0]) {
+	case 'G': return p[1] == 'E' && p[2] == 'T' && p[3] == ' ' ? HTTP_REQUEST : 0;
+	case 'P':
+		if (p[1] == 'O' && p[2] == 'S' && p[3] == 'T') return HTTP_REQUEST;
+		if (p[1] == 'U' && p[2] == 'T' && p[3] == ' ') return HTTP_REQUEST;
+		if (p[1] == 'A' && p[2] == 'T' && p[3] == 'C') return HTTP_REQUEST;
+		return 0;
+	case 'H':
+		if (p[1] == 'E' && p[2] == 'A' && p[3] == 'D') return HTTP_REQUEST;
+		if (p[1] == 'T' && p[2] == 'T' && p[3] == 'P' && p[4] == '/' && p[5] == '1' && p[6] == '.')
+			return HTTP_RESPONSE;
+		return 0;
+	case 'D': return p[1] == 'E' && p[2] == 'L' && p[3] == 'E' ? HTTP_REQUEST : 0;
+	case 'O': return p[1] == 'P' && p[2] == 'T' && p[3] == 'I' ? HTTP_REQUEST : 0;
+	}
+	return 0;
+}
+
+// The user buffer a call reads into or writes from: plain, the first iovec,
+// or the first iovec of a msghdr. len is narrowed to that iovec's.
+static __always_inline __u64 first_buf(__u64 arg, __u8 how, __u64 *len)
+{
+	if (how == BUF_MSGHDR) {
+		struct user_msghdr msg = {};
+		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)arg))
+			return 0;
+		arg = (__u64)msg.msg_iov;
+	}
+	if (how != BUF_PLAIN) {
+		struct iovec iov = {};
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)arg))
+			return 0;
+		if (iov.iov_len < *len)
+			*len = iov.iov_len;
+		return (__u64)iov.iov_base;
+	}
+	return arg;
+}
+
+// The bytes carried over from reads too short to tell what a stream starts
+// with: Go's HTTP server, for one, reads a single byte to watch for a
+// closing client, and the request line continues in the next read.
+struct carry {
+	__u8 n;
+	__u8 b[7];
+};
+
+// fill_request sets r to the request in the call: who, which socket, and its
+// first bytes (after k carried ones).
+static __always_inline void fill_request(struct http_record *r, struct sock *sk, __u8 dir, __u64 buf,
+					 __u64 avail, __u32 size, const struct carry *c)
+{
+	r->kind = HTTP_REQUEST;
+	r->dir = dir;
+	r->ts_ns = bpf_ktime_get_ns();
+	r->end_ns = 0;
+	r->sk = (__u64)sk;
+	r->size = size;
+	r->head_len = 0;
+	r->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(&r->comm, sizeof(r->comm));
+	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	r->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	r->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (r->family == AF_INET6) {
+		BPF_CORE_READ_INTO(&r->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&r->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	} else {
+		__builtin_memset(r->saddr, 0, sizeof(r->saddr));
+		__builtin_memset(r->daddr, 0, sizeof(r->daddr));
+		BPF_CORE_READ_INTO((__u32 *)r->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((__u32 *)r->daddr, sk, __sk_common.skc_daddr);
+	}
+	__u8 k = c ? c->n & 7 : 0;
+	for (int i = 0; i < 7; i++)
+		if (i < k)
+			r->data[i] = c->b[i];
+	__u32 n = avail < PREFIX - 8 ? avail : PREFIX - 8;
+	r->captured = k + n;
+	if (bpf_probe_read_user(r->data + k, n, (void *)buf))
+		r->captured = k;
+}
+
+// fill_head reads a response's first bytes into r.
+static __always_inline void fill_head(struct http_record *r, __u64 buf, __u64 avail)
+{
+	__u32 n = avail < HEAD ? avail : HEAD;
+	r->head_len = n;
+	if (bpf_probe_read_user(r->head, n, (void *)buf))
+		r->head_len = 0;
+}
+
+// emit_response writes a response alone.
+static __always_inline void emit_response(struct sock *sk, __u8 dir, __u64 buf, __u64 avail, __u32 size)
+{
+	struct http_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		__sync_fetch_and_add(&lost, 1);
+		return;
+	}
+	r->kind = HTTP_RESPONSE;
+	r->dir = dir;
+	r->family = 0;
+	r->pid = 0;
+	r->ts_ns = bpf_ktime_get_ns();
+	r->end_ns = 0;
+	r->sk = (__u64)sk;
+	r->size = size;
+	r->captured = 0;
+	fill_head(r, buf, avail);
+	ring_submit(r, false);
+}
+
+// emit_request writes a request alone.
+static __always_inline void emit_request(struct sock *sk, __u8 dir, __u64 buf, __u64 avail, __u32 size,
+					 const struct carry *c)
+{
+	struct http_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		__sync_fetch_and_add(&lost, 1);
+		return;
+	}
+	fill_request(r, sk, dir, buf, avail, size, c);
+	ring_submit(r, false);
+}
