@@ -453,6 +453,9 @@ type waiter struct {
 func (t *Table) Later(e *event.TCP, then func(Key)) (k Key, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if k, ok := t.named(e); ok {
+		return k, true
+	}
 	p, ev, since := identity.Pair{}, e, t.now()
 	if c := t.connOf(e); c != nil && c.late == nil {
 		return c.key, true
@@ -466,6 +469,25 @@ func (t *Table) Later(e *event.TCP, then func(Key)) (k Key, ok bool) {
 	}
 	t.waiters = append(t.waiters, waiter{pair: p, ev: *ev, since: since, then: then})
 	return Key{}, false
+}
+
+// Named is Later's answer when it needs no wait: a caller on a hot path
+// tries it first and builds its then only when ok is false.
+func (t *Table) Named(e *event.TCP) (Key, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.named(e)
+}
+
+func (t *Table) named(e *event.TCP) (Key, bool) {
+	if c := t.connOf(e); c != nil {
+		return c.key, c.late == nil
+	}
+	p := t.id.Identify(e)
+	if p.Pending && t.canWait() && len(t.waiters) < maxLate {
+		return Key{}, false
+	}
+	return t.keyOfPair(p), true
 }
 
 func (t *Table) canWait() bool {

@@ -132,9 +132,10 @@ type Table struct {
 	pruned    time.Time // last look for series of deleted workloads
 	series    map[seriesKey]*histogram
 	routes    map[string]struct{}
-	unpaired  uint64 // responses with no request in flight
-	malformed uint64 // records that were not HTTP after all
-	dropped   uint64 // requests not followed because a bound was reached
+	unpaired  uint64    // responses with no request in flight
+	malformed uint64    // records that were not HTTP after all
+	dropped   uint64    // requests not followed because a bound was reached
+	who       event.TCP // scratch for the namer (complete)
 }
 
 // New makes a table; spans may be nil. wall converts kernel time.
@@ -308,27 +309,41 @@ func (t *Table) route(path string) string {
 // own pair when it follows the socket, else what its ends resolve to now.
 func (t *Table) complete(who event.TCP, server bool, p pending, status string, end uint64) {
 	d := done{who: who, server: server, p: p, status: status, end: end}
-	if l, ok := t.names.(laterNamer); ok {
-		// A request on a connection whose ends are not named yet (a pod
-		// not reported yet) is counted once they are, like the connection.
-		key, now := l.Later(&d.who, func(k flow.Key) {
-			t.mu.Lock()
-			defer t.mu.Unlock()
-			d.key = k
-			t.observe(d)
-		})
-		if !now {
-			return
-		}
-		d.key = key
-	} else {
-		d.key = t.names.KeyFor(&d.who)
+	// The namer gets the table's own copy of who: a pointer to d would move
+	// d to the heap, once per request.
+	t.who = who
+	l, ok := t.names.(laterNamer)
+	if !ok {
+		d.key = t.names.KeyFor(&t.who)
+		t.observe(d)
+		return
 	}
-	t.observe(d)
+	if key, ok := l.Named(&t.who); ok { // most requests
+		d.key = key
+		t.observe(d)
+		return
+	}
+	t.later(l, d)
+}
+
+// later counts a request on a connection whose ends are not named yet (a
+// pod not reported yet) once they are, like the connection.
+func (t *Table) later(l laterNamer, d done) {
+	key, now := l.Later(&d.who, func(k flow.Key) {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		d.key = k
+		t.observe(d)
+	})
+	if now {
+		d.key = key
+		t.observe(d)
+	}
 }
 
 // laterNamer is a Namer that can wait for names (the flow table).
 type laterNamer interface {
+	Named(e *event.TCP) (flow.Key, bool)
 	Later(e *event.TCP, then func(flow.Key)) (flow.Key, bool)
 }
 

@@ -387,7 +387,7 @@ func TestPairedInTheKernel(t *testing.T) {
 	tb.Apply(paired(1, 3e8, 4e8, "GET /users/8 HTTP/1.1\r\n", 200))
 	tb.Apply(paired(1, 5e8, 9e8, "POST /orders HTTP/1.1\r\n", 503))
 	tb.Apply(paired(2, 0, 1e9, "GET /never HTTP/1.1\r\n", 0)) // closed unanswered
-	bad := paired(3, 0, 1e8, "\x16\x03\x01\x02\x00", 200)    // TLS: never a series
+	bad := paired(3, 0, 1e8, "\x16\x03\x01\x02\x00", 200)     // TLS: never a series
 	tb.Apply(bad)
 	mfs := gather(t, tb)
 	const name = "strata_http_server_request_duration_seconds"

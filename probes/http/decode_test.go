@@ -104,3 +104,22 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkDecodeExchange is the agent's cost to read one paired record as
+// wrk against nginx produces them.
+func BenchmarkDecodeExchange(b *testing.B) {
+	r := record{Kind: kindExchange, Dir: 1, Family: 2, Sport: 8080, Dport: 40000, Sk: 7, Pid: 9, TsNs: 5, EndNs: 25}
+	copy(r.Saddr[:], []byte{10, 244, 0, 3})
+	copy(r.Daddr[:], []byte{10, 244, 0, 2})
+	head := "GET / HTTP/1.1\r\nHost: 10.244.0.3:8080\r\n\r\n"
+	r.Captured = uint32(copy(r.Data[:], head))
+	r.HeadLen = uint32(copy(r.Head[:], "HTTP/1.1 200 OK\r"))
+	copy(r.Comm[:], []int8{'n', 'g', 'i', 'n', 'x'})
+	raw := encode(b, r)
+	b.ReportAllocs()
+	for b.Loop() {
+		if e, err := Decode(raw); err != nil || e.Status != 200 {
+			b.Fatal(e, err)
+		}
+	}
+}
