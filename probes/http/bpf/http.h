@@ -108,6 +108,12 @@ struct carry {
 	__u8 b[7];
 };
 
+// fill_sock sets r's addresses and network namespace from sk. Each object
+// has its own: sock.c's socket comes from the tracepoint, trusted, and is
+// read directly; syscall.c's is found through the fd table, read with
+// bpf_probe_read_kernel.
+static __always_inline void fill_sock(struct http_record *r, struct sock *sk);
+
 // fill_request sets r to the request in the call: who, which socket, and its
 // first bytes (after k carried ones).
 static __always_inline void fill_request(struct http_record *r, struct sock *sk, __u8 dir, __u64 buf,
@@ -122,19 +128,7 @@ static __always_inline void fill_request(struct http_record *r, struct sock *sk,
 	r->head_len = 0;
 	r->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(&r->comm, sizeof(r->comm));
-	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	r->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	r->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (r->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&r->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&r->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		__builtin_memset(r->saddr, 0, sizeof(r->saddr));
-		__builtin_memset(r->daddr, 0, sizeof(r->daddr));
-		BPF_CORE_READ_INTO((__u32 *)r->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)r->daddr, sk, __sk_common.skc_daddr);
-	}
+	fill_sock(r, sk);
 	__u8 k = c ? c->n & 7 : 0;
 	for (int i = 0; i < 7; i++)
 		if (i < k)

@@ -42,6 +42,24 @@ struct {
 	__type(value, struct http_sock);
 } socks SEC(".maps");
 
+static __always_inline void fill_sock(struct http_record *r, struct sock *sk)
+{
+	struct sock_common *c = &sk->__sk_common;
+	r->family = c->skc_family;
+	r->netns = c->skc_net.net->ns.inum;
+	r->sport = c->skc_num;
+	r->dport = bpf_ntohs(c->skc_dport);
+	if (r->family == AF_INET6) {
+		__builtin_memcpy(r->saddr, c->skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(r->daddr, c->skc_v6_daddr.in6_u.u6_addr8, 16);
+	} else {
+		__builtin_memset(r->saddr, 0, sizeof(r->saddr));
+		__builtin_memset(r->daddr, 0, sizeof(r->daddr));
+		*(__u32 *)r->saddr = c->skc_rcv_saddr;
+		*(__u32 *)r->daddr = c->skc_daddr;
+	}
+}
+
 // An application's TCP socket: not the kernel's own (NFS and the like run
 // their sockets inside another task's call).
 static __always_inline bool app_tcp(struct sock *sk)
@@ -86,10 +104,13 @@ static __always_inline void output(struct http_sock *st)
 		__sync_fetch_and_add(&lost, 1);
 }
 
-static __always_inline void on_request(struct sock *sk, __u8 dir, __u64 buf, __u64 len, __u32 size,
-				       const struct carry *c)
+// on_request and on_response take the socket's storage when the caller
+// looked it up already (NULL: look it up here).
+static __always_inline void on_request(struct sock *sk, struct http_sock *st, __u8 dir, __u64 buf, __u64 len,
+				       __u32 size, const struct carry *c)
 {
-	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		st = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
 		emit_request(sk, dir, buf, len, size, c);
 		return;
@@ -108,9 +129,11 @@ static __always_inline void on_request(struct sock *sk, __u8 dir, __u64 buf, __u
 	emit_request(sk, dir, buf, len, size, c);
 }
 
-static __always_inline void on_response(struct sock *sk, __u8 dir, __u64 buf, __u64 len, __u32 size)
+static __always_inline void on_response(struct sock *sk, struct http_sock *st, __u8 dir, __u64 buf, __u64 len,
+					__u32 size)
 {
-	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, 0);
+	if (!st)
+		st = bpf_sk_storage_get(&socks, sk, 0, 0);
 	if (!st || st->state != PENDING || st->req.dir == dir) {
 		emit_response(sk, dir, buf, len, size);
 		return;
@@ -136,10 +159,10 @@ int BPF_PROG(http_sent, struct sock *sk, int ret, int flags)
 		return 0;
 	switch (classify(head)) {
 	case HTTP_REQUEST:
-		on_request(sk, DIR_SENT, buf, len, ret, 0);
+		on_request(sk, 0, DIR_SENT, buf, len, ret, 0);
 		break;
 	case HTTP_RESPONSE:
-		on_response(sk, DIR_SENT, buf, len, ret);
+		on_response(sk, 0, DIR_SENT, buf, len, ret);
 		break;
 	}
 	return 0;
@@ -180,10 +203,10 @@ int BPF_PROG(http_received, struct sock *sk, int ret, int flags)
 	switch (classify(joined)) {
 	case HTTP_REQUEST:
 		__builtin_memcpy(cur.b, joined, 7);
-		on_request(sk, DIR_RECEIVED, buf, len, ret, k ? &cur : 0);
+		on_request(sk, st, DIR_RECEIVED, buf, len, ret, k ? &cur : 0);
 		break;
 	case HTTP_RESPONSE:
-		on_response(sk, DIR_RECEIVED, buf, len, ret);
+		on_response(sk, st, DIR_RECEIVED, buf, len, ret);
 		break;
 	}
 	return 0;
