@@ -13,7 +13,10 @@ import (
 // Both objects write the same record (bpf/http.h).
 type record = sockHttpRecord
 
-var recordSize = int(unsafe.Sizeof(record{}))
+var (
+	recordSize = int(unsafe.Sizeof(record{}))
+	headerSize = int(unsafe.Offsetof(record{}.Data)) // a record may end after its captured bytes
+)
 
 // Record kinds (bpf/http.h). FirstKind is the smallest; the ring holds the
 // TCP probes' records too, all below it.
@@ -27,14 +30,19 @@ const (
 
 // Decode turns one ring-buffer sample into an event.
 func Decode(raw []byte) (event.HTTP, error) {
-	if len(raw) < recordSize {
+	if len(raw) < headerSize {
 		return event.HTTP{}, errors.New("http: short record")
 	}
 	r := (*record)(unsafe.Pointer(unsafe.SliceData(raw)))
-	if uintptr(unsafe.Pointer(r))%unsafe.Alignof(*r) != 0 { // the ring aligns to 8; be sure
+	// The ring aligns to 8, but be sure; and a record cut after its
+	// captured bytes is read from a whole copy.
+	if len(raw) < recordSize || uintptr(unsafe.Pointer(r))%unsafe.Alignof(*r) != 0 {
 		var c record
 		copy(unsafe.Slice((*byte)(unsafe.Pointer(&c)), recordSize), raw)
 		r = &c
+	}
+	if int(r.Captured) > len(raw)-headerSize {
+		return event.HTTP{}, errors.New("http: record shorter than its captured bytes")
 	}
 	e := event.HTTP{
 		Mono:     r.TsNs,

@@ -51,6 +51,14 @@ func TestDecodePairedRecords(t *testing.T) {
 		e.Mono != 5 || e.Ended != 25 || e.Remote != netip.MustParseAddrPort("10.250.0.9:80") {
 		t.Fatalf("%+v", e)
 	}
+	// The kernel cuts a paired record after its captured bytes.
+	raw := encode(t, r)
+	if e2, err := Decode(raw[:headerSize+len(head)]); err != nil || e2 != e {
+		t.Fatalf("cut after the captured bytes: %+v %v, want %+v", e2, err, e)
+	}
+	if _, err := Decode(raw[:headerSize+len(head)-1]); err == nil {
+		t.Fatal("a record shorter than its captured bytes decoded")
+	}
 	r.Kind, r.HeadLen, r.Head = kindUnanswered, 0, [16]byte{}
 	if e, err = Decode(encode(t, r)); err != nil || !e.Valid || e.Status != 0 || e.Ended != 25 || e.Method != "POST" {
 		t.Fatalf("unanswered: %+v %v", e, err)
@@ -63,7 +71,7 @@ func TestDecodePairedRecords(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	if _, err := Decode(make([]byte, recordSize-1)); err == nil {
+	if _, err := Decode(make([]byte, headerSize-1)); err == nil {
 		t.Fatal("short record decoded")
 	}
 	if _, err := Decode(encode(t, record{Kind: FirstKind + 4, Family: 2})); err == nil {

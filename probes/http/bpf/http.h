@@ -45,7 +45,7 @@ struct http_record {
 	char comm[16];
 	__u32 head_len; // valid bytes of head
 	__u8 head[HEAD]; // the response's first bytes
-	__u8 data[PREFIX]; // the request's first bytes
+	__u8 data[PREFIX]; // the request's first bytes; a record may end after data[captured-1]
 };
 
 const struct http_record *unused_http_record __attribute__((unused));
