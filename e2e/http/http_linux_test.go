@@ -180,6 +180,12 @@ func TestHTTPGoldenSignals(t *testing.T) {
 		for _, m := range []string{"strata_agent_export_dropped_total", "strata_agent_export_errors_total"} {
 			a.Expect(t, m, labels{"exporter": "tempo"}, 0, 0)
 		}
-		a.Expect(t, "strata_agent_probe_info", labels{"probe": "http", "mode": "syscall"}, 1, 0)
+		// The socket tracepoints where the kernel has them (6.3+), else the
+		// syscall hooks.
+		mode := "syscall"
+		if _, err := os.Stat("/sys/kernel/tracing/events/sock/sock_send_length"); err == nil {
+			mode = "tracepoint"
+		}
+		a.Expect(t, "strata_agent_probe_info", labels{"probe": "http", "mode": mode}, 1, 0)
 	})
 }

@@ -10,15 +10,16 @@ import (
 	"github.com/stratanet/strata/probes/tracepoint"
 )
 
-// Mode is how the probe hooks the kernel.
+// Mode is how the probe hooks the kernel; its value is what
+// strata_agent_probe_info{probe="http"} reports (METRICS.md).
 type Mode string
 
 const (
-	// Auto takes Sock where the kernel has it, else Syscall.
+	// Auto takes Tracepoint where the kernel has it, else Syscall.
 	Auto Mode = ""
-	// Sock hooks the sock_send_length and sock_recv_length tracepoints
+	// Tracepoint hooks the sock_send_length and sock_recv_length tracepoints
 	// (kernel 6.3+) and pairs requests with responses in the kernel.
-	Sock Mode = "sock"
+	Tracepoint Mode = "tracepoint"
 	// Syscall hooks the read/write syscall families; the agent pairs.
 	Syscall Mode = "syscall"
 )
@@ -36,7 +37,7 @@ type Probe struct {
 // there: half the calls would pair requests with the wrong responses.
 func Open(events *ebpf.Map, wakeupBytes uint64, mode Mode) (*Probe, error) {
 	if mode == Auto {
-		p, err := Open(events, wakeupBytes, Sock)
+		p, err := Open(events, wakeupBytes, Tracepoint)
 		if err == nil {
 			return p, nil
 		}
@@ -62,7 +63,7 @@ func Open(events *ebpf.Map, wakeupBytes uint64, mode Mode) (*Probe, error) {
 	}
 	p := &Probe{mode: mode}
 	switch mode {
-	case Sock:
+	case Tracepoint:
 		var objs sockObjects
 		if err := spec.LoadAndAssign(&objs, opts); err != nil {
 			return nil, fmt.Errorf("load HTTP probe (%s): %w", mode, err)

@@ -21,7 +21,7 @@ import (
 	"github.com/stratanet/strata/probes/ring"
 )
 
-var modes = []Mode{Sock, Syscall}
+var modes = []Mode{Tracepoint, Syscall}
 
 // eachMode runs a test with the probe in each mode.
 func eachMode(t *testing.T, test func(t *testing.T, records func(port uint16) []event.HTTP)) {
@@ -332,7 +332,7 @@ func TestPipelinedAndUnanswered(t *testing.T) {
 		// The pipelining socket is paired by the agent in both modes; the
 		// last connection's request ends unanswered in the kernel.
 		wantSeen := "/a /a /b /b /c /c /d /d 200 200 404 404"
-		if mode := strings.Split(t.Name(), "/")[1]; mode == string(Sock) {
+		if mode := strings.Split(t.Name(), "/")[1]; mode == string(Tracepoint) {
 			wantSeen = "/a /a /b /b /c /c /d=0 /d=0 200 200 404 404"
 		}
 		if strings.Join(seen, " ") != wantSeen {
