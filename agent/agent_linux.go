@@ -202,8 +202,7 @@ type kernel struct {
 const poll = 10 * time.Millisecond
 
 func openKernel(cfg config.Config, log *zap.Logger) (*kernel, error) {
-	wakeup := min(256<<10, uint64(cfg.RingBuffer)/4)
-	t, err := tcp.Open(log.Named("probes"), tcp.Options{RingBytes: uint32(cfg.RingBuffer), WakeupBytes: wakeup, Poll: poll})
+	t, err := tcp.Open(log.Named("probes"), tcp.Options{RingBytes: uint32(cfg.RingBuffer)})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKernel, err)
 	}
@@ -212,14 +211,14 @@ func openKernel(cfg config.Config, log *zap.Logger) (*kernel, error) {
 		k.modes[s.Probe] = s.Mode
 	}
 	if cfg.HTTP == "on" {
-		if k.http, err = httpprobe.Open(t.Events(), wakeup, httpprobe.Auto); err != nil {
+		if k.http, err = httpprobe.Open(t.Events(), httpprobe.Auto); err != nil {
 			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "http"), zap.Error(err))
 		} else {
 			k.modes["http"] = string(k.http.Mode())
 		}
 	}
 	if cfg.DNS == "on" {
-		if k.dns, err = dnsprobe.Open(t.Events(), wakeup); err != nil {
+		if k.dns, err = dnsprobe.Open(t.Events()); err != nil {
 			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "dns"), zap.Error(err))
 		} else {
 			k.modes["dns"] = "syscall"

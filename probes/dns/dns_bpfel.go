@@ -93,7 +93,6 @@ const (
 	dnsProgExitSendto     = "exit_sendto"
 	dnsVarLost            = "lost"
 	dnsVarUnusedDnsRecord = "unused_dns_record"
-	dnsVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadDns returns the embedded CollectionSpec for dns.
@@ -175,7 +174,6 @@ type dnsMapSpecs struct {
 type dnsVariableSpecs struct {
 	Lost            *ebpf.VariableSpec `ebpf:"lost"`
 	UnusedDnsRecord *ebpf.VariableSpec `ebpf:"unused_dns_record"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // dnsObjects contains all objects after they have been loaded into the kernel.
@@ -221,7 +219,6 @@ func (m *dnsMaps) Close() error {
 type dnsVariables struct {
 	Lost            *ebpf.Variable `ebpf:"lost"`
 	UnusedDnsRecord *ebpf.Variable `ebpf:"unused_dns_record"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // dnsPrograms contains all programs after they have been loaded into the kernel.

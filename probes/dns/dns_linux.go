@@ -19,17 +19,12 @@ type Probe struct {
 // attaches them to the syscall tracepoints. Either every hook attaches or
 // the probe is not there: a client library whose calls went unseen would
 // look like one whose queries all time out.
-func Open(events *ebpf.Map, wakeupBytes uint64) (*Probe, error) {
+func Open(events *ebpf.Map) (*Probe, error) {
 	spec, err := loadDns()
 	if err != nil {
 		return nil, err
 	}
 	spec.Maps["events"].MaxEntries = events.MaxEntries()
-	if wakeupBytes > 0 {
-		if err := spec.Variables["wakeup_bytes"].Set(wakeupBytes); err != nil {
-			return nil, err
-		}
-	}
 	p := &Probe{}
 	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
 	if err := spec.LoadAndAssign(&p.objs, opts); err != nil {

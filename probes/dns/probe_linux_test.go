@@ -33,7 +33,7 @@ func capture(t *testing.T) func(netns uint32) []event.DNS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Open(events, 1<<20)
+	p, err := Open(events)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,13 +35,13 @@ type Probe struct {
 // Open loads the programs, writing into the shared ring events, and
 // attaches them. Either every hook of a mode attaches or the mode is not
 // there: half the calls would pair requests with the wrong responses.
-func Open(events *ebpf.Map, wakeupBytes uint64, mode Mode) (*Probe, error) {
+func Open(events *ebpf.Map, mode Mode) (*Probe, error) {
 	if mode == Auto {
-		p, err := Open(events, wakeupBytes, Tracepoint)
+		p, err := Open(events, Tracepoint)
 		if err == nil {
 			return p, nil
 		}
-		p, err2 := Open(events, wakeupBytes, Syscall)
+		p, err2 := Open(events, Syscall)
 		if err2 != nil {
 			return nil, errors.Join(err, err2)
 		}
@@ -56,11 +56,6 @@ func Open(events *ebpf.Map, wakeupBytes uint64, mode Mode) (*Probe, error) {
 		return nil, err
 	}
 	spec.Maps["events"].MaxEntries = events.MaxEntries()
-	if wakeupBytes > 0 {
-		if err := spec.Variables["wakeup_bytes"].Set(wakeupBytes); err != nil {
-			return nil, err
-		}
-	}
 	p := &Probe{mode: mode}
 	switch mode {
 	case Tracepoint:

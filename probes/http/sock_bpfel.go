@@ -59,7 +59,6 @@ const (
 	sockProgHttpSent        = "http_sent"
 	sockVarLost             = "lost"
 	sockVarUnusedHttpRecord = "unused_http_record"
-	sockVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadSock returns the embedded CollectionSpec for sock.
@@ -123,7 +122,6 @@ type sockMapSpecs struct {
 type sockVariableSpecs struct {
 	Lost             *ebpf.VariableSpec `ebpf:"lost"`
 	UnusedHttpRecord *ebpf.VariableSpec `ebpf:"unused_http_record"`
-	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // sockObjects contains all objects after they have been loaded into the kernel.
@@ -163,7 +161,6 @@ func (m *sockMaps) Close() error {
 type sockVariables struct {
 	Lost             *ebpf.Variable `ebpf:"lost"`
 	UnusedHttpRecord *ebpf.Variable `ebpf:"unused_http_record"`
-	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // sockPrograms contains all programs after they have been loaded into the kernel.

@@ -48,7 +48,6 @@ const (
 	syscallProgExitRecvmsg     = "exit_recvmsg"
 	syscallVarLost             = "lost"
 	syscallVarUnusedHttpRecord = "unused_http_record"
-	syscallVarWakeupBytes      = "wakeup_bytes"
 )
 
 // loadSyscall returns the embedded CollectionSpec for syscall.
@@ -122,7 +121,6 @@ type syscallMapSpecs struct {
 type syscallVariableSpecs struct {
 	Lost             *ebpf.VariableSpec `ebpf:"lost"`
 	UnusedHttpRecord *ebpf.VariableSpec `ebpf:"unused_http_record"`
-	WakeupBytes      *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // syscallObjects contains all objects after they have been loaded into the kernel.
@@ -164,7 +162,6 @@ func (m *syscallMaps) Close() error {
 type syscallVariables struct {
 	Lost             *ebpf.Variable `ebpf:"lost"`
 	UnusedHttpRecord *ebpf.Variable `ebpf:"unused_http_record"`
-	WakeupBytes      *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // syscallPrograms contains all programs after they have been loaded into the kernel.

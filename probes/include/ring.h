@@ -12,24 +12,15 @@ struct {
 	__uint(max_entries, 1 << 23);
 } events SEC(".maps");
 
-// Below this many queued bytes a record does not wake the reader: waking it
-// per record costs most of the throughput of a busy server (DESIGN.md). The
-// reader polls with a short deadline, so quiet periods still flow.
-volatile const __u64 wakeup_bytes = 256 * 1024;
-
-static __always_inline void ring_submit(void *r, bool urgent)
+// Records never wake the reader: the agent drains the ring on a timer
+// (probes/ring), which costs less than any wake-up, batched or not.
+static __always_inline void ring_submit(void *r)
 {
-	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(r, flags);
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
 }
 
 // ring_output copies a record (from a map value, say) into the ring.
-static __always_inline long ring_output(void *r, __u64 size, bool urgent)
+static __always_inline long ring_output(void *r, __u64 size)
 {
-	__u64 flags = BPF_RB_NO_WAKEUP;
-	if (urgent || bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	return bpf_ringbuf_output(&events, r, size, flags);
+	return bpf_ringbuf_output(&events, r, size, BPF_RB_NO_WAKEUP);
 }

@@ -23,7 +23,6 @@ const (
 	eventsVarLost            = "lost"
 	eventsVarLostReset       = "lost_reset"
 	eventsVarUnusedTcpRecord = "unused_tcp_record"
-	eventsVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadEvents returns the embedded CollectionSpec for events.
@@ -87,7 +86,6 @@ type eventsVariableSpecs struct {
 	Lost            *ebpf.VariableSpec `ebpf:"lost"`
 	LostReset       *ebpf.VariableSpec `ebpf:"lost_reset"`
 	UnusedTcpRecord *ebpf.VariableSpec `ebpf:"unused_tcp_record"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // eventsObjects contains all objects after they have been loaded into the kernel.
@@ -126,7 +124,6 @@ type eventsVariables struct {
 	Lost            *ebpf.Variable `ebpf:"lost"`
 	LostReset       *ebpf.Variable `ebpf:"lost_reset"`
 	UnusedTcpRecord *ebpf.Variable `ebpf:"unused_tcp_record"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // eventsPrograms contains all programs after they have been loaded into the kernel.

@@ -51,7 +51,7 @@ func (c *collector) of(port uint16) []event.TCP {
 
 func open(t *testing.T) (*Probes, *collector) {
 	requireRoot(t)
-	p, err := Open(zap.NewNop(), Options{RingBytes: 1 << 22, WakeupBytes: 1 << 20, Poll: 20 * time.Millisecond})
+	p, err := Open(zap.NewNop(), Options{RingBytes: 1 << 22})
 	if err != nil {
 		t.Fatal(err)
 	}

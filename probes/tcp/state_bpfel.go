@@ -57,7 +57,6 @@ const (
 	stateProgOnState        = "on_state"
 	stateVarLost            = "lost"
 	stateVarUnusedTcpRecord = "unused_tcp_record"
-	stateVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadState returns the embedded CollectionSpec for state.
@@ -119,7 +118,6 @@ type stateMapSpecs struct {
 type stateVariableSpecs struct {
 	Lost            *ebpf.VariableSpec `ebpf:"lost"`
 	UnusedTcpRecord *ebpf.VariableSpec `ebpf:"unused_tcp_record"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // stateObjects contains all objects after they have been loaded into the kernel.
@@ -159,7 +157,6 @@ func (m *stateMaps) Close() error {
 type stateVariables struct {
 	Lost            *ebpf.Variable `ebpf:"lost"`
 	UnusedTcpRecord *ebpf.Variable `ebpf:"unused_tcp_record"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // statePrograms contains all programs after they have been loaded into the kernel.

@@ -22,7 +22,6 @@ const (
 	sweepVarSweepDrops      = "sweep_drops"
 	sweepVarSweepGen        = "sweep_gen"
 	sweepVarUnusedTcpRecord = "unused_tcp_record"
-	sweepVarWakeupBytes     = "wakeup_bytes"
 )
 
 // loadSweep returns the embedded CollectionSpec for sweep.
@@ -85,7 +84,6 @@ type sweepVariableSpecs struct {
 	SweepDrops      *ebpf.VariableSpec `ebpf:"sweep_drops"`
 	SweepGen        *ebpf.VariableSpec `ebpf:"sweep_gen"`
 	UnusedTcpRecord *ebpf.VariableSpec `ebpf:"unused_tcp_record"`
-	WakeupBytes     *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // sweepObjects contains all objects after they have been loaded into the kernel.
@@ -125,7 +123,6 @@ type sweepVariables struct {
 	SweepDrops      *ebpf.Variable `ebpf:"sweep_drops"`
 	SweepGen        *ebpf.Variable `ebpf:"sweep_gen"`
 	UnusedTcpRecord *ebpf.Variable `ebpf:"unused_tcp_record"`
-	WakeupBytes     *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // sweepPrograms contains all programs after they have been loaded into the kernel.

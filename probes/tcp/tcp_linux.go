@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -14,11 +13,9 @@ import (
 	"github.com/stratanet/strata/probes/tracepoint"
 )
 
-// Options size the ring buffer and its wake-up batching.
+// Options size the ring buffer.
 type Options struct {
-	RingBytes   uint32        // power of two, multiple of the page size
-	WakeupBytes uint64        // queued bytes that wake the reader early
-	Poll        time.Duration // longest a record waits when traffic is light
+	RingBytes uint32 // power of two, multiple of the page size
 }
 
 // Status is what one probe ended up as.
@@ -140,9 +137,6 @@ func (p *Probes) disable(name string, err error) {
 func configure(spec *ebpf.CollectionSpec, opts Options) error {
 	if m, ok := spec.Maps["events"]; ok && opts.RingBytes > 0 {
 		m.MaxEntries = opts.RingBytes
-	}
-	if v, ok := spec.Variables["wakeup_bytes"]; ok && opts.WakeupBytes > 0 {
-		return v.Set(opts.WakeupBytes)
 	}
 	return nil
 }

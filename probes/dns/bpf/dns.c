@@ -251,7 +251,7 @@ static __always_inline void emit(struct sock *sk, __u8 kind, const struct peer *
 	r->captured = n;
 	if (bpf_probe_read_user(r->data, n, (void *)buf))
 		r->captured = 0;
-	ring_submit(r, false);
+	ring_submit(r);
 }
 
 // A send on a socket with no local port yet: the kernel binds it during

@@ -166,7 +166,7 @@ static __always_inline void emit_response(struct sock *sk, __u8 dir, __u64 buf, 
 	r->size = size;
 	r->captured = 0;
 	fill_head(r, buf, avail);
-	ring_submit(r, false);
+	ring_submit(r);
 }
 
 // emit_request writes a request alone.
@@ -179,5 +179,5 @@ static __always_inline void emit_request(struct sock *sk, __u8 dir, __u64 buf, _
 		return;
 	}
 	fill_request(r, sk, dir, buf, avail, size, c);
-	ring_submit(r, false);
+	ring_submit(r);
 }

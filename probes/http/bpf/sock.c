@@ -107,7 +107,7 @@ static __always_inline void output(struct http_sock *st)
 	__u32 n = st->req.captured;
 	if (n > PREFIX)
 		n = PREFIX;
-	if (ring_output(&st->req, offsetof(struct http_record, data) + n, false))
+	if (ring_output(&st->req, offsetof(struct http_record, data) + n))
 		__sync_fetch_and_add(&lost, 1);
 }
 

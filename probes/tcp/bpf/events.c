@@ -18,7 +18,7 @@ static __always_inline int emit(const struct sock *sk, __u8 kind)
 	if (!r->sport) // a full socket already unhashed (RST on close): inet_sport survives
 		r->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
 	r->newstate = BPF_CORE_READ(sk, __sk_common.skc_state);
-	submit(r, false);
+	submit(r);
 	return 0;
 }
 

@@ -75,6 +75,6 @@ int on_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			r->err = BPF_CORE_READ(sk, sk_err);
 		bpf_map_delete_elem(&connecting, &key);
 	}
-	submit(r, false);
+	submit(r);
 	return 0;
 }

@@ -23,7 +23,7 @@ int sweep(struct bpf_iter__tcp *ctx)
 		r->drops = sweep_drops;
 		struct task_struct *task = bpf_get_current_task_btf();
 		r->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
-		submit(r, true);
+		submit(r);
 		return 0;
 	}
 
@@ -45,6 +45,6 @@ int sweep(struct bpf_iter__tcp *ctx)
 	r->newstate = state;
 	fill_sock(r, (struct sock *)tp);
 	fill_full(r, (struct sock *)tp);
-	submit(r, false);
+	submit(r);
 	return 0;
 }

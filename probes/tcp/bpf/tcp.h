@@ -78,9 +78,9 @@ static __always_inline struct tcp_record *reserve(void)
 	return reserve_counted(&lost);
 }
 
-static __always_inline void submit(struct tcp_record *r, bool urgent)
+static __always_inline void submit(struct tcp_record *r)
 {
-	ring_submit(r, urgent);
+	ring_submit(r);
 }
 
 // Addresses, ports, netns and inode straight from the socket. The ports come
