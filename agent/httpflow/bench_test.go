@@ -1,6 +1,7 @@
 package httpflow
 
 import (
+	"strconv"
 	"testing"
 
 	"go.uber.org/zap"
@@ -27,7 +28,7 @@ func BenchmarkPaired(b *testing.B) {
 	tb := New(flow.NewTable(zap.NewNop(), fixed{}, flow.DefaultOptions()), nil, nil, wall, "")
 	evs := make([]*event.HTTP, 32)
 	for i := range evs {
-		evs[i] = paired(uint64(i+1), 0, 1e6, "GET / HTTP/1.1\r\nHost: 10.0.0.2\r\n\r\n", 200)
+		evs[i] = paired(uint64(i+1), 0, 1e6, "GET /api/users/"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: 10.0.0.2\r\n\r\n", 200)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -131,17 +131,17 @@ type Table struct {
 	swept     time.Time // last sweep for idle sockets
 	pruned    time.Time // last look for series of deleted workloads
 	series    map[seriesKey]*histogram
-	routes    map[string]struct{}
-	unpaired  uint64    // responses with no request in flight
-	malformed uint64    // records that were not HTTP after all
-	dropped   uint64    // requests not followed because a bound was reached
-	who       event.TCP // scratch for the namer (complete)
+	routes    map[string]string // each route kept once, as its own key
+	unpaired  uint64            // responses with no request in flight
+	malformed uint64            // records that were not HTTP after all
+	dropped   uint64            // requests not followed because a bound was reached
+	who       event.TCP         // scratch for the namer (complete)
 }
 
 // New makes a table; spans may be nil. wall converts kernel time.
 func New(names Namer, routes *route.Templater, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
 	return &Table{names: names, templater: routes, now: time.Now, spans: spans, wall: wall, cluster: cluster,
-		socks: map[uint64]*sock{}, series: map[seriesKey]*histogram{}, routes: map[string]struct{}{}}
+		socks: map[uint64]*sock{}, series: map[seriesKey]*histogram{}, routes: map[string]string{}}
 }
 
 // Apply pairs one record. A server receives requests and sends responses; a
@@ -295,13 +295,16 @@ func who(e *event.HTTP, server bool) event.TCP {
 }
 
 func (t *Table) route(path string) string {
-	r := t.templater.Template(path)
-	if _, ok := t.routes[r]; !ok {
-		if len(t.routes) >= maxRoutes {
-			return flow.Other
-		}
-		t.routes[r] = struct{}{}
+	var buf [128]byte
+	b := t.templater.Append(buf[:0], path)
+	if r, ok := t.routes[string(b)]; ok { // no copy: most requests take a known route
+		return r
 	}
+	if len(t.routes) >= maxRoutes {
+		return flow.Other
+	}
+	r := string(b)
+	t.routes[r] = r
 	return r
 }
 

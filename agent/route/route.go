@@ -34,22 +34,32 @@ func New(patterns []string) (*Templater, error) {
 
 // Template returns the first pattern the path matches, else Template(path).
 func (t *Templater) Template(path string) string {
-	if t != nil && len(t.patterns) > 0 {
-		segs := strings.Split(strings.Trim(path, "/"), "/")
+	return string(t.Append(nil, path))
+}
+
+// Append appends t.Template(path) to dst; with room in dst it allocates
+// nothing, so a table can look the route up before it keeps a copy.
+func (t *Templater) Append(dst []byte, path string) []byte {
+	if t != nil {
+		trimmed := strings.Trim(path, "/")
+		n := strings.Count(trimmed, "/") + 1
 	next:
 		for i, p := range t.patterns {
-			if len(p) != len(segs) {
+			if len(p) != n {
 				continue
 			}
-			for j, s := range p {
-				if s != segs[j] && !strings.HasPrefix(s, "{") {
+			rest := trimmed
+			for _, want := range p {
+				seg, more, _ := strings.Cut(rest, "/")
+				if seg != want && !strings.HasPrefix(want, "{") {
 					continue next
 				}
+				rest = more
 			}
-			return t.names[i]
+			return append(dst, t.names[i]...)
 		}
 	}
-	return Template(path)
+	return AppendTemplate(dst, path)
 }
 
 // maxSegments bounds the depth of a template; deeper paths end in "/*".
@@ -59,27 +69,32 @@ const maxSegments = 8
 // UUIDs, hex digests, long tokens with digits) by {id}. Queries never reach
 // here (the parser drops them).
 func Template(path string) string {
+	return string(AppendTemplate(nil, path))
+}
+
+// AppendTemplate appends Template(path) to dst.
+func AppendTemplate(dst []byte, path string) []byte {
 	if path == "" || path == "/" || path == "*" {
-		return "/"
+		return append(dst, '/')
 	}
-	segs := strings.Split(strings.Trim(path, "/"), "/")
-	var b strings.Builder
-	for i, s := range segs {
-		if i == maxSegments {
-			b.WriteString("/*")
-			break
+	rest, n := strings.Trim(path, "/"), 0
+	for more := true; more; n++ {
+		if n == maxSegments {
+			return append(dst, "/*"...)
 		}
-		b.WriteByte('/')
-		if isID(s) {
-			b.WriteString("{id}")
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
+		dst = append(dst, '/')
+		if isID(seg) {
+			dst = append(dst, "{id}"...)
 		} else {
-			b.WriteString(s)
+			dst = append(dst, seg...)
 		}
 	}
-	if strings.HasSuffix(path, "/") && len(segs) < maxSegments {
-		b.WriteByte('/')
+	if strings.HasSuffix(path, "/") && n < maxSegments {
+		dst = append(dst, '/')
 	}
-	return b.String()
+	return dst
 }
 
 func isID(s string) bool {

@@ -16,6 +16,9 @@ func TestTemplate(t *testing.T) {
 		"/t/aZ9kLmN0pQrStUvWx":                        "/t/{id}",
 		"/a/b/c/d/e/f/g/h/i/j":                        "/a/b/c/d/e/f/g/h/*",
 		"/docs/":                                      "/docs/",
+		"/a/b/c/d/e/f/g/h/":                           "/a/b/c/d/e/f/g/h", // as deep as a template goes
+		"/a/b/c/d/e/f/g/":                             "/a/b/c/d/e/f/g/",
+		"//x//":                                       "/x/",
 		"/2024/report":                                "/{id}/report",
 	} {
 		if got := Template(in); got != want {
@@ -38,6 +41,14 @@ func TestPatternsFirst(t *testing.T) {
 		if got := tm.Template(in); got != want {
 			t.Errorf("Template(%q) = %q, want %q", in, got, want)
 		}
+	}
+	// A table looks its routes up without allocating.
+	buf := make([]byte, 0, 64)
+	if n := testing.AllocsPerRun(100, func() { buf = tm.Append(buf[:0], "/api/v1/users/bob/orders/7") }); n != 0 {
+		t.Errorf("Append allocated %v times", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { buf = tm.Append(buf[:0], "/users/42/cart") }); n != 0 {
+		t.Errorf("Append (heuristic) allocated %v times", n)
 	}
 	for _, bad := range []string{"api/x", "/a?b=1", "/x/{id", "/x/a{id}"} {
 		if _, err := New([]string{bad}); err == nil {
