@@ -61,4 +61,4 @@ func Decode(raw []byte) (event.DNS, error) {
 	return e, nil
 }
 
-var comms = fields.Comms{}
+var comms = fields.Strings{}

@@ -5,6 +5,7 @@ package fields
 import (
 	"bytes"
 	"net/netip"
+	"strings"
 	"unsafe"
 )
 
@@ -35,20 +36,27 @@ func Comm(c []int8) []byte {
 	return b
 }
 
-// Comms hands out one string per process name instead of one per record.
-// Not safe for concurrent use: each decoder keeps its own, used by the one
-// goroutine that reads its records. It is reset when it grows.
-type Comms map[string]string
+// Strings hands out one string per value (process names, request paths)
+// instead of one per record. Not safe for concurrent use: each decoder
+// keeps its own, used by the one goroutine that reads its records. It is
+// reset when it grows.
+type Strings map[string]string
 
 // Intern returns the string for b.
-func (m Comms) Intern(b []byte) string {
-	if s, ok := m[string(b)]; ok { // no allocation for the lookup
-		return s
+func (m Strings) Intern(b []byte) string {
+	return m.InternString(unsafe.String(unsafe.SliceData(b), len(b)))
+}
+
+// InternString returns the kept copy of s, which may be a view of a buffer
+// about to be reused.
+func (m Strings) InternString(s string) string {
+	if k, ok := m[s]; ok {
+		return k
 	}
 	if len(m) > 4096 {
 		clear(m)
 	}
-	s := string(b)
-	m[s] = s
-	return s
+	k := strings.Clone(s)
+	m[k] = k
+	return k
 }

@@ -70,7 +70,7 @@ func Decode(raw []byte) (event.HTTP, error) {
 		return event.HTTP{}, errors.New("http: unknown address family")
 	}
 	if n := min(int(r.Captured), len(r.Data)); n > 0 {
-		Fill(&e, unsafe.String(&r.Data[0], n)) // copies what it keeps
+		fill(&e, unsafe.String(&r.Data[0], n), keepPath) // copies what it keeps
 	}
 	e.Comm = comms.Intern(fields.Comm(r.Comm[:]))
 	if r.Kind == kindRequest {
@@ -89,4 +89,7 @@ func Decode(raw []byte) (event.HTTP, error) {
 	return e, nil
 }
 
-var comms = fields.Comms{}
+var comms, paths = fields.Strings{}, fields.Strings{}
+
+// keepPath interns request paths: most requests repeat a path seen before.
+func keepPath(s string) string { return paths.InternString(s) }

@@ -79,7 +79,10 @@ func ParseResponse(head string) (Response, bool) {
 
 // Fill sets e's request or response fields from the head, copying only
 // what it keeps (the head may be a view of a reused buffer).
-func Fill(e *event.HTTP, head string) {
+func Fill(e *event.HTTP, head string) { fill(e, head, strings.Clone) }
+
+// fill is Fill with keep making the copy of the path.
+func fill(e *event.HTTP, head string, keep func(string) string) {
 	if e.Response {
 		r, ok := ParseResponse(head)
 		e.Valid, e.Status = ok, r.Status
@@ -91,7 +94,7 @@ func Fill(e *event.HTTP, head string) {
 	}
 	e.Valid = true
 	e.Method = canonical(r.Method)
-	e.Path = strings.Clone(r.Path)
+	e.Path = keep(r.Path)
 	if r.Traceparent != "" {
 		e.Traceparent = strings.Clone(r.Traceparent)
 	}
