@@ -77,8 +77,9 @@ start_agent() { # extra agent arguments
 stop_agent() { kill "$agent_pid"; wait "$agent_pid" || true; agent_pid=""; }
 
 # Kernel time (kernel.bpf_stats_enabled) of the running agent's capture
-# programs (syscall hooks enter_*/exit_*, socket tracepoints http_*), summed: its own, found by the program ids of its file
-# descriptors, since other agents on the host load programs of the same names.
+# programs (syscall hooks enter_*/exit_*, socket tracepoints http_*),
+# summed: its own, found by the program ids of its file descriptors, since
+# other agents on the host load programs of the same names.
 agent_bpf_ns() {
 	local ids
 	ids=$(grep -h '^prog_id:' /proc/"$agent_pid"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u | paste -sd' ' -)
@@ -86,7 +87,24 @@ agent_bpf_ns() {
 		$1 in mine && / name (enter|exit|http)_/ {for (i = 1; i < NF; i++) if ($i == "run_time_ns") s += $(i+1)} END {print s+0}'
 }
 
+# CPU time the running agent has used, in µs (user and system).
+agent_cpu_us() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", ($14 + $15) * 1e6 / hz}' /proc/"$agent_pid"/stat; }
+
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a/b}'; }
 
-sysctl -qw kernel.bpf_stats_enabled=1
+# kernel_ns_per_request ARGS: one more wrk run, the agent started with ARGS
+# and kernel.bpf_stats_enabled on for this run only (the statistics cost
+# time on every program run, so the throughput runs go without them);
+# prints the agent's capture programs' kernel time per request.
+kernel_ns_per_request() {
+	local before after n
+	start_agent "$@"
+	sysctl -qw kernel.bpf_stats_enabled=1
+	before=$(agent_bpf_ns)
+	read -r _ _ n < <(measure)
+	after=$(agent_bpf_ns)
+	sysctl -qw kernel.bpf_stats_enabled=0
+	stop_agent
+	awk -v a="$after" -v b="$before" -v n="$n" 'BEGIN {printf "%.0f", (a-b)/n}'
+}
