@@ -79,6 +79,10 @@ fuzz: ## Fuzz the record decoders (TCP, HTTP, DNS) and the HTTP parser, FUZZTIME
 	$(GO) test ./probes/http/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-2m}
 	$(GO) test ./probes/dns/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-2m}
 
+.PHONY: bench
+bench: ## Go benchmarks of the agent's per-record work (decode, pair, count)
+	$(GO) test -run '^$$' -bench . -benchmem ./agent/... ./probes/...
+
 .PHONY: bench-overhead
 bench-overhead: deps build ## wrk against nginx in a namespace, agent off vs on, interleaved (root)
 	AGENT=$(AGENT) bash e2e/bench/overhead.sh
