@@ -37,9 +37,9 @@ func Decode(raw []byte) (event.HTTP, error) {
 	// The ring aligns to 8, but be sure; and a record cut after its
 	// captured bytes is read from a whole copy.
 	if len(raw) < recordSize || uintptr(unsafe.Pointer(r))%unsafe.Alignof(*r) != 0 {
-		var c record
-		copy(unsafe.Slice((*byte)(unsafe.Pointer(&c)), recordSize), raw)
-		r = &c
+		scratch = record{}
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&scratch)), recordSize), raw)
+		r = &scratch
 	}
 	if int(r.Captured) > len(raw)-headerSize {
 		return event.HTTP{}, errors.New("http: record shorter than its captured bytes")
@@ -89,7 +89,12 @@ func Decode(raw []byte) (event.HTTP, error) {
 	return e, nil
 }
 
-var comms, paths = fields.Strings{}, fields.Strings{}
+// Decode is used by one goroutine (the ring's reader), so it keeps its
+// interned strings, and the whole copy of a record cut short, here.
+var (
+	comms, paths = fields.Strings{}, fields.Strings{}
+	scratch      record
+)
 
 // keepPath interns request paths: most requests repeat a path seen before.
 func keepPath(s string) string { return paths.InternString(s) }

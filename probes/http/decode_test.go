@@ -123,7 +123,7 @@ func BenchmarkDecodeExchange(b *testing.B) {
 	r.Captured = uint32(copy(r.Data[:], head))
 	r.HeadLen = uint32(copy(r.Head[:], "HTTP/1.1 200 OK\r"))
 	copy(r.Comm[:], []int8{'n', 'g', 'i', 'n', 'x'})
-	raw := encode(b, r)
+	raw := encode(b, r)[:headerSize+len(head)] // the kernel cuts it after the captured bytes
 	b.ReportAllocs()
 	for b.Loop() {
 		if e, err := Decode(raw); err != nil || e.Status != 200 {
