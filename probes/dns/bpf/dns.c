@@ -15,13 +15,12 @@
 #include "bpf_core_read.h"
 #include "bpf_endian.h"
 #include "ring.h"
+#include "fd.h"
 
 #define AF_INET 2
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 #define IPPROTO_UDP 17
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 #define DNS_PORT 53
 #define MSG_MAX 512 // what the agent keeps of a message
 #define HDR 12      // DNS header
@@ -138,29 +137,11 @@ __u64 lost = 0;
 // The UDP or TCP socket behind fd of the current task, or 0.
 static __always_inline struct sock *inet_sock_of(int fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = 0;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	if (!f)
-		return 0;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return 0;
-	struct socket *s = BPF_CORE_READ(f, private_data);
-	struct sock *sk = BPF_CORE_READ(s, sk);
+	struct sock *sk = inet_sock_of_fd(fd);
 	if (!sk)
 		return 0;
 	__u16 proto = BPF_CORE_READ(sk, sk_protocol);
-	if (proto != IPPROTO_UDP && proto != IPPROTO_TCP)
-		return 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
-	return sk;
+	return proto == IPPROTO_UDP || proto == IPPROTO_TCP ? sk : 0;
 }
 
 // A standard query: QR 0, opcode 0, one question, no answers or authority.

@@ -108,6 +108,28 @@ struct carry {
 	__u8 b[7];
 };
 
+// join lays the bytes carried from earlier reads (cur), then this read's
+// first ones, into joined (16 zeroed bytes). It returns how many bytes were
+// carried; JOIN_SKIP when the read cannot be looked at or starts nothing
+// HTTP; JOIN_SHORT when the stream is still too short to tell, cur then
+// holding the bytes to carry on.
+#define JOIN_SKIP -1
+#define JOIN_SHORT -2
+static __always_inline int join(struct carry *cur, __u64 buf, __u64 len, __u8 *joined)
+{
+	__u32 k = cur->n & 7;
+	__builtin_memcpy(joined, cur->b, 7);
+	if (bpf_probe_read_user(joined + k, 8, (void *)buf))
+		return JOIN_SKIP;
+	if (k + len >= 8)
+		return k;
+	if (k == 0 && !classify_start(joined[0]))
+		return JOIN_SKIP;
+	cur->n = k + len;
+	__builtin_memcpy(cur->b, joined, 7);
+	return JOIN_SHORT;
+}
+
 // fill_sock sets r's addresses and network namespace from sk. Each object
 // has its own: sock.c's socket comes from the tracepoint, trusted, and is
 // read directly; syscall.c's is found through the fd table, read with

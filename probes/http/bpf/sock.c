@@ -188,28 +188,21 @@ int BPF_PROG(http_received, struct sock *sk, int ret, int flags)
 	struct carry cur = {};
 	if (st)
 		cur = st->carry;
-	__u32 k = cur.n & 7;
-	// joined = the carried bytes, then this read's first bytes.
 	__u8 joined[16] = {};
-	__builtin_memcpy(joined, cur.b, 7);
-	if (bpf_probe_read_user(joined + k, 8, (void *)buf))
+	int k = join(&cur, buf, len, joined);
+	if (k == JOIN_SKIP)
 		return 0;
-	if (k + len < 8) { // still too short to tell: keep the bytes for the next read
-		if (k == 0 && !classify_start(joined[0]))
-			return 0;
+	if (k == JOIN_SHORT) {
 		if (!st)
 			st = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (!st)
-			return 0;
-		st->carry.n = k + len;
-		__builtin_memcpy(st->carry.b, joined, 7);
+		if (st)
+			st->carry = cur;
 		return 0;
 	}
 	if (st && k)
 		st->carry.n = 0;
 	switch (classify(joined)) {
 	case HTTP_REQUEST:
-		__builtin_memcpy(cur.b, joined, 7);
 		on_request(sk, st, DIR_RECEIVED, buf, len, ret, k ? &cur : 0);
 		break;
 	case HTTP_RESPONSE:

@@ -6,9 +6,7 @@
 // other protocols) ends here, so the agent sees one record per request and
 // one per response, never one per syscall.
 #include "http.h"
-
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
+#include "fd.h"
 
 // A read's buffer, kept from the syscall's entry to its exit.
 struct pending_read {
@@ -51,26 +49,8 @@ static __always_inline void fill_sock(struct http_record *r, struct sock *sk)
 // The TCP socket behind fd of the current task, or 0 for anything else.
 static __always_inline struct sock *tcp_sock_of(int fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return 0;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = 0;
-	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
-	if (!f)
-		return 0;
-	umode_t mode = BPF_CORE_READ(f, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return 0;
-	struct socket *s = BPF_CORE_READ(f, private_data);
-	struct sock *sk = BPF_CORE_READ(s, sk);
-	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
-	return sk;
+	struct sock *sk = inet_sock_of_fd(fd);
+	return sk && BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP ? sk : 0;
 }
 
 // Sends: the data is in the buffer at entry.
@@ -127,17 +107,11 @@ static __always_inline int on_recv_exit(long ret)
 	struct carry cur = {};
 	if (c)
 		__builtin_memcpy(&cur, c, sizeof(cur));
-	__u32 k = cur.n & 7;
-	// joined = the carried bytes, then this read's first bytes.
 	__u8 joined[16] = {};
-	__builtin_memcpy(joined, cur.b, 7);
-	if (bpf_probe_read_user(joined + k, 8, (void *)buf))
+	int k = join(&cur, buf, len, joined);
+	if (k == JOIN_SKIP)
 		return 0;
-	if (k + len < 8) { // still too short to tell: keep the bytes for the next read
-		if (k == 0 && !classify_start(joined[0]))
-			return 0;
-		cur.n = k + len;
-		__builtin_memcpy(cur.b, joined, 7);
+	if (k == JOIN_SHORT) {
 		bpf_map_update_elem(&carries, &pr.sk, &cur, BPF_ANY);
 		return 0;
 	}
