@@ -340,3 +340,57 @@ func TestPipelinedAndUnanswered(t *testing.T) {
 		}
 	})
 }
+
+// A request answered "100 Continue" first, then its body, then the final
+// response: the request pairs with the final response, not the interim one.
+func TestContinueThenFinalResponse(t *testing.T) {
+	eachMode(t, func(t *testing.T, records func(port uint16) []event.HTTP) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		port := uint16(ln.Addr().(*net.TCPAddr).Port)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			buf := make([]byte, 4096)
+			c.Read(buf)
+			c.Write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
+			c.Read(buf) // the body
+			c.Write([]byte("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"))
+			c.Read(buf) // EOF
+		}()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(c)
+		fmt.Fprintf(c, "POST /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 12\r\n\r\n")
+		r.ReadString('\n')
+		r.ReadString('\n')
+		fmt.Fprintf(c, "hello, world")
+		for i := 0; i < 3; i++ {
+			r.ReadString('\n')
+		}
+		c.Close()
+		var seen []string
+		for _, e := range records(port) {
+			switch {
+			case e.Response:
+				seen = append(seen, fmt.Sprint(e.Status))
+			case e.Ended != 0:
+				seen = append(seen, fmt.Sprintf("%s %s=%d", e.Method, e.Path, e.Status))
+			default:
+				seen = append(seen, e.Method+" "+e.Path)
+			}
+		}
+		sort.Strings(seen)
+		want := "100 100 201 201 POST /upload POST /upload"
+		if mode := strings.Split(t.Name(), "/")[1]; mode == string(Tracepoint) {
+			want = "POST /upload=201 POST /upload=201"
+		}
+		if strings.Join(seen, " ") != want {
+			t.Errorf("records %q, want %q", strings.Join(seen, " "), want)
+		}
+	})
+}
