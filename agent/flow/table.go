@@ -453,21 +453,12 @@ type waiter struct {
 func (t *Table) Later(e *event.TCP, then func(Key)) (k Key, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if k, ok := t.named(e); ok {
+	var w waiter
+	if k, ok := t.name(e, &w); ok {
 		return k, true
 	}
-	p, ev, since := identity.Pair{}, e, t.now()
-	if c := t.connOf(e); c != nil && c.late == nil {
-		return c.key, true
-	} else if c != nil {
-		p, ev, since = c.late.pair, &c.late.first, c.late.since // wait as long as the connection
-	} else {
-		p = t.id.Identify(e)
-	}
-	if !p.Pending || !t.canWait() || len(t.waiters) >= maxLate {
-		return t.keyOfPair(p), true
-	}
-	t.waiters = append(t.waiters, waiter{pair: p, ev: *ev, since: since, then: then})
+	w.then = then
+	t.waiters = append(t.waiters, w)
 	return Key{}, false
 }
 
@@ -476,18 +467,32 @@ func (t *Table) Later(e *event.TCP, then func(Key)) (k Key, ok bool) {
 func (t *Table) Named(e *event.TCP) (Key, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.named(e)
+	return t.name(e, nil)
 }
 
-func (t *Table) named(e *event.TCP) (Key, bool) {
-	if c := t.connOf(e); c != nil {
-		return c.key, c.late == nil
+// name is Later without the wait: the key where none is needed (ok), else,
+// into w when w is not nil, what Later waits with (less its then).
+func (t *Table) name(e *event.TCP, w *waiter) (Key, bool) {
+	c := t.connOf(e)
+	if c != nil && c.late == nil {
+		return c.key, true
 	}
-	p := t.id.Identify(e)
-	if p.Pending && t.canWait() && len(t.waiters) < maxLate {
-		return Key{}, false
+	var p identity.Pair
+	if c != nil {
+		p = c.late.pair
+	} else {
+		p = t.id.Identify(e)
 	}
-	return t.keyOfPair(p), true
+	if !p.Pending || !t.canWait() || len(t.waiters) >= maxLate {
+		return t.keyOfPair(p), true
+	}
+	if w != nil {
+		*w = waiter{pair: p, ev: *e, since: t.now()}
+		if c != nil { // wait as long as the connection
+			w.ev, w.since = c.late.first, c.late.since
+		}
+	}
+	return Key{}, false
 }
 
 func (t *Table) canWait() bool {

@@ -155,10 +155,7 @@ func (t *Table) Apply(e *event.HTTP) {
 			t.malformed++
 			return
 		}
-		p := pending{at: e.Mono, method: e.Method, route: t.route(e.Path)}
-		if e.Traceparent != "" {
-			p.parent, _ = parseTraceparent(e.Traceparent)
-		}
+		p := t.pending(e)
 		code := Noanswer
 		if e.Status != 0 {
 			code = status(e.Status)
@@ -177,11 +174,7 @@ func (t *Table) Apply(e *event.HTTP) {
 			return
 		}
 		s.last = e.Mono
-		p := pending{at: e.Mono, method: e.Method, route: t.route(e.Path)}
-		if e.Traceparent != "" {
-			p.parent, _ = parseTraceparent(e.Traceparent)
-		}
-		s.queue = append(s.queue, p)
+		s.queue = append(s.queue, t.pending(e))
 		return
 	}
 	if !e.Valid {
@@ -282,6 +275,15 @@ func (t *Table) sock(e *event.HTTP, server bool) *sock {
 		t.socks[e.Sock] = s
 	}
 	return s
+}
+
+// pending is the request e as it waits for its answer.
+func (t *Table) pending(e *event.HTTP) pending {
+	p := pending{at: e.Mono, method: e.Method, route: t.route(e.Path)}
+	if e.Traceparent != "" {
+		p.parent, _ = parseTraceparent(e.Traceparent)
+	}
+	return p
 }
 
 // who is the connection a request came on, as the flow table names it: an

@@ -99,9 +99,9 @@ static __always_inline __u64 call_buf(__u64 *len)
 }
 
 // output copies the socket's record into the ring, up to the bytes it
-// captured: writing into the ring costs about 2.5 ns a byte here, more
-// than any other step of an exchange (measured with bpf_stats, 50k
-// requests/s), and a short request needs half the record.
+// captured: a record's cost in the ring grows with its size (bpf_stats at
+// 50k requests/s: about 0.5 µs for 176 bytes, 1.1 µs for the whole 328),
+// and a short request needs half the record.
 static __always_inline void output(struct http_sock *st)
 {
 	__u32 n = st->req.captured;
