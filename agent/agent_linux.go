@@ -56,7 +56,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if err != nil {
 		return err
 	}
-	k, err := openKernel(cfg, log)
+	k, err := openKernel(cfg, routes, log)
 	if err != nil {
 		return err
 	}
@@ -141,6 +141,10 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 				h.count(batch)
 				for i := range batch {
 					r := &batch[i]
+					if r.Tally != nil {
+						requests.Tally(r.Tally)
+						continue
+					}
 					if r.IsHTTP {
 						requests.Apply(&r.HTTP)
 						continue
@@ -168,7 +172,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 	})
 	if k.tcp.CanSweep() {
-		g.Go(func() error { sweep(ctx, log.Named("sweep"), k.tcp, cfg.SweepInterval); return nil })
+		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, cfg.SweepInterval); return nil })
 	}
 	// Each exporter in its own goroutine, behind its own queue.
 	x.run(ctx, g)
@@ -201,7 +205,7 @@ type kernel struct {
 // waits there. At 10 ms an 8 MiB ring absorbs bursts of 800 MB/s.
 const poll = 10 * time.Millisecond
 
-func openKernel(cfg config.Config, log *zap.Logger) (*kernel, error) {
+func openKernel(cfg config.Config, routes *route.Templater, log *zap.Logger) (*kernel, error) {
 	t, err := tcp.Open(log.Named("probes"), tcp.Options{RingBytes: uint32(cfg.RingBuffer)})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKernel, err)
@@ -211,7 +215,10 @@ func openKernel(cfg config.Config, log *zap.Logger) (*kernel, error) {
 		k.modes[s.Probe] = s.Mode
 	}
 	if cfg.HTTP == "on" {
-		if k.http, err = httpprobe.Open(t.Events(), httpprobe.Auto); err != nil {
+		// Exchanges are counted in the kernel unless each must become a
+		// span; the counts of live sockets come with the sweep.
+		o := httpprobe.Options{Tally: cfg.OTLPEndpoint == "" && t.CanSweep(), CollapseIDs: !routes.NamesIDs()}
+		if k.http, err = httpprobe.Open(t.Events(), o); err != nil {
 			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "http"), zap.Error(err))
 		} else {
 			k.modes["http"] = string(k.http.Mode())
@@ -268,6 +275,10 @@ func decode(raw []byte) (event.Record, error) {
 		e, err := dnsprobe.Decode(raw)
 		return event.Record{IsDNS: true, DNS: e}, err
 	}
+	if len(raw) > 0 && raw[0] == httpprobe.KindTally {
+		c, err := httpprobe.DecodeTally(raw)
+		return event.Record{IsHTTP: true, Tally: c}, err
+	}
 	if len(raw) > 0 && raw[0] >= httpprobe.FirstKind {
 		e, err := httpprobe.Decode(raw)
 		return event.Record{IsHTTP: true, HTTP: e}, err
@@ -300,8 +311,9 @@ func (k *kernel) close() {
 	k.tcp.Close()
 }
 
-// sweep reads every network namespace's sockets each interval, starting now.
-func sweep(ctx context.Context, log *zap.Logger, probes *tcp.Probes, every time.Duration) {
+// sweep reads every network namespace's sockets each interval, starting
+// now: their TCP counters, and what the HTTP probe counted on them.
+func sweep(ctx context.Context, log *zap.Logger, k *kernel, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for gen := uint32(1); ; gen++ {
@@ -310,7 +322,14 @@ func sweep(ctx context.Context, log *zap.Logger, probes *tcp.Probes, every time.
 			log.Warn("cannot list network namespaces", zap.Error(err))
 		}
 		for ino, path := range all {
-			if err := netns.Do(path, func() error { return probes.Sweep(gen) }); err != nil {
+			err := netns.Do(path, func() error {
+				var counted error
+				if k.http != nil {
+					counted = k.http.Tally()
+				}
+				return errors.Join(k.tcp.Sweep(gen), counted)
+			})
+			if err != nil {
 				// Namespaces vanish between listing and entering; that is normal.
 				log.Debug("sweep skipped a namespace", zap.Uint32("netns", ino), zap.Error(err))
 			}

@@ -27,6 +27,19 @@ func (h *Histogram) Observe(bounds []float64, v float64) int {
 	return i
 }
 
+// AddCounts adds observations counted elsewhere: counts per bucket (as
+// many as Observe's, the last +Inf) and their sum.
+func (h *Histogram) AddCounts(counts []uint32, sum float64) {
+	if h.counts == nil {
+		h.counts = make([]uint64, len(counts))
+	}
+	for i, n := range counts[:min(len(counts), len(h.counts))] {
+		h.counts[i] += uint64(n)
+		h.total += uint64(n)
+	}
+	h.sum += sum
+}
+
 // Count is the number of observations.
 func (h *Histogram) Count() uint64 { return h.total }
 

@@ -36,7 +36,11 @@ const (
 // request. A request unanswered for five times as long ends as unanswered.
 const IdleAfter = time.Minute
 
-var buckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10}
+// TalliedIdle forgets a tallied socket that sent nothing for this long.
+const TalliedIdle = time.Hour
+
+// buckets are the kernel's too, for the exchanges it tallies.
+var buckets = event.HTTPBuckets
 
 type pending struct {
 	at     uint64 // kernel ns
@@ -85,6 +89,26 @@ type done struct {
 	p      pending
 	status string
 	end    uint64
+	slot   *slot // the tally slot it opened, nil if none
+}
+
+// tallied is a socket whose exchanges the kernel counts in slots
+// (event.HTTPTally); each slot's first exchange came as a record.
+type tallied struct {
+	cookie uint64
+	seen   time.Time // its latest record
+	closed time.Time // its TCP close; zero while open
+	slots  [event.TallySlots]*slot
+}
+
+// slot is where the kernel's counts of one slot go: the series its first
+// exchange was counted in, once that is named.
+type slot struct {
+	status int
+	named  bool
+	lost   string // why its counts are not kept ("dropped", "malformed"); "" if they are
+	key    seriesKey
+	held   hist.Histogram // counts that came before the name
 }
 
 type seriesKey struct {
@@ -127,6 +151,7 @@ type Table struct {
 
 	mu        sync.Mutex
 	socks     map[uint64]*sock
+	tallies   map[uint64]*tallied // by socket
 	lastMono  uint64    // latest record's kernel time
 	swept     time.Time // last sweep for idle sockets
 	pruned    time.Time // last look for series of deleted workloads
@@ -141,7 +166,7 @@ type Table struct {
 // New makes a table; spans may be nil. wall converts kernel time.
 func New(names Namer, routes *route.Templater, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
 	return &Table{names: names, templater: routes, now: time.Now, spans: spans, wall: wall, cluster: cluster,
-		socks: map[uint64]*sock{}, series: map[seriesKey]*histogram{}, routes: map[string]string{}}
+		socks: map[uint64]*sock{}, tallies: map[uint64]*tallied{}, series: map[seriesKey]*histogram{}, routes: map[string]string{}}
 }
 
 // Apply pairs one record. A server receives requests and sends responses; a
@@ -151,8 +176,12 @@ func (t *Table) Apply(e *event.HTTP) {
 	defer t.mu.Unlock()
 	t.lastMono = max(t.lastMono, e.Mono)
 	if e.Ended != 0 { // paired in the kernel
+		sl := t.slot(e)
 		if !e.Valid {
 			t.malformed++
+			if sl != nil {
+				sl.lost = "malformed"
+			}
 			return
 		}
 		p := t.pending(e)
@@ -160,7 +189,7 @@ func (t *Table) Apply(e *event.HTTP) {
 		if e.Status != 0 {
 			code = status(e.Status)
 		}
-		t.complete(who(e, e.Received), e.Received, p, code, e.Ended)
+		t.complete(who(e, e.Received), e.Received, p, code, e.Ended, sl)
 		return
 	}
 	if !e.Response {
@@ -192,7 +221,71 @@ func (t *Table) Apply(e *event.HTTP) {
 	p := s.queue[0]
 	s.queue = s.queue[:copy(s.queue, s.queue[1:])] // keeps the array for the next request
 	s.last = e.Mono
-	t.complete(s.who, s.server, p, status(e.Status), e.Mono)
+	t.complete(s.who, s.server, p, status(e.Status), e.Mono, nil)
+}
+
+// slot is the tally slot e opens, nil if it opens none or the table is full.
+func (t *Table) slot(e *event.HTTP) *slot {
+	if e.Slot == 0 {
+		return nil
+	}
+	ts := t.tallies[e.Sock]
+	if ts == nil || ts.cookie != e.Cookie { // a new socket at a freed one's address
+		if ts == nil && len(t.tallies) >= maxSockets {
+			t.dropped++ // its later counts will be dropped too, and counted so
+			return nil
+		}
+		ts = &tallied{cookie: e.Cookie}
+		t.tallies[e.Sock] = ts
+	}
+	ts.seen = t.now()
+	sl := &slot{status: e.Status}
+	ts.slots[e.Slot-1] = sl
+	return sl
+}
+
+// Tally counts what the kernel counted on a socket since its last tally, in
+// the series each slot's first exchange went to.
+func (t *Table) Tally(c *event.HTTPTally) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ts := t.tallies[c.Sock]
+	if ts != nil && ts.cookie != c.Cookie {
+		ts = nil
+	}
+	for i := range c.Slots {
+		k := &c.Slots[i]
+		n := k.Total()
+		if n == 0 && k.Sum == 0 {
+			continue
+		}
+		var sl *slot
+		if ts != nil {
+			sl = ts.slots[i]
+		}
+		secs := float64(k.Sum) / 1e9
+		switch {
+		case sl == nil || sl.lost == "dropped" || sl.status != k.Status:
+			t.dropped += n // its first exchange never came (lost, or a bound)
+		case sl.lost == "malformed":
+			t.malformed += n
+		case !sl.named:
+			sl.held.AddCounts(k.Counts[:], secs)
+		default:
+			if h := t.histogram(sl.key); h != nil {
+				h.AddCounts(k.Counts[:], secs)
+			} else {
+				t.dropped += n
+			}
+		}
+	}
+	if ts == nil {
+		return
+	}
+	ts.seen = t.now()
+	if c.Final {
+		delete(t.tallies, c.Sock)
+	}
 }
 
 // Closed ends a socket at kernel time mono: what it left in flight went
@@ -204,11 +297,15 @@ func (t *Table) Closed(sockAddr, mono uint64) {
 	if s := t.socks[sockAddr]; s != nil {
 		t.end(sockAddr, s, mono)
 	}
+	// Its final tally follows (the TCP probe runs first on the close).
+	if ts := t.tallies[sockAddr]; ts != nil && ts.closed.IsZero() {
+		ts.closed = t.now()
+	}
 }
 
 func (t *Table) end(addr uint64, s *sock, at uint64) {
 	for _, p := range s.queue {
-		t.complete(s.who, s.server, p, Noanswer, at)
+		t.complete(s.who, s.server, p, Noanswer, at, nil)
 	}
 	delete(t.socks, addr)
 }
@@ -232,6 +329,13 @@ func (t *Table) Tick() {
 		return
 	}
 	t.swept = now
+	for addr, ts := range t.tallies {
+		// A final tally lost in a full ring, or a socket quiet for so long
+		// that its state goes (its next counts are then counted as dropped).
+		if (!ts.closed.IsZero() && now.Sub(ts.closed) > IdleAfter) || now.Sub(ts.seen) > TalliedIdle {
+			delete(t.tallies, addr)
+		}
+	}
 	for addr, s := range t.socks {
 		switch idle := t.lastMono - s.last; {
 		case len(s.queue) == 0 && idle > uint64(IdleAfter):
@@ -312,8 +416,8 @@ func (t *Table) route(path string) string {
 
 // complete names a finished request after its connection: the table's
 // own pair when it follows the socket, else what its ends resolve to now.
-func (t *Table) complete(who event.TCP, server bool, p pending, status string, end uint64) {
-	d := done{who: who, server: server, p: p, status: status, end: end}
+func (t *Table) complete(who event.TCP, server bool, p pending, status string, end uint64, sl *slot) {
+	d := done{who: who, server: server, p: p, status: status, end: end, slot: sl}
 	// The namer gets the table's own copy of who: a pointer to d would move
 	// d to the heap, once per request.
 	t.who = who
@@ -356,14 +460,19 @@ func (t *Table) observe(d done) {
 	key := d.key
 	p, status, end := d.p, d.status, d.end
 	k := seriesKey{Key: key, server: d.server, method: p.method, status: status, path: p.route}
-	h := t.series[k]
+	h := t.histogram(k)
 	if h == nil {
-		if len(t.series) >= maxSeries {
-			t.dropped++
-			return
+		t.dropped++
+		if d.slot != nil {
+			d.slot.lost = "dropped"
+			t.dropped += d.slot.held.Count()
 		}
-		h = &histogram{exemplars: make([]*prometheus.Exemplar, len(buckets)+1)}
-		t.series[k] = h
+		return
+	}
+	if sl := d.slot; sl != nil { // the slot's counts go here from now on
+		sl.key, sl.named = k, true
+		h.Add(&sl.held)
+		sl.held = hist.Histogram{}
 	}
 	secs := 0.0
 	if end > p.at {
@@ -386,6 +495,19 @@ func (t *Table) observe(d done) {
 	if t.spans != nil {
 		t.spans.Export(t.span(d, key, trace))
 	}
+}
+
+// histogram is series k, made if there is room; nil if not.
+func (t *Table) histogram(k seriesKey) *histogram {
+	h := t.series[k]
+	if h == nil {
+		if len(t.series) >= maxSeries {
+			return nil
+		}
+		h = &histogram{exemplars: make([]*prometheus.Exemplar, len(buckets)+1)}
+		t.series[k] = h
+	}
+	return h
 }
 
 // failed sends a failed request as an event.

@@ -32,6 +32,23 @@ func New(patterns []string) (*Templater, error) {
 	return t, nil
 }
 
+// NamesIDs reports whether a pattern has a literal segment the heuristic
+// would take for an identifier ("/status/200"): then paths that differ in
+// such segments may take different routes.
+func (t *Templater) NamesIDs() bool {
+	if t == nil {
+		return false
+	}
+	for _, p := range t.patterns {
+		for _, seg := range p {
+			if !strings.HasPrefix(seg, "{") && isID(seg) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Template returns the first pattern the path matches, else Template(path).
 func (t *Templater) Template(path string) string {
 	return string(t.Append(nil, path))

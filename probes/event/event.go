@@ -102,6 +102,50 @@ type HTTP struct {
 	// Ended is the kernel time of a paired request's response, or of its
 	// connection's close when it went unanswered; 0 on lone records.
 	Ended uint64
+	// Slot, when not 0, says this exchange is the first of the socket's
+	// tally slot Slot-1: the socket's later HTTPTally records count more
+	// exchanges like it (same direction, method, route and status) in that
+	// slot. Cookie is the socket's, which tallies carry too.
+	Slot   int
+	Cookie uint64
+}
+
+// HTTPBuckets are the upper bounds, in seconds, of the HTTP latency
+// histograms; the kernel counts tallied exchanges in the same buckets.
+var HTTPBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10}
+
+// HTTPTally is what the kernel counted on one socket since its last tally:
+// exchanges not sent one by one, per slot. Final is the socket's last.
+type HTTPTally struct {
+	Sock   uint64
+	Cookie uint64
+	Netns  uint32
+	Local  uint16 // ports, for the record's reader
+	Remote uint16
+	Final  bool
+	Slots  [TallySlots]TallySlot
+}
+
+// TallySlots is how many slots a socket has.
+const TallySlots = 4
+
+// TallySlot is one slot's exchanges: Counts per bucket of HTTPBuckets (the
+// last one beyond them), and their summed latency. Used is false for a
+// slot no exchange opened.
+type TallySlot struct {
+	Used   bool
+	Status int
+	Counts [17 + 1]uint32
+	Sum    uint64 // ns
+}
+
+// Total is how many exchanges the slot counted.
+func (s *TallySlot) Total() uint64 {
+	var n uint64
+	for _, c := range s.Counts {
+		n += uint64(c)
+	}
+	return n
 }
 
 // DNS is one DNS message a client sent to port 53 (a query) or received
@@ -120,11 +164,13 @@ type DNS struct {
 }
 
 // Record is one record of the kernel's ring, in the order the kernel made
-// them: a TCP event, or an HTTP one when IsHTTP, or a DNS one when IsDNS.
+// them: a TCP event, or an HTTP one when IsHTTP, or a DNS one when IsDNS,
+// or an HTTP tally.
 type Record struct {
 	IsHTTP bool
 	IsDNS  bool
 	TCP    TCP
 	HTTP   HTTP
 	DNS    DNS
+	Tally  *HTTPTally // an HTTP tally when not nil
 }

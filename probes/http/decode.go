@@ -26,7 +26,32 @@ const (
 	kindResponse   = FirstKind + 1
 	kindExchange   = FirstKind + 2
 	kindUnanswered = FirstKind + 3
+	// KindTally is the kind of tally records (DecodeTally).
+	KindTally = FirstKind + 4
 )
+
+type tallyRecord = sockHttpTally
+
+// The kernel's buckets are event.HTTPBuckets and +Inf.
+var _ = [1]struct{}{}[len(tallyRecord{}.Slots[0].Counts)-len(event.TallySlot{}.Counts)]
+
+// DecodeTally turns one tally record into an event.
+func DecodeTally(raw []byte) (*event.HTTPTally, error) {
+	var r tallyRecord
+	if len(raw) < int(unsafe.Sizeof(r)) {
+		return nil, errors.New("http: short tally record")
+	}
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r)), raw)
+	if r.Kind != KindTally {
+		return nil, errors.New("http: not a tally record")
+	}
+	t := &event.HTTPTally{Sock: r.Sk, Cookie: r.Cookie, Netns: r.Netns, Local: r.Sport, Remote: r.Dport, Final: r.Final != 0}
+	for i := range r.Slots {
+		k := &r.Slots[i]
+		t.Slots[i] = event.TallySlot{Used: k.Key != 0, Status: int(k.Status), Counts: k.Counts, Sum: k.SumNs}
+	}
+	return t, nil
+}
 
 // Decode turns one ring-buffer sample into an event.
 func Decode(raw []byte) (event.HTTP, error) {
@@ -80,6 +105,12 @@ func Decode(raw []byte) (event.HTTP, error) {
 		return event.HTTP{}, errors.New("http: paired request without an end")
 	}
 	e.Ended = r.EndNs
+	if r.Slot > 0 {
+		if r.Kind != kindExchange || int(r.Slot) > len(event.HTTPTally{}.Slots) {
+			return event.HTTP{}, errors.New("http: bad tally slot")
+		}
+		e.Slot, e.Cookie = int(r.Slot), r.Cookie
+	}
 	if r.Kind == kindExchange {
 		n := min(int(r.HeadLen), len(r.Head))
 		resp, ok := ParseResponse(unsafe.String(&r.Head[0], n))

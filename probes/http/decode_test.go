@@ -121,7 +121,7 @@ func BenchmarkDecodeExchange(b *testing.B) {
 	copy(r.Daddr[:], []byte{10, 244, 0, 2})
 	head := "GET / HTTP/1.1\r\nHost: 10.244.0.3:8080\r\n\r\n"
 	r.Captured = uint32(copy(r.Data[:], head))
-	r.HeadLen = uint32(copy(r.Head[:], "HTTP/1.1 200 OK\r"))
+	r.HeadLen = uint16(copy(r.Head[:], "HTTP/1.1 200 OK\r"))
 	copy(r.Comm[:], []int8{'n', 'g', 'i', 'n', 'x'})
 	raw := encode(b, r)[:headerSize+len(head)] // the kernel cuts it after the captured bytes
 	b.ReportAllocs()

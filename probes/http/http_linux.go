@@ -3,10 +3,13 @@ package http
 import (
 	"errors"
 	"fmt"
+	"io"
+	"math"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/tracepoint"
 )
 
@@ -24,29 +27,48 @@ const (
 	Syscall Mode = "syscall"
 )
 
+// Options say how the probe runs.
+type Options struct {
+	Mode Mode
+	// Tally counts most exchanges in the kernel (Tracepoint mode only)
+	// rather than sending each: the agent gets per-socket counts at each
+	// Tally call and at close, and whole records only for what needs its
+	// bytes (a slot's first exchange, 5xx and unanswered ones, exemplar
+	// candidates). Off when every request must become a span.
+	Tally bool
+	// CollapseIDs lets exchanges whose paths differ only in identifier
+	// segments (route.isID) share a tally slot; right unless user route
+	// patterns name such segments literally.
+	CollapseIDs bool
+}
+
 // Probe is the loaded HTTP capture.
 type Probe struct {
 	mode  Mode
 	lost  *ebpf.Variable
 	close func() error
 	links []link.Link
+	iter  *link.Iter // the tally iterator; nil without Tally
 }
 
 // Open loads the programs, writing into the shared ring events, and
 // attaches them. Either every hook of a mode attaches or the mode is not
 // there: half the calls would pair requests with the wrong responses.
-func Open(events *ebpf.Map, mode Mode) (*Probe, error) {
-	if mode == Auto {
-		p, err := Open(events, Tracepoint)
+func Open(events *ebpf.Map, o Options) (*Probe, error) {
+	if o.Mode == Auto {
+		o.Mode = Tracepoint
+		p, err := Open(events, o)
 		if err == nil {
 			return p, nil
 		}
-		p, err2 := Open(events, Syscall)
+		o.Mode = Syscall
+		p, err2 := Open(events, o)
 		if err2 != nil {
 			return nil, errors.Join(err, err2)
 		}
 		return p, nil
 	}
+	mode := o.Mode
 	load, opts := loadSock, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
 	if mode == Syscall {
 		load = loadSyscall
@@ -59,11 +81,20 @@ func Open(events *ebpf.Map, mode Mode) (*Probe, error) {
 	p := &Probe{mode: mode}
 	switch mode {
 	case Tracepoint:
+		if err := setTally(spec, o); err != nil {
+			return nil, err
+		}
 		var objs sockObjects
 		if err := spec.LoadAndAssign(&objs, opts); err != nil {
 			return nil, fmt.Errorf("load HTTP probe (%s): %w", mode, err)
 		}
 		p.lost, p.close = objs.Lost, objs.Close
+		if o.Tally {
+			if p.iter, err = link.AttachIter(link.IterOptions{Program: objs.HttpCounts}); err != nil {
+				p.Close()
+				return nil, fmt.Errorf("attach HTTP tally iterator: %w", err)
+			}
+		}
 		for _, h := range []struct {
 			name string
 			prog *ebpf.Program
@@ -100,6 +131,43 @@ func Open(events *ebpf.Map, mode Mode) (*Probe, error) {
 	return p, nil
 }
 
+// setTally sets the sock object's tally constants: on or off, and the
+// latency buckets, event.HTTPBuckets in nanoseconds.
+func setTally(spec *ebpf.CollectionSpec, o Options) error {
+	var bounds [len(tallyRecord{}.Slots[0].Counts) - 1]uint64
+	if len(event.HTTPBuckets) != len(bounds) {
+		return fmt.Errorf("HTTP probe: %d latency buckets, the kernel counts %d", len(event.HTTPBuckets), len(bounds))
+	}
+	for i, b := range event.HTTPBuckets {
+		bounds[i] = uint64(math.Round(b * 1e9))
+	}
+	for name, v := range map[string]any{"tally": o.Tally, "collapse_ids": o.CollapseIDs, "bounds_ns": bounds} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("HTTP probe: set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// Tally moves what the kernel counted on the sockets of the calling
+// thread's network namespace into the ring, one record per socket with new
+// counts; a no-op without Options.Tally. The caller pins the thread (the
+// TCP sweep's netns.Do).
+func (p *Probe) Tally() error {
+	if p.iter == nil {
+		return nil
+	}
+	r, err := p.iter.Open()
+	if err != nil {
+		return fmt.Errorf("HTTP tally: %w", err)
+	}
+	defer r.Close()
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return fmt.Errorf("HTTP tally: %w", err)
+	}
+	return nil
+}
+
 // Mode is how the probe runs.
 func (p *Probe) Mode() Mode { return p.mode }
 
@@ -112,6 +180,9 @@ func (p *Probe) Lost() uint64 {
 
 // Close detaches everything.
 func (p *Probe) Close() error {
+	if p.iter != nil {
+		p.iter.Close()
+	}
 	for _, l := range p.links {
 		l.Close()
 	}

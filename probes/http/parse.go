@@ -43,7 +43,8 @@ func ParseRequest(head string) (Request, bool) {
 	if !whole && !strings.HasPrefix("HTTP/1.1", version) && !strings.HasPrefix("HTTP/1.0", version) {
 		return Request{}, false
 	}
-	if i := strings.Index(target, "://"); i > 0 { // absolute form, through a proxy
+	// Absolute form, through a proxy; a path's query may hold "://" too.
+	if i := strings.Index(target, "://"); i > 0 && target[0] != '/' {
 		target = target[i+3:]
 		if j := strings.IndexByte(target, '/'); j >= 0 {
 			target = target[j:]

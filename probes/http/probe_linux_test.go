@@ -43,7 +43,7 @@ func open(t *testing.T, mode Mode) func(port uint16) []event.HTTP {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Open(events, mode)
+	p, err := Open(events, Options{Mode: mode})
 	if err != nil {
 		t.Fatal(err)
 	}

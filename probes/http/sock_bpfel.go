@@ -22,6 +22,7 @@ type sockHttpRecord struct {
 	TsNs     uint64
 	EndNs    uint64
 	Sk       uint64
+	Cookie   uint64
 	Pid      uint32
 	Size     uint32
 	Captured uint32
@@ -30,7 +31,9 @@ type sockHttpRecord struct {
 	Saddr    [16]uint8
 	Daddr    [16]uint8
 	Comm     [16]int8
-	HeadLen  uint32
+	HeadLen  uint16
+	Slot     uint8
+	Pad      uint8
 	Head     [16]uint8
 	Data     [192]uint8
 	_        [4]byte
@@ -39,6 +42,18 @@ type sockHttpRecord struct {
 type sockHttpSock struct {
 	_     structs.HostLayout
 	Req   sockHttpRecord
+	Route uint64
+	Slots [4]struct {
+		_       structs.HostLayout
+		Key     uint64
+		SumNs   uint64
+		N       uint32
+		Sampled uint32
+		Status  uint16
+		Dir     uint8
+		Pad     [5]uint8
+		Counts  [18]uint32
+	}
 	Carry struct {
 		_ structs.HostLayout
 		N uint8
@@ -48,17 +63,61 @@ type sockHttpSock struct {
 	_     [7]byte
 }
 
+type sockHttpTally struct {
+	_      structs.HostLayout
+	Kind   uint8
+	Final  uint8
+	Family uint16
+	Netns  uint32
+	Sk     uint64
+	Cookie uint64
+	Sport  uint16
+	Dport  uint16
+	Pad    uint32
+	Slots  [4]struct {
+		_       structs.HostLayout
+		Key     uint64
+		SumNs   uint64
+		N       uint32
+		Sampled uint32
+		Status  uint16
+		Dir     uint8
+		Pad     [5]uint8
+		Counts  [18]uint32
+	}
+}
+
+type sockRouteScan struct {
+	_      structs.HostLayout
+	N      uint32
+	Phase  uint8
+	Hex    uint8
+	V      uint8
+	_      [1]byte
+	Len    uint32
+	Digits uint32
+	H      uint64
+	Seg    uint64
+	Key    uint64
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	sockMapEvents           = "events"
+	sockMapScans            = "scans"
 	sockMapSocks            = "socks"
 	sockProgHttpClosed      = "http_closed"
+	sockProgHttpCounts      = "http_counts"
 	sockProgHttpReceived    = "http_received"
 	sockProgHttpSent        = "http_sent"
+	sockVarBoundsNs         = "bounds_ns"
+	sockVarCollapseIds      = "collapse_ids"
 	sockVarLost             = "lost"
+	sockVarTally            = "tally"
 	sockVarUnusedHttpRecord = "unused_http_record"
+	sockVarUnusedHttpTally  = "unused_http_tally"
 )
 
 // loadSock returns the embedded CollectionSpec for sock.
@@ -104,6 +163,7 @@ type sockSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockProgramSpecs struct {
 	HttpClosed   *ebpf.ProgramSpec `ebpf:"http_closed"`
+	HttpCounts   *ebpf.ProgramSpec `ebpf:"http_counts"`
 	HttpReceived *ebpf.ProgramSpec `ebpf:"http_received"`
 	HttpSent     *ebpf.ProgramSpec `ebpf:"http_sent"`
 }
@@ -113,6 +173,7 @@ type sockProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockMapSpecs struct {
 	Events *ebpf.MapSpec `ebpf:"events"`
+	Scans  *ebpf.MapSpec `ebpf:"scans"`
 	Socks  *ebpf.MapSpec `ebpf:"socks"`
 }
 
@@ -120,8 +181,12 @@ type sockMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockVariableSpecs struct {
+	BoundsNs         *ebpf.VariableSpec `ebpf:"bounds_ns"`
+	CollapseIds      *ebpf.VariableSpec `ebpf:"collapse_ids"`
 	Lost             *ebpf.VariableSpec `ebpf:"lost"`
+	Tally            *ebpf.VariableSpec `ebpf:"tally"`
 	UnusedHttpRecord *ebpf.VariableSpec `ebpf:"unused_http_record"`
+	UnusedHttpTally  *ebpf.VariableSpec `ebpf:"unused_http_tally"`
 }
 
 // sockObjects contains all objects after they have been loaded into the kernel.
@@ -145,12 +210,14 @@ func (o *sockObjects) Close() error {
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockMaps struct {
 	Events *ebpf.Map `ebpf:"events"`
+	Scans  *ebpf.Map `ebpf:"scans"`
 	Socks  *ebpf.Map `ebpf:"socks"`
 }
 
 func (m *sockMaps) Close() error {
 	return _SockClose(
 		m.Events,
+		m.Scans,
 		m.Socks,
 	)
 }
@@ -159,8 +226,12 @@ func (m *sockMaps) Close() error {
 //
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockVariables struct {
+	BoundsNs         *ebpf.Variable `ebpf:"bounds_ns"`
+	CollapseIds      *ebpf.Variable `ebpf:"collapse_ids"`
 	Lost             *ebpf.Variable `ebpf:"lost"`
+	Tally            *ebpf.Variable `ebpf:"tally"`
 	UnusedHttpRecord *ebpf.Variable `ebpf:"unused_http_record"`
+	UnusedHttpTally  *ebpf.Variable `ebpf:"unused_http_tally"`
 }
 
 // sockPrograms contains all programs after they have been loaded into the kernel.
@@ -168,6 +239,7 @@ type sockVariables struct {
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockPrograms struct {
 	HttpClosed   *ebpf.Program `ebpf:"http_closed"`
+	HttpCounts   *ebpf.Program `ebpf:"http_counts"`
 	HttpReceived *ebpf.Program `ebpf:"http_received"`
 	HttpSent     *ebpf.Program `ebpf:"http_sent"`
 }
@@ -175,6 +247,7 @@ type sockPrograms struct {
 func (p *sockPrograms) Close() error {
 	return _SockClose(
 		p.HttpClosed,
+		p.HttpCounts,
 		p.HttpReceived,
 		p.HttpSent,
 	)

@@ -48,6 +48,7 @@ const (
 	syscallProgExitRecvmsg     = "exit_recvmsg"
 	syscallVarLost             = "lost"
 	syscallVarUnusedHttpRecord = "unused_http_record"
+	syscallVarUnusedHttpTally  = "unused_http_tally"
 )
 
 // loadSyscall returns the embedded CollectionSpec for syscall.
@@ -121,6 +122,7 @@ type syscallMapSpecs struct {
 type syscallVariableSpecs struct {
 	Lost             *ebpf.VariableSpec `ebpf:"lost"`
 	UnusedHttpRecord *ebpf.VariableSpec `ebpf:"unused_http_record"`
+	UnusedHttpTally  *ebpf.VariableSpec `ebpf:"unused_http_tally"`
 }
 
 // syscallObjects contains all objects after they have been loaded into the kernel.
@@ -162,6 +164,7 @@ func (m *syscallMaps) Close() error {
 type syscallVariables struct {
 	Lost             *ebpf.Variable `ebpf:"lost"`
 	UnusedHttpRecord *ebpf.Variable `ebpf:"unused_http_record"`
+	UnusedHttpTally  *ebpf.Variable `ebpf:"unused_http_tally"`
 }
 
 // syscallPrograms contains all programs after they have been loaded into the kernel.

@@ -28,8 +28,11 @@ func EnsureTracefs() error {
 
 // AttachSyscalls attaches each program to its syscalls/<name> tracepoint
 // (sys_enter_read), every one or none: on an error the links made so far
-// are closed.
+// are closed. It mounts tracefs first where it is missing.
 func AttachSyscalls(progs map[string]*ebpf.Program) ([]link.Link, error) {
+	if err := EnsureTracefs(); err != nil {
+		return nil, err
+	}
 	var links []link.Link
 	for name, prog := range progs {
 		l, err := link.Tracepoint("syscalls", name, prog, nil)

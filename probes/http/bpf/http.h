@@ -23,6 +23,7 @@ enum {
 	HTTP_RESPONSE = 33,   // a response alone
 	HTTP_EXCHANGE = 34,   // a request and its response, paired in the kernel
 	HTTP_UNANSWERED = 35, // a request whose connection closed before any response
+	HTTP_TALLY = 36,      // exchanges counted in the kernel, per socket (sock.c)
 };
 enum { DIR_SENT = 0, DIR_RECEIVED = 1 };
 enum { BUF_PLAIN = 0, BUF_IOVEC = 1, BUF_MSGHDR = 2 };
@@ -35,6 +36,7 @@ struct http_record {
 	__u64 ts_ns;    // the request's (or lone response's) time
 	__u64 end_ns;   // the response's time (EXCHANGE) or the close's (UNANSWERED)
 	__u64 sk;
+	__u64 cookie;   // the socket's cookie, on a tally slot's first exchange only
 	__u32 pid;
 	__u32 size;     // bytes of the request's call
 	__u32 captured; // valid bytes of data
@@ -43,12 +45,46 @@ struct http_record {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	char comm[16];
-	__u32 head_len; // valid bytes of head
+	__u16 head_len; // valid bytes of head
+	__u8 slot;      // 1 + the tally slot this exchange opened (sock.c); 0: none
+	__u8 pad;
 	__u8 head[HEAD]; // the response's first bytes
 	__u8 data[PREFIX]; // the request's first bytes; a record may end after data[captured-1]
 };
 
 const struct http_record *unused_http_record __attribute__((unused));
+
+// Exchanges counted in the kernel (sock.c with tally on).
+#define NSLOTS 4    // per socket
+#define NBOUNDS 17  // latency bucket bounds, set by the loader
+#define NBUCKETS (NBOUNDS + 1)
+
+struct tally_slot {
+	__u64 key;      // route_key of the exchanges it counts; 0: free
+	__u64 sum_ns;   // their latencies
+	__u32 n;        // exchanges counted (a hint for the tally: counts are the truth)
+	__u32 sampled;  // buckets whose exchange was sent whole since the last tally
+	__u16 status;
+	__u8 dir;       // of the requests
+	__u8 pad[5];
+	__u32 counts[NBUCKETS];
+};
+
+// A socket's counts since its last tally; final when it closed.
+struct http_tally {
+	__u8 kind; // HTTP_TALLY
+	__u8 final;
+	__u16 family;
+	__u32 netns;
+	__u64 sk;
+	__u64 cookie;
+	__u16 sport;
+	__u16 dport;
+	__u32 pad;
+	struct tally_slot slots[NSLOTS];
+};
+
+const struct http_tally *unused_http_tally __attribute__((unused));
 
 __u64 lost = 0;
 
@@ -148,6 +184,8 @@ static __always_inline void fill_request(struct http_record *r, struct sock *sk,
 	r->sk = (__u64)sk;
 	r->size = size;
 	r->head_len = 0;
+	r->slot = 0;
+	r->cookie = 0;
 	r->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(&r->comm, sizeof(r->comm));
 	fill_sock(r, sk);
@@ -187,6 +225,8 @@ static __always_inline void emit_response(struct sock *sk, __u8 dir, __u64 buf, 
 	r->sk = (__u64)sk;
 	r->size = size;
 	r->captured = 0;
+	r->slot = 0;
+	r->cookie = 0;
 	fill_head(r, buf, avail);
 	ring_submit(r);
 }
