@@ -33,10 +33,9 @@ type sockHttpRecord struct {
 	Comm     [16]int8
 	HeadLen  uint16
 	Slot     uint8
-	Pad      uint8
+	Pad      [5]uint8
 	Head     [16]uint8
 	Data     [192]uint8
-	_        [4]byte
 }
 
 type sockHttpSock struct {
@@ -87,6 +86,12 @@ type sockHttpTally struct {
 	}
 }
 
+type sockPeek struct {
+	_ structs.HostLayout
+	B [192]uint8
+	N uint32
+}
+
 type sockRouteScan struct {
 	_      structs.HostLayout
 	N      uint32
@@ -106,6 +111,7 @@ type sockRouteScan struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	sockMapEvents           = "events"
+	sockMapPeeks            = "peeks"
 	sockMapScans            = "scans"
 	sockMapSocks            = "socks"
 	sockProgHttpClosed      = "http_closed"
@@ -173,6 +179,7 @@ type sockProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockMapSpecs struct {
 	Events *ebpf.MapSpec `ebpf:"events"`
+	Peeks  *ebpf.MapSpec `ebpf:"peeks"`
 	Scans  *ebpf.MapSpec `ebpf:"scans"`
 	Socks  *ebpf.MapSpec `ebpf:"socks"`
 }
@@ -210,6 +217,7 @@ func (o *sockObjects) Close() error {
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockMaps struct {
 	Events *ebpf.Map `ebpf:"events"`
+	Peeks  *ebpf.Map `ebpf:"peeks"`
 	Scans  *ebpf.Map `ebpf:"scans"`
 	Socks  *ebpf.Map `ebpf:"socks"`
 }
@@ -217,6 +225,7 @@ type sockMaps struct {
 func (m *sockMaps) Close() error {
 	return _SockClose(
 		m.Events,
+		m.Peeks,
 		m.Scans,
 		m.Socks,
 	)

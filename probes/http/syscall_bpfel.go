@@ -19,6 +19,12 @@ type syscallCarry struct {
 	B [7]uint8
 }
 
+type syscallPeek struct {
+	_ structs.HostLayout
+	B [192]uint8
+	N uint32
+}
+
 type syscallPendingRead struct {
 	_   structs.HostLayout
 	Buf uint64
@@ -33,6 +39,7 @@ type syscallPendingRead struct {
 const (
 	syscallMapCarries          = "carries"
 	syscallMapEvents           = "events"
+	syscallMapPeeks            = "peeks"
 	syscallMapReads            = "reads"
 	syscallProgEnterRead       = "enter_read"
 	syscallProgEnterReadv      = "enter_readv"
@@ -113,6 +120,7 @@ type syscallProgramSpecs struct {
 type syscallMapSpecs struct {
 	Carries *ebpf.MapSpec `ebpf:"carries"`
 	Events  *ebpf.MapSpec `ebpf:"events"`
+	Peeks   *ebpf.MapSpec `ebpf:"peeks"`
 	Reads   *ebpf.MapSpec `ebpf:"reads"`
 }
 
@@ -147,6 +155,7 @@ func (o *syscallObjects) Close() error {
 type syscallMaps struct {
 	Carries *ebpf.Map `ebpf:"carries"`
 	Events  *ebpf.Map `ebpf:"events"`
+	Peeks   *ebpf.Map `ebpf:"peeks"`
 	Reads   *ebpf.Map `ebpf:"reads"`
 }
 
@@ -154,6 +163,7 @@ func (m *syscallMaps) Close() error {
 	return _SyscallClose(
 		m.Carries,
 		m.Events,
+		m.Peeks,
 		m.Reads,
 	)
 }

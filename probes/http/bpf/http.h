@@ -47,7 +47,7 @@ struct http_record {
 	char comm[16];
 	__u16 head_len; // valid bytes of head
 	__u8 slot;      // 1 + the tally slot this exchange opened (sock.c); 0: none
-	__u8 pad;
+	__u8 pad[5];    // data starts 8-aligned: it is copied in words
 	__u8 head[HEAD]; // the response's first bytes
 	__u8 data[PREFIX]; // the request's first bytes; a record may end after data[captured-1]
 };
@@ -144,26 +144,53 @@ struct carry {
 	__u8 b[7];
 };
 
-// join lays the bytes carried from earlier reads (cur), then this read's
-// first ones, into joined (16 zeroed bytes). It returns how many bytes were
-// carried; JOIN_SKIP when the read cannot be looked at or starts nothing
-// HTTP; JOIN_SHORT when the stream is still too short to tell, cur then
-// holding the bytes to carry on.
-#define JOIN_SKIP -1
-#define JOIN_SHORT -2
-static __always_inline int join(struct carry *cur, __u64 buf, __u64 len, __u8 *joined)
+// The first bytes of a call: those carried from earlier reads, then the
+// call's own. Each call reads user memory once, into the CPU's peek, and
+// everything after copies from there: on some machines (this PVM guest) a
+// user read costs ~130 ns however short, a copy a few.
+struct peek {
+	__u8 b[PREFIX];
+	__u32 n; // valid bytes of b
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct peek);
+} peeks SEC(".maps");
+
+// peek reads up to PREFIX-8 bytes of the call's buffer after the bytes c
+// carries (NULL: none). NULL when the buffer cannot be read.
+static __always_inline struct peek *peek(__u64 buf, __u64 avail, const struct carry *c)
 {
-	__u32 k = cur->n & 7;
-	__builtin_memcpy(joined, cur->b, 7);
-	if (bpf_probe_read_user(joined + k, 8, (void *)buf))
-		return JOIN_SKIP;
-	if (k + len >= 8)
-		return k;
-	if (k == 0 && !classify_start(joined[0]))
-		return JOIN_SKIP;
-	cur->n = k + len;
-	__builtin_memcpy(cur->b, joined, 7);
-	return JOIN_SHORT;
+	__u32 zero = 0;
+	struct peek *p = bpf_map_lookup_elem(&peeks, &zero);
+	if (!p)
+		return 0;
+	__u32 k = 0;
+	if (c) {
+		k = c->n & 7;
+		__builtin_memcpy(p->b, c->b, 7); // what lies past k the read overwrites
+	}
+	__u32 n = avail < PREFIX - 8 ? avail : PREFIX - 8;
+	if (bpf_probe_read_user(p->b + k, n, (void *)buf))
+		return 0;
+	p->n = k + n;
+	return p;
+}
+
+// short_read is true when a received stream is still too short to tell what
+// it starts (under 8 bytes so far), cur then holding the bytes to carry on;
+// skip is set when it starts nothing HTTP.
+static __always_inline bool short_read(const struct peek *p, struct carry *cur, bool *skip)
+{
+	if (p->n >= 8)
+		return false;
+	*skip = (cur->n & 7) == 0 && !classify_start(p->b[0]);
+	cur->n = p->n;
+	__builtin_memcpy(cur->b, p->b, 7);
+	return true;
 }
 
 // fill_sock sets r's addresses and network namespace from sk. Each object
@@ -173,9 +200,9 @@ static __always_inline int join(struct carry *cur, __u64 buf, __u64 len, __u8 *j
 static __always_inline void fill_sock(struct http_record *r, struct sock *sk);
 
 // fill_request sets r to the request in the call: who, which socket, and its
-// first bytes (after k carried ones).
-static __always_inline void fill_request(struct http_record *r, struct sock *sk, __u8 dir, __u64 buf,
-					 __u64 avail, __u32 size, const struct carry *c)
+// first bytes.
+static __always_inline void fill_request(struct http_record *r, struct sock *sk, __u8 dir, __u32 size,
+					 const struct peek *p)
 {
 	r->kind = HTTP_REQUEST;
 	r->dir = dir;
@@ -189,27 +216,19 @@ static __always_inline void fill_request(struct http_record *r, struct sock *sk,
 	r->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(&r->comm, sizeof(r->comm));
 	fill_sock(r, sk);
-	__u8 k = c ? c->n & 7 : 0;
-	for (int i = 0; i < 7; i++)
-		if (i < k)
-			r->data[i] = c->b[i];
-	__u32 n = avail < PREFIX - 8 ? avail : PREFIX - 8;
-	r->captured = k + n;
-	if (bpf_probe_read_user(r->data + k, n, (void *)buf))
-		r->captured = k;
+	__builtin_memcpy(r->data, p->b, PREFIX);
+	r->captured = p->n;
 }
 
-// fill_head reads a response's first bytes into r.
-static __always_inline void fill_head(struct http_record *r, __u64 buf, __u64 avail)
+// fill_head sets a response's first bytes in r.
+static __always_inline void fill_head(struct http_record *r, const struct peek *p)
 {
-	__u32 n = avail < HEAD ? avail : HEAD;
-	r->head_len = n;
-	if (bpf_probe_read_user(r->head, n, (void *)buf))
-		r->head_len = 0;
+	__builtin_memcpy(r->head, p->b, HEAD);
+	r->head_len = p->n < HEAD ? p->n : HEAD;
 }
 
 // emit_response writes a response alone.
-static __always_inline void emit_response(struct sock *sk, __u8 dir, __u64 buf, __u64 avail, __u32 size)
+static __always_inline void emit_response(struct sock *sk, __u8 dir, __u32 size, const struct peek *p)
 {
 	struct http_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
@@ -227,19 +246,18 @@ static __always_inline void emit_response(struct sock *sk, __u8 dir, __u64 buf, 
 	r->captured = 0;
 	r->slot = 0;
 	r->cookie = 0;
-	fill_head(r, buf, avail);
+	fill_head(r, p);
 	ring_submit(r);
 }
 
 // emit_request writes a request alone.
-static __always_inline void emit_request(struct sock *sk, __u8 dir, __u64 buf, __u64 avail, __u32 size,
-					 const struct carry *c)
+static __always_inline void emit_request(struct sock *sk, __u8 dir, __u32 size, const struct peek *p)
 {
 	struct http_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	if (!r) {
 		__sync_fetch_and_add(&lost, 1);
 		return;
 	}
-	fill_request(r, sk, dir, buf, avail, size, c);
+	fill_request(r, sk, dir, size, p);
 	ring_submit(r);
 }

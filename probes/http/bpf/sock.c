@@ -373,19 +373,19 @@ static __always_inline void flush(struct sock *sk, struct http_sock *st, bool fi
 }
 
 // on_request and on_response take the socket's storage when the caller
-// looked it up already (NULL: look it up here).
-static __always_inline void on_request(struct sock *sk, struct http_sock *st, __u8 dir, __u64 buf, __u64 len,
-				       __u32 size, const struct carry *c)
+// looked it up already (NULL: look it up here), and the call's first bytes.
+static __always_inline void on_request(struct sock *sk, struct http_sock *st, __u8 dir, __u32 size,
+				       const struct peek *p)
 {
 	if (!st)
 		st = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
-		emit_request(sk, dir, buf, len, size, c);
+		emit_request(sk, dir, size, p);
 		return;
 	}
 	switch (st->state) {
 	case IDLE:
-		fill_request(&st->req, sk, dir, buf, len, size, c);
+		fill_request(&st->req, sk, dir, size, p);
 		st->route = tally ? route_key(&st->req) : 0;
 		st->state = PENDING;
 		return;
@@ -395,21 +395,21 @@ static __always_inline void on_request(struct sock *sk, struct http_sock *st, __
 		output(st);
 		break;
 	}
-	emit_request(sk, dir, buf, len, size, c);
+	emit_request(sk, dir, size, p);
 }
 
-static __always_inline void on_response(struct sock *sk, struct http_sock *st, __u8 dir, __u64 buf, __u64 len,
-					__u32 size)
+static __always_inline void on_response(struct sock *sk, struct http_sock *st, __u8 dir, __u32 size,
+					const struct peek *p)
 {
 	if (!st)
 		st = bpf_sk_storage_get(&socks, sk, 0, 0);
 	if (!st || st->state != PENDING || st->req.dir == dir) {
-		emit_response(sk, dir, buf, len, size);
+		emit_response(sk, dir, size, p);
 		return;
 	}
-	fill_head(&st->req, buf, len);
-	if (st->req.head[9] == '1') // 100 Continue and friends: the final answer follows
+	if (p->b[9] == '1') // 100 Continue and friends: the final answer follows
 		return;
+	fill_head(&st->req, p);
 	st->req.kind = HTTP_EXCHANGE;
 	st->req.end_ns = bpf_ktime_get_ns();
 	if (!tally || !count(sk, st))
@@ -424,15 +424,17 @@ int BPF_PROG(http_sent, struct sock *sk, int ret, int flags)
 		return 0;
 	__u64 len = ret;
 	__u64 buf = call_buf(&len);
-	__u8 head[8];
-	if (!buf || len < 8 || bpf_probe_read_user(head, sizeof(head), (void *)buf))
+	if (!buf || len < 8)
 		return 0;
-	switch (classify(head)) {
+	struct peek *p = peek(buf, len, 0);
+	if (!p)
+		return 0;
+	switch (classify(p->b)) {
 	case HTTP_REQUEST:
-		on_request(sk, 0, DIR_SENT, buf, len, ret, 0);
+		on_request(sk, 0, DIR_SENT, ret, p);
 		break;
 	case HTTP_RESPONSE:
-		on_response(sk, 0, DIR_SENT, buf, len, ret);
+		on_response(sk, 0, DIR_SENT, ret, p);
 		break;
 	}
 	return 0;
@@ -451,25 +453,27 @@ int BPF_PROG(http_received, struct sock *sk, int ret, int flags)
 	struct carry cur = {};
 	if (st)
 		cur = st->carry;
-	__u8 joined[16] = {};
-	int k = join(&cur, buf, len, joined);
-	if (k == JOIN_SKIP)
+	struct peek *p = peek(buf, len, &cur);
+	if (!p)
 		return 0;
-	if (k == JOIN_SHORT) {
+	bool skip = false;
+	if (short_read(p, &cur, &skip)) {
+		if (skip)
+			return 0;
 		if (!st)
 			st = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (st)
 			st->carry = cur;
 		return 0;
 	}
-	if (st && k)
+	if (st && cur.n)
 		st->carry.n = 0;
-	switch (classify(joined)) {
+	switch (classify(p->b)) {
 	case HTTP_REQUEST:
-		on_request(sk, st, DIR_RECEIVED, buf, len, ret, k ? &cur : 0);
+		on_request(sk, st, DIR_RECEIVED, ret, p);
 		break;
 	case HTTP_RESPONSE:
-		on_response(sk, st, DIR_RECEIVED, buf, len, ret);
+		on_response(sk, st, DIR_RECEIVED, ret, p);
 		break;
 	}
 	return 0;

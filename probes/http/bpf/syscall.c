@@ -58,19 +58,21 @@ static __always_inline int on_send(__u64 fd, __u64 arg, __u64 count, __u8 how)
 {
 	__u64 len = count;
 	__u64 buf = first_buf(arg, how, &len);
-	__u8 head[8] = {};
-	if (!buf || len < 8 || bpf_probe_read_user(head, sizeof(head), (void *)buf))
+	if (!buf || len < 8)
 		return 0;
-	__u8 kind = classify(head);
+	struct peek *p = peek(buf, len, 0);
+	if (!p)
+		return 0;
+	__u8 kind = classify(p->b);
 	if (!kind)
 		return 0;
 	struct sock *sk = tcp_sock_of(fd);
 	if (!sk)
 		return 0;
 	if (kind == HTTP_REQUEST)
-		emit_request(sk, DIR_SENT, buf, len, len, 0);
+		emit_request(sk, DIR_SENT, len, p);
 	else
-		emit_response(sk, DIR_SENT, buf, len, len);
+		emit_response(sk, DIR_SENT, len, p);
 	return 0;
 }
 
@@ -89,10 +91,10 @@ static __always_inline int on_recv_enter(__u64 fd, __u64 arg, __u8 how)
 static __always_inline int on_recv_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct pending_read *p = bpf_map_lookup_elem(&reads, &id);
-	if (!p)
+	struct pending_read *pending = bpf_map_lookup_elem(&reads, &id);
+	if (!pending)
 		return 0;
-	struct pending_read pr = *p;
+	struct pending_read pr = *pending;
 	bpf_map_delete_elem(&reads, &id);
 	if (ret <= 0)
 		return 0;
@@ -107,21 +109,22 @@ static __always_inline int on_recv_exit(long ret)
 	struct carry cur = {};
 	if (c)
 		__builtin_memcpy(&cur, c, sizeof(cur));
-	__u8 joined[16] = {};
-	int k = join(&cur, buf, len, joined);
-	if (k == JOIN_SKIP)
+	struct peek *p = peek(buf, len, &cur);
+	if (!p)
 		return 0;
-	if (k == JOIN_SHORT) {
-		bpf_map_update_elem(&carries, &pr.sk, &cur, BPF_ANY);
+	bool skip = false;
+	if (short_read(p, &cur, &skip)) {
+		if (!skip)
+			bpf_map_update_elem(&carries, &pr.sk, &cur, BPF_ANY);
 		return 0;
 	}
 	if (c)
 		bpf_map_delete_elem(&carries, &pr.sk);
-	__u8 kind = classify(joined);
+	__u8 kind = classify(p->b);
 	if (kind == HTTP_REQUEST)
-		emit_request((struct sock *)pr.sk, DIR_RECEIVED, buf, len, ret, k ? &cur : 0);
+		emit_request((struct sock *)pr.sk, DIR_RECEIVED, ret, p);
 	else if (kind == HTTP_RESPONSE)
-		emit_response((struct sock *)pr.sk, DIR_RECEIVED, buf, len, ret);
+		emit_response((struct sock *)pr.sk, DIR_RECEIVED, ret, p);
 	return 0;
 }
 
