@@ -418,3 +418,118 @@ func TestPairedInTheKernel(t *testing.T) {
 		t.Errorf("%d sockets tracked; paired records need no per-socket state", len(tb.socks))
 	}
 }
+
+// opening is a kernel-paired exchange that opens tally slot n of a socket.
+func opening(sock, cookie uint64, n int, head string, status int) *event.HTTP {
+	e := paired(sock, 0, 1e6, head, status)
+	e.Slot, e.Cookie = n, cookie
+	return e
+}
+
+// counted is a tally of one slot: n exchanges in bucket b, sum ns in all.
+func counted(sock, cookie uint64, slot, status, b int, n uint32, sum uint64, final bool) *event.HTTPTally {
+	c := &event.HTTPTally{Sock: sock, Cookie: cookie, Final: final}
+	s := &c.Slots[slot]
+	s.Used, s.Status, s.Sum = true, status, sum
+	s.Counts[b] = n
+	return c
+}
+
+func TestTallies(t *testing.T) {
+	tb := New(names{}, nil, nil, wall, "")
+	const name = "strata_http_server_request_duration_seconds"
+	users := map[string]string{"route": "/users/{id}", "status_code": "200", "method": "GET"}
+	tb.Apply(opening(1, 11, 1, "GET /users/7 HTTP/1.1\r\n", 200))
+	tb.Apply(opening(1, 11, 2, "GET /missing HTTP/1.1\r\n", 404))
+	tb.Tally(counted(1, 11, 0, 200, 2, 40, 40*2e6, false)) // 40 more of /users, 2 ms each
+	c := counted(1, 11, 0, 200, 3, 5, 5*4e6, true)         // the close: 5 more, and 2 of /missing
+	c.Slots[1] = event.TallySlot{Used: true, Status: 404, Sum: 2e6}
+	c.Slots[1].Counts[2] = 2
+	tb.Tally(c)
+	mfs := gather(t, tb)
+	if got := count(mfs, name, users); got != 1+40+5 {
+		t.Errorf("/users: %d, want 46", got)
+	}
+	if got := count(mfs, name, map[string]string{"route": "/missing", "status_code": "404"}); got != 3 {
+		t.Errorf("/missing: %d, want 3", got)
+	}
+	for _, m := range mfs[name].GetMetric() {
+		h := m.GetHistogram()
+		if h.GetSampleCount() != 46 {
+			continue
+		}
+		// Buckets as the kernel counted them: 1 ms (the opening), 2.5 ms, 5 ms.
+		want := map[float64]uint64{.0005: 0, .001: 1, .0025: 41, .005: 46, 10: 46}
+		for _, b := range h.GetBucket() {
+			if w, ok := want[b.GetUpperBound()]; ok && b.GetCumulativeCount() != w {
+				t.Errorf("le=%v: %d, want %d", b.GetUpperBound(), b.GetCumulativeCount(), w)
+			}
+		}
+		if s, want := h.GetSampleSum(), 0.001+40*0.002+5*0.004; s < want-1e-9 || s > want+1e-9 {
+			t.Errorf("sum %v, want %v", s, want)
+		}
+	}
+	if len(tb.tallies) != 0 {
+		t.Errorf("%d tallied sockets after the final tally, want 0", len(tb.tallies))
+	}
+
+	// Counts of a socket whose opening exchange never came (a lost record),
+	// or of another socket at a freed one's address, are dropped and counted.
+	tb.Apply(opening(2, 21, 1, "GET /a HTTP/1.1\r\n", 200))
+	tb.Tally(counted(2, 22, 0, 200, 0, 3, 3e5, false)) // another cookie: another socket
+	tb.Tally(counted(3, 31, 0, 200, 0, 4, 4e5, false)) // never opened
+	tb.Tally(counted(2, 21, 1, 200, 0, 5, 5e5, false)) // a slot never opened
+	if tb.dropped != 3+4+5 {
+		t.Errorf("dropped %d, want 12", tb.dropped)
+	}
+	if got := count(gather(t, tb), name, map[string]string{"route": "/a"}); got != 1 {
+		t.Errorf("/a: %d, want 1 (the opening only)", got)
+	}
+	// A slot whose opening exchange was not HTTP after all counts as malformed.
+	tb.Apply(opening(4, 41, 1, "POSTX /b HTTP/1.1\r\n", 200))
+	tb.Tally(counted(4, 41, 0, 200, 0, 6, 6e5, true))
+	if tb.malformed != 1+6 {
+		t.Errorf("malformed %d, want 7", tb.malformed)
+	}
+
+	// A socket whose final tally was lost goes a while after its close.
+	tb.Closed(2, 0)
+	tb.now = func() time.Time { return time.Now().Add(2 * IdleAfter) }
+	tb.Tick()
+	if len(tb.tallies) != 0 {
+		t.Errorf("%d tallied sockets an idle sweep after their close, want 0", len(tb.tallies))
+	}
+}
+
+// later is a namer that names nothing until told.
+type later struct {
+	waiting []func(flow.Key)
+}
+
+func (l *later) KeyFor(e *event.TCP) flow.Key       { return key(e) }
+func (l *later) Named(*event.TCP) (flow.Key, bool) { return flow.Key{}, false }
+func (l *later) Later(e *event.TCP, then func(flow.Key)) (flow.Key, bool) {
+	k := key(e)
+	l.waiting = append(l.waiting, func(flow.Key) { then(k) })
+	return flow.Key{}, false
+}
+
+// Counts that come while the slot's opening exchange waits for its names
+// are held, and counted with it once named.
+func TestTallyWaitsForNames(t *testing.T) {
+	l := &later{}
+	tb := New(l, nil, nil, wall, "")
+	tb.Apply(opening(1, 11, 1, "GET /x HTTP/1.1\r\n", 200))
+	tb.Tally(counted(1, 11, 0, 200, 1, 9, 9e5, false))
+	const name = "strata_http_server_request_duration_seconds"
+	if got := count(gather(t, tb), name, nil); got != 0 {
+		t.Fatalf("%d counted before the names came, want 0", got)
+	}
+	for _, f := range l.waiting {
+		f(flow.Key{})
+	}
+	tb.Tally(counted(1, 11, 0, 200, 1, 2, 2e5, true))
+	if got := count(gather(t, tb), name, map[string]string{"route": "/x", "reporter": "server"}); got != 1+9+2 {
+		t.Errorf("/x: %d, want 12", got)
+	}
+}

@@ -26,7 +26,8 @@ func nginx(t *testing.T, h *netlab.Host, port int) {
 		location = / { return 200 "home\n"; }
 		location /missing { return 404; }
 		location /api/users/ { return 500; }
-		location /traced { return 200 "traced\n"; }`)
+		location /traced { return 200 "traced\n"; }
+		location /items/ { return 200 "item\n"; }`)
 	h.WaitListen(uint16(port))
 }
 
@@ -50,9 +51,22 @@ func pair(reporter string) labels {
 	return labels{"source_workload": "curl", "destination_workload": "nginx", "reporter": reporter, "destination_port": "8080"}
 }
 
+// The same traffic twice: with spans (every request comes from the kernel
+// as a record) and without (most are counted in the kernel, the counts of
+// live sockets read at each sweep).
 func TestHTTPGoldenSignals(t *testing.T) {
-	jaeger := harness.StartJaeger(t)
-	a := startAgent(t, "--http=on", "--http-routes", "/api/users/{user}", "--sweep-interval", "1s", "--otlp-endpoint", jaeger.OTLP, "--otlp-insecure=on")
+	t.Run("spans", func(t *testing.T) { goldenSignals(t, true) })
+	t.Run("counted in the kernel", func(t *testing.T) { goldenSignals(t, false) })
+}
+
+func goldenSignals(t *testing.T, spans bool) {
+	args := []string{"--http=on", "--http-routes", "/api/users/{user}", "--sweep-interval", "1s"}
+	var jaeger *harness.Jaeger
+	if spans {
+		jaeger = harness.StartJaeger(t)
+		args = append(args, "--otlp-endpoint", jaeger.OTLP, "--otlp-insecure=on")
+	}
+	a := startAgent(t, args...)
 	lab := netlab.New(t)
 	web := lab.Host("web", "10.244.4.3/16")
 	cli := lab.Host("cli", "10.244.4.2/16")
@@ -74,6 +88,22 @@ func TestHTTPGoldenSignals(t *testing.T) {
 		mfs, _ := a.Scrape()
 		if n := len(harness.Series(mfs, serverMetric, pair("server"))); n != 3 {
 			t.Fatalf("%d server series, want 3", n)
+		}
+	})
+
+	t.Run("identifiers in paths make one route", func(t *testing.T) {
+		var cfg strings.Builder
+		for i := 1; i <= 50; i++ {
+			fmt.Fprintf(&cfg, "url = \"http://10.244.4.3:8080/items/%d?v=%d\"\noutput = \"/dev/null\"\n", 1000+i, i)
+		}
+		f := filepath.Join(t.TempDir(), "curl.cfg")
+		os.WriteFile(f, []byte(cfg.String()), 0o644)
+		if out, err := cli.Run("curl", "-s", "-K", f, "-w", "%{http_code}\n"); err != nil || strings.Count(out, "200\n") != 50 {
+			t.Fatalf("curl: %v %q", err, out)
+		}
+		for _, r := range []string{"server", "client"} {
+			m := map[string]string{"server": serverMetric, "client": clientMetric}[r]
+			a.Expect(t, m, pair(r).With("method", "GET").With("status_code", "200").With("route", "/items/{id}"), 50, 0)
 		}
 	})
 
@@ -99,31 +129,14 @@ func TestHTTPGoldenSignals(t *testing.T) {
 	t.Run("traceparent joins the trace, exemplar points at it", func(t *testing.T) {
 		const trace, parent = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
 		curl(t, cli, 1, "GET", "http://10.244.4.3:8080/traced", "-H", "traceparent: 00-"+trace+"-"+parent+"-01")
-		var spans []harness.Span
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) && len(spans) < 2 {
-			spans = jaeger.Trace(t, trace)
-			time.Sleep(300 * time.Millisecond)
-		}
-		kinds := map[string]harness.Span{}
-		for _, s := range spans {
-			kinds[s.Kind] = s
-		}
-		srv, cl := kinds["server"], kinds["client"]
-		if len(spans) != 2 || srv.Service != "nginx" || cl.Service != "curl" {
-			t.Fatalf("trace %s holds %+v; want a server span of nginx and a client span of curl", trace, spans)
-		}
-		for _, s := range spans {
-			if s.TraceID != trace || s.Parent != parent || s.Name != "GET /traced" {
-				t.Errorf("span %+v: want trace %s, parent %s, name GET /traced", s, trace, parent)
-			}
-			if s.Tags["http.request.method"] != "GET" || fmt.Sprint(s.Tags["http.response.status_code"]) != "200" ||
-				s.Tags["server.address"] != "10.244.4.3" || fmt.Sprint(s.Tags["server.port"]) != "8080" {
-				t.Errorf("span tags %v", s.Tags)
-			}
+		if spans {
+			traceJoined(t, jaeger, trace, parent)
+		} else {
+			a.Expect(t, serverMetric, pair("server").With("route", "/traced"), 1, 0)
 		}
 		// The latency histogram's bucket carries the trace as an exemplar
-		// (OpenMetrics exposition).
+		// (OpenMetrics exposition): without spans too, as the first request
+		// of a route comes whole from the kernel.
 		req, _ := http.NewRequest("GET", "http://"+a.Addr+"/metrics", nil)
 		req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
 		resp, err := http.DefaultClient.Do(req)
@@ -145,6 +158,7 @@ func TestHTTPGoldenSignals(t *testing.T) {
 	})
 
 	t.Run("one keep-alive connection, 1000 requests", func(t *testing.T) {
+		records, _ := a.Value(t, "strata_agent_events_total", labels{"probe": "http"})
 		out, err := cli.Run(filepath.Join(bin, "httpclient"), "-url", "http://10.244.4.3:8080/", "-n", "1000")
 		if err != nil || strings.TrimSpace(out) != `{"200":1000}` {
 			t.Fatalf("httpclient: %v %s", err, out)
@@ -156,6 +170,15 @@ func TestHTTPGoldenSignals(t *testing.T) {
 		a.Expect(t, clientMetric, l.With("reporter", "client"), 1000, 0)
 		a.Expect(t, "strata_tcp_connections_total", labels{"source_workload": "httpclient", "destination_workload": "nginx",
 			"reporter": "client", "result": "success"}, 1, 0)
+		// Records from the kernel: one per request and end with spans; else
+		// a few (each end's first, a bucket's first per sweep, the tallies).
+		// The test's own scrapes of the agent are HTTP too, a few more.
+		after, _ := a.Value(t, "strata_agent_events_total", labels{"probe": "http"})
+		n := after - records
+		if (spans && n < 2000) || (!spans && n > 200) {
+			t.Errorf("%v HTTP records from the kernel for 1000 requests seen at both ends (spans %v)", n, spans)
+		}
+		t.Logf("%v HTTP records from the kernel for 1000 requests seen at both ends", n)
 	})
 
 	t.Run("closed without an answer, and garbage, on the same port", func(t *testing.T) {
@@ -176,9 +199,11 @@ func TestHTTPGoldenSignals(t *testing.T) {
 		}
 	})
 
-	t.Run("spans were all delivered", func(t *testing.T) {
-		for _, m := range []string{"strata_agent_export_dropped_total", "strata_agent_export_errors_total"} {
-			a.Expect(t, m, labels{"exporter": "tempo"}, 0, 0)
+	t.Run("the probe's mode, and spans all delivered", func(t *testing.T) {
+		if spans {
+			for _, m := range []string{"strata_agent_export_dropped_total", "strata_agent_export_errors_total"} {
+				a.Expect(t, m, labels{"exporter": "tempo"}, 0, 0)
+			}
 		}
 		// The socket tracepoints where the kernel has them (6.3+), else the
 		// syscall hooks.
@@ -188,4 +213,33 @@ func TestHTTPGoldenSignals(t *testing.T) {
 		}
 		a.Expect(t, "strata_agent_probe_info", labels{"probe": "http", "mode": mode}, 1, 0)
 	})
+}
+
+// traceJoined checks the trace backend holds a server span of nginx and a
+// client span of curl in trace, children of parent.
+func traceJoined(t *testing.T, jaeger *harness.Jaeger, trace, parent string) {
+	t.Helper()
+	var spans []harness.Span
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && len(spans) < 2 {
+		spans = jaeger.Trace(t, trace)
+		time.Sleep(300 * time.Millisecond)
+	}
+	kinds := map[string]harness.Span{}
+	for _, s := range spans {
+		kinds[s.Kind] = s
+	}
+	srv, cl := kinds["server"], kinds["client"]
+	if len(spans) != 2 || srv.Service != "nginx" || cl.Service != "curl" {
+		t.Fatalf("trace %s holds %+v; want a server span of nginx and a client span of curl", trace, spans)
+	}
+	for _, s := range spans {
+		if s.TraceID != trace || s.Parent != parent || s.Name != "GET /traced" {
+			t.Errorf("span %+v: want trace %s, parent %s, name GET /traced", s, trace, parent)
+		}
+		if s.Tags["http.request.method"] != "GET" || fmt.Sprint(s.Tags["http.response.status_code"]) != "200" ||
+			s.Tags["server.address"] != "10.244.4.3" || fmt.Sprint(s.Tags["server.port"]) != "8080" {
+			t.Errorf("span tags %v", s.Tags)
+		}
+	}
 }

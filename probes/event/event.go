@@ -120,7 +120,7 @@ type HTTPTally struct {
 	Sock   uint64
 	Cookie uint64
 	Netns  uint32
-	Local  uint16 // ports, for the record's reader
+	Local  uint16 // ports, for a reader of the record (0 once the socket closed)
 	Remote uint16
 	Final  bool
 	Slots  [TallySlots]TallySlot
