@@ -152,9 +152,9 @@ type Table struct {
 	mu        sync.Mutex
 	socks     map[uint64]*sock
 	tallies   map[uint64]*tallied // by socket
-	lastMono  uint64    // latest record's kernel time
-	swept     time.Time // last sweep for idle sockets
-	pruned    time.Time // last look for series of deleted workloads
+	lastMono  uint64              // latest record's kernel time
+	swept     time.Time           // last sweep for idle sockets
+	pruned    time.Time           // last look for series of deleted workloads
 	series    map[seriesKey]*histogram
 	routes    map[string]string // each route kept once, as its own key
 	unpaired  uint64            // responses with no request in flight

@@ -506,7 +506,7 @@ type later struct {
 	waiting []func(flow.Key)
 }
 
-func (l *later) KeyFor(e *event.TCP) flow.Key       { return key(e) }
+func (l *later) KeyFor(e *event.TCP) flow.Key      { return key(e) }
 func (l *later) Named(*event.TCP) (flow.Key, bool) { return flow.Key{}, false }
 func (l *later) Later(e *event.TCP, then func(flow.Key)) (flow.Key, bool) {
 	k := key(e)
