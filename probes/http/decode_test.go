@@ -131,3 +131,42 @@ func BenchmarkDecodeExchange(b *testing.B) {
 		}
 	}
 }
+
+func TestDecodeTally(t *testing.T) {
+	var r tallyRecord
+	r.Kind, r.Final, r.Sk, r.Cookie, r.Sport, r.Dport = KindTally, 1, 7, 99, 80, 40000
+	r.Slots[2].Key, r.Slots[2].Status, r.Slots[2].SumNs = 5, 404, 3e6
+	r.Slots[2].Counts[3], r.Slots[2].Counts[17] = 2, 1
+	var buf bytes.Buffer
+	binary.Write(&buf, binary.NativeEndian, r)
+	raw := buf.Bytes()
+	c, err := DecodeTally(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.Slots[2]
+	if c.Sock != 7 || c.Cookie != 99 || !c.Final || c.Local != 80 || c.Remote != 40000 ||
+		!s.Used || s.Status != 404 || s.Sum != 3e6 || s.Total() != 3 || s.Counts[17] != 1 || c.Slots[0].Used {
+		t.Fatalf("decoded %+v", c)
+	}
+	if _, err := DecodeTally(raw[:len(raw)-1]); err == nil {
+		t.Fatal("a short tally record decoded")
+	}
+}
+
+// Any bytes: a tally or an error, never a panic, and never a record of
+// another kind taken for a tally.
+func FuzzDecodeTally(f *testing.F) {
+	var r tallyRecord
+	r.Kind = KindTally
+	r.Slots[0].Key, r.Slots[0].Counts[0] = 1, 3
+	var buf bytes.Buffer
+	binary.Write(&buf, binary.NativeEndian, r)
+	f.Add(buf.Bytes())
+	f.Add(encode(f, record{Kind: kindExchange}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if _, err := DecodeTally(b); err == nil && b[0] != KindTally {
+			t.Fatalf("kind %d decoded as a tally", b[0])
+		}
+	})
+}

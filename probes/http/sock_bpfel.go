@@ -42,6 +42,18 @@ type sockHttpSock struct {
 	_     structs.HostLayout
 	Req   sockHttpRecord
 	Route uint64
+	Carry struct {
+		_ structs.HostLayout
+		N uint8
+		B [7]uint8
+	}
+	State    uint8
+	Answered uint8
+	_        [6]byte
+}
+
+type sockHttpTallies struct {
+	_     structs.HostLayout
 	Slots [4]struct {
 		_       structs.HostLayout
 		Key     uint64
@@ -53,13 +65,6 @@ type sockHttpSock struct {
 		Pad     [5]uint8
 		Counts  [18]uint32
 	}
-	Carry struct {
-		_ structs.HostLayout
-		N uint8
-		B [7]uint8
-	}
-	State uint8
-	_     [7]byte
 }
 
 type sockHttpTally struct {
@@ -114,6 +119,7 @@ const (
 	sockMapPeeks            = "peeks"
 	sockMapScans            = "scans"
 	sockMapSocks            = "socks"
+	sockMapTallies          = "tallies"
 	sockProgHttpClosed      = "http_closed"
 	sockProgHttpCounts      = "http_counts"
 	sockProgHttpReceived    = "http_received"
@@ -178,10 +184,11 @@ type sockProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type sockMapSpecs struct {
-	Events *ebpf.MapSpec `ebpf:"events"`
-	Peeks  *ebpf.MapSpec `ebpf:"peeks"`
-	Scans  *ebpf.MapSpec `ebpf:"scans"`
-	Socks  *ebpf.MapSpec `ebpf:"socks"`
+	Events  *ebpf.MapSpec `ebpf:"events"`
+	Peeks   *ebpf.MapSpec `ebpf:"peeks"`
+	Scans   *ebpf.MapSpec `ebpf:"scans"`
+	Socks   *ebpf.MapSpec `ebpf:"socks"`
+	Tallies *ebpf.MapSpec `ebpf:"tallies"`
 }
 
 // sockVariableSpecs contains global variables before they are loaded into the kernel.
@@ -216,10 +223,11 @@ func (o *sockObjects) Close() error {
 //
 // It can be passed to loadSockObjects or ebpf.CollectionSpec.LoadAndAssign.
 type sockMaps struct {
-	Events *ebpf.Map `ebpf:"events"`
-	Peeks  *ebpf.Map `ebpf:"peeks"`
-	Scans  *ebpf.Map `ebpf:"scans"`
-	Socks  *ebpf.Map `ebpf:"socks"`
+	Events  *ebpf.Map `ebpf:"events"`
+	Peeks   *ebpf.Map `ebpf:"peeks"`
+	Scans   *ebpf.Map `ebpf:"scans"`
+	Socks   *ebpf.Map `ebpf:"socks"`
+	Tallies *ebpf.Map `ebpf:"tallies"`
 }
 
 func (m *sockMaps) Close() error {
@@ -228,6 +236,7 @@ func (m *sockMaps) Close() error {
 		m.Peeks,
 		m.Scans,
 		m.Socks,
+		m.Tallies,
 	)
 }
 

@@ -11,10 +11,11 @@
 // the agent pairs them; a request still waiting when its socket closes is
 // sent as unanswered.
 //
-// With tally on (no spans wanted), most exchanges are not sent at all: each
-// socket counts them in a few slots, one per (direction, method and route,
-// status), as latency buckets. A slot's first exchange is sent whole, so
-// the agent learns what the slot counts; the http_counts iterator moves the
+// With tally on (no spans wanted), most exchanges are not sent at all: from
+// its second exchange on, a socket counts them in a few slots (storage of
+// their own, which a connection of one request never needs), one per
+// (direction, method and route, status), as latency buckets. A slot's first
+// exchange is sent whole, so the agent learns what the slot counts; the http_counts iterator moves the
 // counts into the ring at each sweep, and the close moves the last ones.
 // Exchanges that need their bytes still come whole: 5xx and unanswered
 // (events), the first of each latency bucket per slot and second (the
@@ -46,9 +47,13 @@ const volatile __u64 bounds_ns[NBOUNDS] = {}; // the latency buckets' upper boun
 struct http_sock {
 	struct http_record req; // the request waiting for its response (PENDING)
 	__u64 route;            // route_key of req; 0: it cannot be tallied
-	struct tally_slot slots[NSLOTS];
 	struct carry carry;
 	__u8 state;
+	__u8 answered;          // an exchange completed on this socket before
+};
+
+struct http_tallies {
+	struct tally_slot slots[NSLOTS];
 };
 
 struct {
@@ -57,6 +62,13 @@ struct {
 	__type(key, int);
 	__type(value, struct http_sock);
 } socks SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct http_tallies);
+} tallies SEC(".maps");
 
 static __always_inline void fill_sock(struct http_record *r, struct sock *sk)
 {
@@ -281,15 +293,22 @@ static __always_inline __u32 bucket(__u64 d)
 // no tally of the slot reaches the ring ahead of it.
 static __always_inline bool count(struct sock *sk, struct http_sock *st)
 {
+	if (!st->answered) { // most sockets that answer once never answer again
+		st->answered = 1;
+		return false;
+	}
 	__u16 status = final_status(&st->req);
 	if (!st->route || !status)
+		return false;
+	struct http_tallies *t = bpf_sk_storage_get(&tallies, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!t)
 		return false;
 	__u64 d = st->req.end_ns - st->req.ts_ns;
 	__u32 b = bucket(d);
 	if (b >= NBUCKETS)
 		return false;
 	for (int i = 0; i < NSLOTS; i++) {
-		struct tally_slot *s = &st->slots[i];
+		struct tally_slot *s = &t->slots[i];
 		if (!s->key) {
 			s->status = status;
 			s->dir = st->req.dir;
@@ -318,15 +337,15 @@ static __always_inline bool count(struct sock *sk, struct http_sock *st)
 // flush moves the socket's counts into a tally record: atomically, as
 // exchanges on other CPUs may count meanwhile (what they add stays for the
 // next tally). A final flush (the socket closed) frees the slots too.
-static __always_inline void flush(struct sock *sk, struct http_sock *st, bool final)
+static __always_inline void flush(struct sock *sk, struct http_tallies *t, bool final)
 {
 	bool any = false;
 	for (int i = 0; i < NSLOTS; i++)
-		if (final ? st->slots[i].key != 0 : st->slots[i].n != 0)
+		if (final ? t->slots[i].key != 0 : t->slots[i].n != 0)
 			any = true;
 	if (!any) {
 		for (int i = 0; i < NSLOTS; i++)
-			st->slots[i].sampled = 0;
+			t->slots[i].sampled = 0;
 		return;
 	}
 	struct http_tally *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -345,7 +364,7 @@ static __always_inline void flush(struct sock *sk, struct http_sock *st, bool fi
 	r->sk = (__u64)sk;
 	r->cookie = bpf_get_socket_cookie(sk);
 	for (int i = 0; i < NSLOTS; i++) {
-		struct tally_slot *s = &st->slots[i], *o = &r->slots[i];
+		struct tally_slot *s = &t->slots[i], *o = &r->slots[i];
 		o->key = s->key;
 		o->status = s->status;
 		o->dir = s->dir;
@@ -495,8 +514,11 @@ int BPF_PROG(http_closed, struct sock *sk, int oldstate, int newstate)
 		output(st);
 		st->state = IDLE;
 	}
-	if (tally)
-		flush(sk, st, true);
+	if (tally) {
+		struct http_tallies *t = bpf_sk_storage_get(&tallies, sk, 0, 0);
+		if (t)
+			flush(sk, t, true);
+	}
 	return 0;
 }
 
@@ -514,9 +536,9 @@ int http_counts(struct bpf_iter__tcp *ctx)
 	if (!tp)
 		return 0;
 	struct sock *sk = (struct sock *)tp;
-	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, 0);
-	if (st)
-		flush(sk, st, false);
+	struct http_tallies *t = bpf_sk_storage_get(&tallies, sk, 0, 0);
+	if (t)
+		flush(sk, t, false);
 	return 0;
 }
 
