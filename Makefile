@@ -73,10 +73,11 @@ test-unit: ## Run the tests that need neither root nor a kernel (privileged ones
 	$(GO) test -count=1 ./agent/... ./identity/... ./exporters/... ./probes/...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the record decoders (TCP, HTTP, DNS) and the HTTP parser, FUZZTIME each (default 2m)
+fuzz: ## Fuzz the record decoders (TCP, HTTP and its tallies, DNS) and the HTTP parser, FUZZTIME each (default 2m)
 	$(GO) test ./probes/tcp/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-2m}
 	$(GO) test ./probes/http/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-2m}
 	$(GO) test ./probes/http/ -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $${FUZZTIME:-2m}
+	$(GO) test ./probes/http/ -run '^$$' -fuzz '^FuzzDecodeTally$$' -fuzztime $${FUZZTIME:-2m}
 	$(GO) test ./probes/dns/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $${FUZZTIME:-2m}
 
 .PHONY: bench

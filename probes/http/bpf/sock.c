@@ -18,7 +18,7 @@
 // exchange is sent whole, so the agent learns what the slot counts; the http_counts iterator moves the
 // counts into the ring at each sweep, and the close moves the last ones.
 // Exchanges that need their bytes still come whole: 5xx and unanswered
-// (events), the first of each latency bucket per slot and second (the
+// (events), the first of each latency bucket per slot and sweep (the
 // exemplar candidates), and whatever fits no slot.
 #include "http.h"
 #include "bpf_tracing.h"
@@ -322,7 +322,7 @@ static __always_inline bool count(struct sock *sk, struct http_sock *st)
 		}
 		if (s->key != st->route || s->status != status || s->dir != st->req.dir)
 			continue;
-		if (!(s->sampled & (1u << b))) { // the bucket's exemplar candidate this second
+		if (!(s->sampled & (1u << b))) { // the bucket's exemplar candidate this sweep
 			s->sampled |= 1u << b;
 			return false;
 		}
