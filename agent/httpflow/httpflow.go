@@ -106,7 +106,7 @@ type tallied struct {
 type slot struct {
 	status int
 	named  bool
-	lost   string // why its counts are not kept ("dropped", "malformed"); "" if they are
+	lost   *uint64 // where its counts go when they cannot be kept (t.dropped, t.malformed)
 	key    seriesKey
 	held   hist.Histogram // counts that came before the name
 }
@@ -180,7 +180,7 @@ func (t *Table) Apply(e *event.HTTP) {
 		if !e.Valid {
 			t.malformed++
 			if sl != nil {
-				sl.lost = "malformed"
+				sl.lost = &t.malformed
 			}
 			return
 		}
@@ -265,10 +265,10 @@ func (t *Table) Tally(c *event.HTTPTally) {
 		}
 		secs := float64(k.Sum) / 1e9
 		switch {
-		case sl == nil || sl.lost == "dropped" || sl.status != k.Status:
+		case sl == nil || sl.status != k.Status:
 			t.dropped += n // its first exchange never came (lost, or a bound)
-		case sl.lost == "malformed":
-			t.malformed += n
+		case sl.lost != nil:
+			*sl.lost += n
 		case !sl.named:
 			sl.held.AddCounts(k.Counts[:], secs)
 		default:
@@ -464,7 +464,7 @@ func (t *Table) observe(d done) {
 	if h == nil {
 		t.dropped++
 		if d.slot != nil {
-			d.slot.lost = "dropped"
+			d.slot.lost = &t.dropped
 			t.dropped += d.slot.held.Count()
 		}
 		return

@@ -37,7 +37,7 @@ func capture(t *testing.T) func(netns uint32) []event.DNS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := ring.Open(events, 20*time.Millisecond, Decode, func() []event.DNS { return make([]event.DNS, 0, 64) })
+	r, err := ring.Open(events, 10*time.Millisecond, Decode, func() []event.DNS { return make([]event.DNS, 0, 64) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func open(t *testing.T, mode Mode) func(port uint16) []event.HTTP {
 	if p.Mode() != mode {
 		t.Fatalf("mode %s, want %s", p.Mode(), mode)
 	}
-	r, err := ring.Open(events, 20*time.Millisecond, Decode, func() []event.HTTP { return make([]event.HTTP, 0, 64) })
+	r, err := ring.Open(events, 10*time.Millisecond, Decode, func() []event.HTTP { return make([]event.HTTP, 0, 64) })
 	if err != nil {
 		t.Fatal(err)
 	}

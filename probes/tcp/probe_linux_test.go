@@ -58,7 +58,7 @@ func open(t *testing.T) (*Probes, *collector) {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &collector{}
 	done := make(chan struct{})
-	r, err := ring.Open(p.Events(), 20*time.Millisecond, Decode, func() []event.TCP { return make([]event.TCP, 0, 64) })
+	r, err := ring.Open(p.Events(), 10*time.Millisecond, Decode, func() []event.TCP { return make([]event.TCP, 0, 64) })
 	if err != nil {
 		t.Fatal(err)
 	}
