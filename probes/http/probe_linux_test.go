@@ -30,7 +30,9 @@ func eachMode(t *testing.T, test func(t *testing.T, records func(port uint16) []
 	}
 }
 
-func open(t *testing.T, mode Mode) func(port uint16) []event.HTTP {
+// openRing makes a ring of the test's own (in the agent it is the one the
+// TCP probes write), as root: in CI a test without root fails.
+func openRing(t *testing.T) *ebpf.Map {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		if os.Getenv("CI") == "true" {
@@ -38,11 +40,16 @@ func open(t *testing.T, mode Mode) func(port uint16) []event.HTTP {
 		}
 		t.Skip("needs root")
 	}
-	// A ring of the test's own; in the agent it is the one the TCP probes write.
 	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 22})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return events
+}
+
+func open(t *testing.T, mode Mode) func(port uint16) []event.HTTP {
+	t.Helper()
+	events := openRing(t)
 	p, err := Open(events, Options{Mode: mode})
 	if err != nil {
 		t.Fatal(err)

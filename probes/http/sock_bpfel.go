@@ -41,7 +41,6 @@ type sockHttpRecord struct {
 type sockHttpSock struct {
 	_     structs.HostLayout
 	Req   sockHttpRecord
-	Route uint64
 	Carry struct {
 		_ structs.HostLayout
 		N uint8
@@ -54,17 +53,7 @@ type sockHttpSock struct {
 
 type sockHttpTallies struct {
 	_     structs.HostLayout
-	Slots [4]struct {
-		_       structs.HostLayout
-		Key     uint64
-		SumNs   uint64
-		N       uint32
-		Sampled uint32
-		Status  uint16
-		Dir     uint8
-		Pad     [5]uint8
-		Counts  [18]uint32
-	}
+	Slots [4]sockTallySlot
 }
 
 type sockHttpTally struct {
@@ -78,17 +67,7 @@ type sockHttpTally struct {
 	Sport  uint16
 	Dport  uint16
 	Pad    uint32
-	Slots  [4]struct {
-		_       structs.HostLayout
-		Key     uint64
-		SumNs   uint64
-		N       uint32
-		Sampled uint32
-		Status  uint16
-		Dir     uint8
-		Pad     [5]uint8
-		Counts  [18]uint32
-	}
+	Slots  [4]sockTallySlot
 }
 
 type sockPeek struct {
@@ -109,6 +88,18 @@ type sockRouteScan struct {
 	H      uint64
 	Seg    uint64
 	Key    uint64
+}
+
+type sockTallySlot struct {
+	_       structs.HostLayout
+	Key     uint64
+	SumNs   uint64
+	N       uint32
+	Sampled uint32
+	Status  uint16
+	Dir     uint8
+	Pad     [5]uint8
+	Counts  [18]uint32
 }
 
 // Names of all BPF objects in the ELF.

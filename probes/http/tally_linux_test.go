@@ -6,13 +6,10 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/cilium/ebpf"
 
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/ring"
@@ -28,16 +25,7 @@ type tallyProbe struct {
 
 func openTally(t *testing.T, collapse bool) *tallyProbe {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("BPF tests must run as root in CI")
-		}
-		t.Skip("needs root")
-	}
-	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 22})
-	if err != nil {
-		t.Fatal(err)
-	}
+	events := openRing(t)
 	p, err := Open(events, Options{Mode: Tracepoint, Tally: true, CollapseIDs: collapse})
 	if err != nil {
 		t.Fatal(err)

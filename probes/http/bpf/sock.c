@@ -46,7 +46,6 @@ const volatile __u64 bounds_ns[NBOUNDS] = {}; // the latency buckets' upper boun
 
 struct http_sock {
 	struct http_record req; // the request waiting for its response (PENDING)
-	__u64 route;            // route_key of req; 0: it cannot be tallied
 	struct carry carry;
 	__u8 state;
 	__u8 answered;          // an exchange completed on this socket before
@@ -298,7 +297,10 @@ static __always_inline bool count(struct sock *sk, struct http_sock *st)
 		return false;
 	}
 	__u16 status = final_status(&st->req);
-	if (!st->route || !status)
+	if (!status)
+		return false;
+	__u64 route = route_key(&st->req);
+	if (!route)
 		return false;
 	struct http_tallies *t = bpf_sk_storage_get(&tallies, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!t)
@@ -317,10 +319,10 @@ static __always_inline bool count(struct sock *sk, struct http_sock *st)
 			st->req.cookie = bpf_get_socket_cookie(sk);
 			output(st);
 			st->req.slot = 0;
-			s->key = st->route;
+			s->key = route;
 			return true;
 		}
-		if (s->key != st->route || s->status != status || s->dir != st->req.dir)
+		if (s->key != route || s->status != status || s->dir != st->req.dir)
 			continue;
 		if (!(s->sampled & (1u << b))) { // the bucket's exemplar candidate this sweep
 			s->sampled |= 1u << b;
@@ -405,7 +407,6 @@ static __always_inline void on_request(struct sock *sk, struct http_sock *st, __
 	switch (st->state) {
 	case IDLE:
 		fill_request(&st->req, sk, dir, size, p);
-		st->route = tally ? route_key(&st->req) : 0;
 		st->state = PENDING;
 		return;
 	case PENDING: // pipelining: the agent pairs this socket from now on
