@@ -41,6 +41,7 @@ type sockHttpRecord struct {
 type sockHttpSock struct {
 	_     structs.HostLayout
 	Req   sockHttpRecord
+	Route uint64
 	Carry struct {
 		_ structs.HostLayout
 		N uint8
@@ -48,7 +49,8 @@ type sockHttpSock struct {
 	}
 	State    uint8
 	Answered uint8
-	_        [6]byte
+	Line     uint8
+	_        [5]byte
 }
 
 type sockHttpTallies struct {
@@ -88,6 +90,8 @@ type sockRouteScan struct {
 	H      uint64
 	Seg    uint64
 	Key    uint64
+	Line   uint32
+	_      [4]byte
 }
 
 type sockTallySlot struct {

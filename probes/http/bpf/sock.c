@@ -46,9 +46,11 @@ const volatile __u64 bounds_ns[NBOUNDS] = {}; // the latency buckets' upper boun
 
 struct http_sock {
 	struct http_record req; // the request waiting for its response (PENDING)
+	__u64 route;            // route_key of req's request line, 0 until hashed
 	struct carry carry;
 	__u8 state;
 	__u8 answered;          // an exchange completed on this socket before
+	__u8 line;              // length of the request line route hashes, 0: none
 };
 
 struct http_tallies {
@@ -154,6 +156,7 @@ struct route_scan {
 	__u32 len, digits; // of the segment so far
 	__u64 h, seg;
 	__u64 key;   // the result once the line is complete
+	__u32 line;  // and the line's length, its \r included
 };
 
 // The scan's state lives in a map value, not on the stack: the verifier
@@ -240,6 +243,7 @@ static long scan_byte(__u64 i, struct scan_ctx *x)
 		return 1;
 	if (v == 8) {
 		s->key = s->h | 1; // never 0, the free slot's key
+		s->line = i + 1;
 		return 1;
 	}
 	s->v = v + 1;
@@ -251,7 +255,7 @@ static long scan_byte(__u64 i, struct scan_ctx *x)
 // validity there. Identifier segments hash alike when collapse_ids, so
 // /users/1 and /users/2 share a slot; the query is left out, as the agent
 // leaves it. 0 when the request line is not whole in the captured bytes.
-static __always_inline __u64 route_key(const struct http_record *r)
+static __always_inline __u64 route_key(const struct http_record *r, __u8 *line)
 {
 	__u32 zero = 0;
 	struct route_scan *s = bpf_map_lookup_elem(&scans, &zero);
@@ -260,7 +264,26 @@ static __always_inline __u64 route_key(const struct http_record *r)
 	*s = (struct route_scan){.n = r->captured, .hex = 1, .h = FNV_OFFSET, .seg = FNV_OFFSET};
 	struct scan_ctx x = {.s = s, .data = r->data};
 	bpf_loop(PREFIX, scan_byte, &x, 0);
+	*line = s->key ? s->line : 0;
 	return s->key;
+}
+
+// same_line is true when b starts with a's first len bytes: a request line
+// the socket sent or received before, whose route key it keeps. Hashing
+// costs ~15 ns a byte here; comparing words, a few for the whole line.
+static __always_inline bool same_line(const __u8 *a, const __u8 *b, __u32 len)
+{
+	for (int i = 0; i < PREFIX / 8; i++) {
+		__u32 at = i * 8;
+		if (at >= len)
+			return true;
+		__u64 x = *(const __u64 *)(a + at) ^ *(const __u64 *)(b + at);
+		if (len - at < 8)
+			x &= (1ULL << ((len - at) * 8)) - 1; // little-endian: the first bytes are the low ones
+		if (x)
+			return false;
+	}
+	return true;
 }
 
 // final_status is the status of a head the agent accepts (HTTP/1.x, three
@@ -299,8 +322,8 @@ static __always_inline bool count(struct sock *sk, struct http_sock *st)
 	__u16 status = final_status(&st->req);
 	if (!status)
 		return false;
-	__u64 route = route_key(&st->req);
-	if (!route)
+	__u64 route = st->route;
+	if (!route && !(route = st->route = route_key(&st->req, &st->line)))
 		return false;
 	struct http_tallies *t = bpf_sk_storage_get(&tallies, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!t)
@@ -406,6 +429,8 @@ static __always_inline void on_request(struct sock *sk, struct http_sock *st, __
 	}
 	switch (st->state) {
 	case IDLE:
+		if (tally && !(st->line && p->n >= st->line && same_line(st->req.data, p->b, st->line)))
+			st->route = 0; // another request line: hashed anew if it is tallied
 		fill_request(&st->req, sk, dir, size, p);
 		st->state = PENDING;
 		return;
