@@ -38,7 +38,7 @@ source "$(dirname "$0")/lab.sh"
 for mode in $MODES; do
 	echo "== $mode: wrk -t $THREADS -c $CONNS -d $DURATION, $RUNS interleaved runs"
 	printf "%-4s %12s %9s %12s %9s %12s %9s\n" run "off req/s" "p99 us" "tcp req/s" "p99 us" "http req/s" "p99 us"
-	: >"$tmp/off"; : >"$tmp/tcp"; : >"$tmp/http"; : >"$tmp/cpu"
+	: >"$tmp/off"; : >"$tmp/tcp"; : >"$tmp/http"; : >"$tmp/cpu"; : >"$tmp/r_http"; : >"$tmp/r_tcp"
 	for i in $(seq "$RUNS"); do
 		read -r off_rps off_p99 _ < <(measure)
 		start_agent --http=off --dns=off
@@ -52,6 +52,8 @@ for mode in $MODES; do
 		lost=$(curl -sf "http://$METRICS/metrics" | awk '/^strata_agent_events_lost_total/ {s+=$2} END {print s+0}')
 		stop_agent
 		echo "$off_rps $off_p99" >>"$tmp/off"; echo "$tcp_rps $tcp_p99" >>"$tmp/tcp"; echo "$http_rps $http_p99" >>"$tmp/http"
+		ratio "$http_rps" "$off_rps" >>"$tmp/r_http"; echo >>"$tmp/r_http"
+		ratio "$tcp_rps" "$off_rps" >>"$tmp/r_tcp"; echo >>"$tmp/r_tcp"
 		printf "%-4s %12s %9s %12s %9s %12s %9s   (events lost: %s)\n" "$i" "$off_rps" "$off_p99" "$tcp_rps" "$tcp_p99" "$http_rps" "$http_p99" "$lost"
 	done
 	for c in off tcp http; do
@@ -60,6 +62,9 @@ for mode in $MODES; do
 	done
 	echo "medians: off $off_rps req/s p99 ${off_p99}us | tcp $tcp_rps req/s p99 ${tcp_p99}us | http $http_rps req/s p99 ${http_p99}us"
 	echo "throughput ratio tcp/off: $(ratio "$tcp_rps" "$off_rps")   http/off: $(ratio "$http_rps" "$off_rps")   http/tcp: $(ratio "$http_rps" "$tcp_rps")"
+	# Each run's own ratio: its three setups ran back to back, so drift on
+	# a shared machine cancels better than in the ratio of medians.
+	echo "median of per-run ratios tcp/off: $(grep . "$tmp/r_tcp" | median)   http/off: $(grep . "$tmp/r_http" | median)"
 	echo "p99 latency ratio tcp/off: $(ratio "$tcp_p99" "$off_p99")   http/off: $(ratio "$http_p99" "$off_p99")"
 	echo "agent CPU with HTTP capture: $(median <"$tmp/cpu") µs per request (user and system)"
 	echo "HTTP capture in-kernel cost: $(kernel_ns_per_request --http=on --dns=off) ns per request (all capture programs, both ends; one more run with kernel.bpf_stats_enabled)"
