@@ -15,11 +15,12 @@
 // its second exchange on, a socket counts them in a few slots (storage of
 // their own, which a connection of one request never needs), one per
 // (direction, method and route, status), as latency buckets. A slot's first
-// exchange is sent whole, so the agent learns what the slot counts; the http_counts iterator moves the
-// counts into the ring at each sweep, and the close moves the last ones.
-// Exchanges that need their bytes still come whole: 5xx and unanswered
-// (events), the first of each latency bucket per slot and sweep (the
-// exemplar candidates), and whatever fits no slot.
+// exchange is sent whole, so the agent learns what the slot counts; the
+// http_counts iterator moves the counts into the ring at each sweep, and
+// the close moves the last ones. Exchanges that need their bytes still come
+// whole: 5xx and unanswered (events), a socket's first, the first of each
+// latency bucket per slot and sweep (exemplar candidates), and whatever
+// fits no slot.
 #include "http.h"
 #include "bpf_tracing.h"
 
