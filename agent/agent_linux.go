@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 	})
 	if k.tcp.CanSweep() {
-		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, cfg.SweepInterval); return nil })
+		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, requests.TalliedIn, cfg.SweepInterval); return nil })
 	}
 	// Each exporter in its own goroutine, behind its own queue.
 	x.run(ctx, g)
@@ -314,8 +314,9 @@ func (k *kernel) close() {
 }
 
 // sweep reads every network namespace's sockets each interval, starting
-// now: their TCP counters, and what the HTTP probe counted on them.
-func sweep(ctx context.Context, log *zap.Logger, k *kernel, every time.Duration) {
+// now: their TCP counters, and what the HTTP probe counted on them where
+// tallied says it counts any.
+func sweep(ctx context.Context, log *zap.Logger, k *kernel, tallied func(netns uint32) bool, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for gen := uint32(1); ; gen++ {
@@ -326,7 +327,7 @@ func sweep(ctx context.Context, log *zap.Logger, k *kernel, every time.Duration)
 		for ino, path := range all {
 			err := netns.Do(path, func() error {
 				var counted error
-				if k.http != nil {
+				if k.http != nil && tallied(ino) {
 					counted = k.http.Tally()
 				}
 				return errors.Join(k.tcp.Sweep(gen), counted)

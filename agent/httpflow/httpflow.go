@@ -96,6 +96,7 @@ type done struct {
 // (event.HTTPTally); each slot's first exchange came as a record.
 type tallied struct {
 	cookie uint64
+	netns  uint32
 	seen   time.Time // its latest record
 	closed time.Time // its TCP close; zero while open
 	slots  [event.TallySlots]*slot
@@ -152,6 +153,7 @@ type Table struct {
 	mu        sync.Mutex
 	socks     map[uint64]*sock
 	tallies   map[uint64]*tallied // by socket
+	talliedIn map[uint32]int      // tallied sockets per network namespace
 	lastMono  uint64              // latest record's kernel time
 	swept     time.Time           // last sweep for idle sockets
 	pruned    time.Time           // last look for series of deleted workloads
@@ -166,7 +168,7 @@ type Table struct {
 // New makes a table; spans may be nil. wall converts kernel time.
 func New(names Namer, routes *route.Templater, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
 	return &Table{names: names, templater: routes, now: time.Now, spans: spans, wall: wall, cluster: cluster,
-		socks: map[uint64]*sock{}, tallies: map[uint64]*tallied{}, series: map[seriesKey]*histogram{}, routes: map[string]string{}}
+		socks: map[uint64]*sock{}, tallies: map[uint64]*tallied{}, talliedIn: map[uint32]int{}, series: map[seriesKey]*histogram{}, routes: map[string]string{}}
 }
 
 // Apply pairs one record. A server receives requests and sends responses; a
@@ -235,8 +237,10 @@ func (t *Table) slot(e *event.HTTP) *slot {
 			t.dropped++ // its later counts will be dropped too, and counted so
 			return nil
 		}
-		ts = &tallied{cookie: e.Cookie}
+		t.forget(e.Sock)
+		ts = &tallied{cookie: e.Cookie, netns: e.Netns}
 		t.tallies[e.Sock] = ts
+		t.talliedIn[e.Netns]++
 	}
 	ts.seen = t.now()
 	sl := &slot{status: e.Status}
@@ -284,8 +288,30 @@ func (t *Table) Tally(c *event.HTTPTally) {
 	}
 	ts.seen = t.now()
 	if c.Final {
-		delete(t.tallies, c.Sock)
+		t.forget(c.Sock)
 	}
+}
+
+// forget drops a tallied socket's state.
+func (t *Table) forget(sock uint64) {
+	ts := t.tallies[sock]
+	if ts == nil {
+		return
+	}
+	delete(t.tallies, sock)
+	if t.talliedIn[ts.netns]--; t.talliedIn[ts.netns] <= 0 {
+		delete(t.talliedIn, ts.netns)
+	}
+}
+
+// TalliedIn reports whether network namespace netns holds sockets whose
+// exchanges the kernel counts: only those namespaces need reading for
+// counts (the sweep skips the rest, whose walks can be long: TIME_WAIT).
+// Counts of sockets the table has not heard of yet wait in the kernel.
+func (t *Table) TalliedIn(netns uint32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.talliedIn[netns] > 0
 }
 
 // Closed ends a socket at kernel time mono: what it left in flight went
@@ -333,7 +359,7 @@ func (t *Table) Tick() {
 		// A final tally lost in a full ring, or a socket quiet for so long
 		// that its state goes (its next counts are then counted as dropped).
 		if (!ts.closed.IsZero() && now.Sub(ts.closed) > IdleAfter) || now.Sub(ts.seen) > TalliedIdle {
-			delete(t.tallies, addr)
+			t.forget(addr)
 		}
 	}
 	for addr, s := range t.socks {

@@ -181,6 +181,14 @@ func goldenSignals(t *testing.T, spans bool) {
 		t.Logf("%v HTTP records from the kernel for 1000 requests seen at both ends", n)
 	})
 
+	t.Run("a connection still open is counted too", func(t *testing.T) {
+		// Its counts come with the sweep (1 s here) when the kernel counts them.
+		cli.Start(filepath.Join(bin, "httpclient"), "-url", "http://10.244.4.3:8080/items/7", "-n", "200", "-hold", "60s")
+		l := labels{"source_workload": "httpclient", "destination_workload": "nginx", "route": "/items/{id}", "status_code": "200"}
+		a.Expect(t, serverMetric, l.With("reporter", "server"), 200, 0)
+		a.Expect(t, clientMetric, l.With("reporter", "client"), 200, 2*time.Second)
+	})
+
 	t.Run("closed without an answer, and garbage, on the same port", func(t *testing.T) {
 		// tcpserver -reset reads a request and aborts: no response ever.
 		web.Start(filepath.Join(bin, "tcpserver"), "-listen", "10.244.4.3:8082", "-request", "16", "-reset")

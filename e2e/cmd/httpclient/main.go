@@ -1,5 +1,6 @@
 // Command httpclient is a test peer: -n requests to -url over one
-// keep-alive connection; it prints how many got which status.
+// keep-alive connection; it prints how many got which status, then keeps
+// the connection open for -hold.
 package main
 
 import (
@@ -9,11 +10,13 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"time"
 )
 
 func main() {
 	url := flag.String("url", "", "what to GET")
 	n := flag.Int("n", 1, "requests")
+	hold := flag.Duration("hold", 0, "how long to keep the connection open after the requests")
 	flag.Parse()
 	tr := &http.Transport{MaxIdleConnsPerHost: 1, MaxConnsPerHost: 1}
 	c := &http.Client{Transport: tr}
@@ -30,4 +33,5 @@ func main() {
 	}
 	out, _ := json.Marshal(codes)
 	fmt.Println(string(out))
+	time.Sleep(*hold)
 }
