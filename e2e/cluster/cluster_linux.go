@@ -18,7 +18,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -90,7 +89,7 @@ func Start(t T) *Cluster {
 	t.Cleanup(c.stop)
 	c.startDNS()
 
-	etcdAddr, peer, apiAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	etcdAddr, peer, apiAddr := harness.FreeAddr(t), harness.FreeAddr(t), harness.FreeAddr(t)
 	c.run(etcd, "--data-dir", filepath.Join(c.dir, "etcd"), "--listen-client-urls", "http://"+etcdAddr,
 		"--advertise-client-urls", "http://"+etcdAddr, "--listen-peer-urls", "http://"+peer,
 		"--initial-advertise-peer-urls", "http://"+peer, "--initial-cluster", "default=http://"+peer)
@@ -151,15 +150,6 @@ func tool(t T, name string) string {
 		missing(t, fmt.Sprintf("%s not built (%v): make tools", name, err))
 	}
 	return binary
-}
-
-func freeAddr(t T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // run starts a control-plane process until the cluster stops.

@@ -323,9 +323,6 @@ ingester:
 // skips elsewhere.
 func Tool(t *testing.T, name string) string { return tool(t, name) }
 
-// FreeAddr is a free 127.0.0.1 port.
-func FreeAddr(t testing.TB) string { return freeAddr(t) }
-
 // InsecureClient talks to the test cluster's self-signed API server.
 func InsecureClient() *http.Client {
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}

@@ -5,7 +5,6 @@ package harness
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -56,12 +55,7 @@ type Agent struct {
 // waits until it serves /metrics. It is stopped when the test ends.
 func StartAgent(t *testing.T, binary string, args ...string) *Agent {
 	RequireRoot(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &Agent{Addr: ln.Addr().String(), log: &lockedBuffer{}}
-	ln.Close()
+	a := &Agent{Addr: FreeAddr(t), log: &lockedBuffer{}}
 	a.cmd = exec.Command(binary, append([]string{"--kubernetes=off", "--metrics-addr", a.Addr, "--log-level", "debug"}, args...)...)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	if err := a.cmd.Start(); err != nil {
