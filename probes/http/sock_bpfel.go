@@ -50,7 +50,8 @@ type sockHttpSock struct {
 	State    uint8
 	Answered uint8
 	Line     uint8
-	_        [5]byte
+	Tallied  uint8
+	_        [4]byte
 }
 
 type sockHttpTallies struct {

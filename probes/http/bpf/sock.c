@@ -52,6 +52,7 @@ struct http_sock {
 	__u8 state;
 	__u8 answered;          // an exchange completed on this socket before
 	__u8 line;              // length of the request line route hashes, 0: none
+	__u8 tallied;           // the socket has tallies storage (its close flushes it)
 };
 
 struct http_tallies {
@@ -329,6 +330,7 @@ static __always_inline bool count(struct sock *sk, struct http_sock *st)
 	struct http_tallies *t = bpf_sk_storage_get(&tallies, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!t)
 		return false;
+	st->tallied = 1;
 	__u64 d = st->req.end_ns - st->req.ts_ns;
 	__u32 b = bucket(d);
 	if (b >= NBUCKETS)
@@ -541,7 +543,7 @@ int BPF_PROG(http_closed, struct sock *sk, int oldstate, int newstate)
 		output(st);
 		st->state = IDLE;
 	}
-	if (tally) {
+	if (st->tallied) { // a second lookup only where there is something to find
 		struct http_tallies *t = bpf_sk_storage_get(&tallies, sk, 0, 0);
 		if (t)
 			flush(sk, t, true);
