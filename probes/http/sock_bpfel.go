@@ -52,6 +52,7 @@ type sockHttpSock struct {
 	Line     uint8
 	Tallied  uint8
 	_        [4]byte
+	Who      uint64
 }
 
 type sockHttpTallies struct {

@@ -199,10 +199,10 @@ static __always_inline bool short_read(const struct peek *p, struct carry *cur, 
 // bpf_probe_read_kernel.
 static __always_inline void fill_sock(struct http_record *r, struct sock *sk);
 
-// fill_request sets r to the request in the call: who, which socket, and its
-// first bytes.
-static __always_inline void fill_request(struct http_record *r, struct sock *sk, __u8 dir, __u32 size,
-					 const struct peek *p)
+// fill_call sets r to the request in the call but for who made it: which
+// socket, when, and its first bytes.
+static __always_inline void fill_call(struct http_record *r, struct sock *sk, __u8 dir, __u32 size,
+				      const struct peek *p)
 {
 	r->kind = HTTP_REQUEST;
 	r->dir = dir;
@@ -213,11 +213,25 @@ static __always_inline void fill_request(struct http_record *r, struct sock *sk,
 	r->head_len = 0;
 	r->slot = 0;
 	r->cookie = 0;
-	r->pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_get_current_comm(&r->comm, sizeof(r->comm));
-	fill_sock(r, sk);
 	__builtin_memcpy(r->data, p->b, PREFIX);
 	r->captured = p->n;
+}
+
+// fill_who sets the process (id from bpf_get_current_pid_tgid) and the
+// socket's addresses.
+static __always_inline void fill_who(struct http_record *r, struct sock *sk, __u64 id)
+{
+	r->pid = id >> 32;
+	bpf_get_current_comm(&r->comm, sizeof(r->comm));
+	fill_sock(r, sk);
+}
+
+// fill_request sets r to the request in the call.
+static __always_inline void fill_request(struct http_record *r, struct sock *sk, __u8 dir, __u32 size,
+					 const struct peek *p)
+{
+	fill_call(r, sk, dir, size, p);
+	fill_who(r, sk, bpf_get_current_pid_tgid());
 }
 
 // fill_head sets a response's first bytes in r.
