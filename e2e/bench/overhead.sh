@@ -7,9 +7,15 @@
 # sweep's cost) and close (a new connection per request: the lifecycle
 # probes' worst case).
 #
+# Then the cost of one exchange as its calls feel it (e2e/cmd/pingpong: one
+# thread, one connection, no scheduler between the calls), the same three
+# setups interleaved: steadier than throughput on a shared machine, and
+# unlike bpf_stats it includes what the programs' reads cost the code
+# around them.
+#
 # Env: AGENT (bin/strata-agent), RUNS (5), DURATION (10s), CONNS (32),
-#      THREADS (2), MODES ("keepalive close"), EXTRA_ARGS (appended to the
-#      agent's command line).
+#      THREADS (2), MODES ("keepalive close"; empty: none), EXTRA_ARGS (appended to the
+#      agent's command line), EXCHANGE_RUNS (5; 0 skips the ping-pong).
 set -euo pipefail
 
 AGENT=${AGENT:-bin/strata-agent}
@@ -18,7 +24,8 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-2}
 EXTRA_ARGS=${EXTRA_ARGS:-}
-MODES=${MODES:-keepalive close}
+MODES=${MODES-keepalive close}
+EXCHANGE_RUNS=${EXCHANGE_RUNS:-5}
 METRICS=127.0.0.1:19810
 
 [ "$(id -u)" = 0 ] || { echo "bench-overhead: run as root (network namespaces, eBPF)"; exit 1; }
@@ -70,3 +77,27 @@ for mode in $MODES; do
 	echo "HTTP capture in-kernel cost: $(kernel_ns_per_request --http=on --dns=off) ns per request (all capture programs, both ends; one more run with kernel.bpf_stats_enabled)"
 	echo
 done
+
+# exchange_ns: the median of three one-second ping-pong rounds, ns per exchange.
+exchange_ns() { ip netns exec "$srv" "$tmp/pingpong" -rounds 3 -round 1s | median; }
+
+if [ "$EXCHANGE_RUNS" -gt 0 ]; then
+	go build -o "$tmp/pingpong" ./e2e/cmd/pingpong
+	echo "== one exchange (e2e/cmd/pingpong), $EXCHANGE_RUNS interleaved runs: ns per exchange, both ends"
+	printf "%-4s %9s %9s %9s\n" run off tcp http
+	: >"$tmp/x_off"; : >"$tmp/x_tcp"; : >"$tmp/x_http"
+	for i in $(seq "$EXCHANGE_RUNS"); do
+		off=$(exchange_ns)
+		start_agent --http=off --dns=off
+		tcp=$(exchange_ns)
+		stop_agent
+		start_agent --http=on --dns=off
+		http=$(exchange_ns)
+		stop_agent
+		echo "$off" >>"$tmp/x_off"; echo "$tcp" >>"$tmp/x_tcp"; echo "$http" >>"$tmp/x_http"
+		printf "%-4s %9s %9s %9s\n" "$i" "$off" "$tcp" "$http"
+	done
+	off=$(median <"$tmp/x_off") tcp=$(median <"$tmp/x_tcp") http=$(median <"$tmp/x_http")
+	echo "medians: off $off ns | tcp $tcp ns | http $http ns"
+	echo "HTTP capture adds $(awk -v a="$http" -v b="$tcp" 'BEGIN {printf "%.0f", a-b}') ns per exchange over the TCP probes alone (these add $(awk -v a="$tcp" -v b="$off" 'BEGIN {printf "%.0f", a-b}') ns)"
+fi
