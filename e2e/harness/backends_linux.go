@@ -51,8 +51,8 @@ func StartMimir(t *testing.T) *Backend {
 func NewMimir(t *testing.T) *Backend {
 	binary := tool(t, "mimir")
 	dir := t.TempDir()
-	b := &Backend{t: t, name: "mimir", Addr: freeAddr(t), Tenant: "team-a"}
-	grpc := freeAddr(t)
+	b := &Backend{t: t, name: "mimir", Addr: FreeAddr(t), Tenant: "team-a"}
+	grpc := FreeAddr(t)
 	cfg := fmt.Sprintf(mimirConfig, port(b.Addr), port(grpc), dir)
 	path := filepath.Join(dir, "mimir.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
@@ -75,8 +75,8 @@ func StartLoki(t *testing.T) *Backend {
 func NewLoki(t *testing.T) *Backend {
 	binary := tool(t, "loki")
 	dir := t.TempDir()
-	b := &Backend{t: t, name: "loki", Addr: freeAddr(t), Tenant: "team-a"}
-	grpc := freeAddr(t)
+	b := &Backend{t: t, name: "loki", Addr: FreeAddr(t), Tenant: "team-a"}
+	grpc := FreeAddr(t)
 	cfg := fmt.Sprintf(lokiConfig, port(b.Addr), port(grpc), dir)
 	path := filepath.Join(dir, "loki.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {

@@ -45,8 +45,8 @@ func StartJaeger(t *testing.T) *Jaeger {
 func NewJaeger(t *testing.T) *Jaeger {
 	t.Helper()
 	binary := tool(t, "jaeger")
-	j := &Jaeger{t: t, binary: binary, OTLP: freeAddr(t), query: freeAddr(t)}
-	health, grpcQuery, otlpHTTP := freeAddr(t), freeAddr(t), freeAddr(t)
+	j := &Jaeger{t: t, binary: binary, OTLP: FreeAddr(t), query: FreeAddr(t)}
+	health, grpcQuery, otlpHTTP := FreeAddr(t), FreeAddr(t), FreeAddr(t)
 	j.health = health
 	j.cfg = filepath.Join(t.TempDir(), "jaeger.yaml")
 	os.WriteFile(j.cfg, []byte(fmt.Sprintf(`

@@ -50,8 +50,6 @@ func FreeAddr(t interface{ Fatalf(string, ...any) }) string {
 	return ""
 }
 
-func freeAddr(t interface{ Fatalf(string, ...any) }) string { return FreeAddr(t) }
-
 // ephemeralLow is the first port the kernel hands to bind(0) and connect.
 func ephemeralLow() int {
 	low := 32768

@@ -44,7 +44,7 @@ type Proxy struct {
 // StartProxy forwards to the backend at addr until the test ends.
 func StartProxy(t *testing.T, addr string) *Proxy {
 	u, _ := url.Parse("http://" + addr)
-	p := &Proxy{t: t, Addr: freeAddr(t), target: httputil.NewSingleHostReverseProxy(u), counts: map[Fault]int{}, seen: map[[32]byte]bool{}, repeats: map[Fault]int{}, release: make(chan struct{})}
+	p := &Proxy{t: t, Addr: FreeAddr(t), target: httputil.NewSingleHostReverseProxy(u), counts: map[Fault]int{}, seen: map[[32]byte]bool{}, repeats: map[Fault]int{}, release: make(chan struct{})}
 	p.listen()
 	t.Cleanup(func() { p.Set(Down) })
 	return p
