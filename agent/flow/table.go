@@ -137,7 +137,7 @@ type Table struct {
 	conns     map[uint64]*conn
 	byNetns   map[uint32]map[uint64]*conn // the same sockets by namespace, for sweep ends
 	closed    map[tombstone]*conn         // recently closed sockets, for events that trail the close
-	closedLog []tombstone                 // closed, oldest first, to bound it
+	older     map[tombstone]*conn         // the generation of closed sockets before
 	lates     []*conn                     // connections waiting for names, oldest first
 	waiters   []waiter                    // others' records waiting for names (Later)
 	pruned    time.Time                   // last look for series of deleted workloads
@@ -256,17 +256,19 @@ func (t *Table) end(sock uint64, c *conn) {
 		}
 	}
 	t.id.Forget(sock)
-	if len(t.closedLog) >= maxClosed {
-		delete(t.closed, t.closedLog[0])
-		t.closedLog = t.closedLog[1:]
+	// Two generations, the older dropped whole: deleting the oldest of one
+	// map at each close left it so full of deleted slots that inserts
+	// probed far (a fifth of the agent's CPU under a new connection per
+	// request).
+	if len(t.closed) >= maxClosed {
+		t.older, t.closed = t.closed, make(map[tombstone]*conn, maxClosed)
 	}
-	ts := tombstone{sock, c.local, c.remote}
-	t.closed[ts] = c
-	t.closedLog = append(t.closedLog, ts)
+	t.closed[tombstone{sock, c.local, c.remote}] = c
 }
 
-// maxClosed bounds the memory of closed sockets: enough for the events that
-// trail a close by microseconds, even at thousands of closes per second.
+// maxClosed bounds the memory of closed sockets, per generation: enough for
+// the events that trail a close by microseconds, even at thousands of
+// closes per second.
 const maxClosed = 4096
 
 // account adds what a socket did since it was last seen.
@@ -411,7 +413,11 @@ func (t *Table) connOf(e *event.TCP) *conn {
 	if c := t.conns[e.Sock]; c != nil && c.local == e.Local && c.remote == e.Remote {
 		return c
 	}
-	return t.closed[tombstone{e.Sock, e.Local, e.Remote}]
+	ts := tombstone{e.Sock, e.Local, e.Remote}
+	if c := t.closed[ts]; c != nil {
+		return c
+	}
+	return t.older[ts]
 }
 
 // KeyFor names the pair of the socket behind e: the connection's own when
