@@ -371,3 +371,31 @@ func TestConnectionEvents(t *testing.T) {
 		t.Errorf("%d reset series, want 2 (the refusal is no reset):\n%s", got, scrape(t, tb, "strata_tcp_resets_total"))
 	}
 }
+
+// Closed sockets are remembered for the events that trail their close:
+// at least the last maxClosed of them, at most twice that.
+func TestClosedSocketsBounded(t *testing.T) {
+	tb := NewTable(zap.NewNop(), &fakeID{}, DefaultOptions())
+	const n = 3*maxClosed + 17
+	events := make([]*event.TCP, n)
+	for i := range n {
+		e := clientEvent(event.Connect, uint64(1000+i%300), 0, 0) // addresses reused, as the kernel does
+		e.Local = netip.AddrPortFrom(cli.Addr(), uint16(1024+i))
+		tb.Apply(e)
+		c := *e
+		c.Kind = event.Close
+		tb.Apply(&c)
+		events[i] = &c
+	}
+	if got := len(tb.closed) + len(tb.older); got < maxClosed || got > 2*maxClosed {
+		t.Fatalf("%d closed sockets remembered, want [%d, %d]", got, maxClosed, 2*maxClosed)
+	}
+	for i, e := range events[n-maxClosed:] {
+		if tb.connOf(e) == nil {
+			t.Fatalf("closed socket %d of the last %d forgotten", i, maxClosed)
+		}
+	}
+	if tb.connOf(events[0]) != nil {
+		t.Fatal("the first closed socket is still remembered")
+	}
+}
