@@ -85,7 +85,7 @@ bench: ## Go benchmarks of the agent's per-record work (decode, pair, count)
 	$(GO) test -run '^$$' -bench . -benchmem ./agent/... ./probes/...
 
 .PHONY: bench-overhead
-bench-overhead: deps build ## wrk against nginx in a namespace, agent off vs on, interleaved (root)
+bench-overhead: deps build ## wrk against nginx in a namespace, agent off vs on, interleaved; then one exchange timed alone (root)
 	AGENT=$(AGENT) bash e2e/bench/overhead.sh
 
 .PHONY: bench-dns
