@@ -10,7 +10,6 @@ import (
 	"github.com/cilium/ebpf/link"
 	"go.uber.org/zap"
 
-	"github.com/stratanet/strata/probes/tracepoint"
 )
 
 // Options size the ring buffer.
@@ -41,9 +40,6 @@ type Probes struct {
 // every other probe that the kernel refuses is logged once, reported as
 // disabled and left out.
 func Open(log *zap.Logger, opts Options) (*Probes, error) {
-	if err := tracepoint.EnsureTracefs(); err != nil {
-		return nil, err
-	}
 	p := &Probes{log: log, opts: opts}
 
 	spec, err := loadState()
@@ -56,10 +52,10 @@ func Open(log *zap.Logger, opts Options) (*Probes, error) {
 	if err := spec.LoadAndAssign(&p.state, nil); err != nil {
 		return nil, fmt.Errorf("load TCP lifecycle probe: %w", explain(err))
 	}
-	tp, err := link.Tracepoint("sock", "inet_sock_set_state", p.state.OnState, nil)
+	tp, err := link.AttachTracing(link.TracingOptions{Program: p.state.OnState})
 	if err != nil {
 		p.state.Close()
-		return nil, fmt.Errorf("attach tracepoint sock/inet_sock_set_state: %w", explain(err))
+		return nil, fmt.Errorf("attach tracepoint inet_sock_set_state: %w", explain(err))
 	}
 	p.links = append(p.links, tp)
 	p.status = append(p.status, Status{Probe: "tcp_state", Mode: "tracepoint"})
@@ -88,19 +84,19 @@ func (p *Probes) openEvents(opts Options, shared *ebpf.CollectionOptions) {
 		disable(explain(err), "tcp_retransmit", "tcp_reset")
 		return
 	}
-	if l, err := link.Tracepoint("tcp", "tcp_retransmit_skb", p.events.OnRetransmit, nil); err != nil {
+	if l, err := link.AttachTracing(link.TracingOptions{Program: p.events.OnRetransmit}); err != nil {
 		disable(explain(err), "tcp_retransmit")
 	} else {
 		p.links = append(p.links, l)
 		p.status = append(p.status, Status{Probe: "tcp_retransmit", Mode: "tracepoint"})
 	}
 	// Resets need both directions or none: half a counter misleads.
-	sent, err := link.Tracepoint("tcp", "tcp_send_reset", p.events.OnSendReset, nil)
+	sent, err := link.AttachTracing(link.TracingOptions{Program: p.events.OnSendReset})
 	if err != nil {
 		disable(explain(err), "tcp_reset")
 		return
 	}
-	recv, err := link.Tracepoint("tcp", "tcp_receive_reset", p.events.OnReceiveReset, nil)
+	recv, err := link.AttachTracing(link.TracingOptions{Program: p.events.OnReceiveReset})
 	if err != nil {
 		sent.Close()
 		disable(explain(err), "tcp_reset")

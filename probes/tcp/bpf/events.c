@@ -14,28 +14,33 @@ static __always_inline int emit(const struct sock *sk, __u8 kind)
 		return 0;
 	r->kind = kind;
 	fill_sock(r, sk);
-	r->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	if (!r->sport) // a full socket already unhashed (RST on close): inet_sport survives
-		r->sport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	r->newstate = BPF_CORE_READ(sk, __sk_common.skc_state);
+	r->sport = sk->__sk_common.skc_num;
+	if (!r->sport) { // a full socket already unhashed (RST on close): inet_sport survives
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+		if (tp)
+			r->sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	}
+	r->newstate = sk->__sk_common.skc_state;
 	submit(r);
 	return 0;
 }
 
-SEC("tracepoint/tcp/tcp_retransmit_skb")
-int on_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
+// tp_btf: the socket is read with plain loads. Only the first argument is
+// declared, the one every kernel's version of these tracepoints has.
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(on_retransmit, const struct sock *sk)
 {
-	return emit(ctx->skaddr, REC_RETRANSMIT);
+	return emit(sk, REC_RETRANSMIT);
 }
 
-SEC("tracepoint/tcp/tcp_send_reset")
-int on_send_reset(struct trace_event_raw_tcp_send_reset *ctx)
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(on_send_reset, const struct sock *sk)
 {
-	return emit(ctx->skaddr, REC_RESET_SENT);
+	return emit(sk, REC_RESET_SENT);
 }
 
-SEC("tracepoint/tcp/tcp_receive_reset")
-int on_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(on_receive_reset, const struct sock *sk)
 {
-	return emit(ctx->skaddr, REC_RESET_RECEIVED);
+	return emit(sk, REC_RESET_RECEIVED);
 }

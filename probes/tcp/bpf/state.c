@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-// Connection lifecycle from sock/inet_sock_set_state. Emits at most two
+// Connection lifecycle from the inet_sock_set_state tracepoint (tp_btf: the
+// socket is read with plain loads). Emits at most two
 // records per connection and end (established, closed); nothing per packet.
 #include "tcp.h"
 
@@ -18,15 +19,13 @@ struct {
 	__type(value, struct owner);
 } connecting SEC(".maps");
 
-SEC("tracepoint/sock/inet_sock_set_state")
-int on_state(struct trace_event_raw_inet_sock_set_state *ctx)
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(on_state, const struct sock *sk, int old, int new)
 {
-	if (ctx->protocol != IPPROTO_TCP)
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 
-	const struct sock *sk = ctx->skaddr;
 	__u64 key = (__u64)sk;
-	int old = ctx->oldstate, new = ctx->newstate;
 	__u8 kind;
 
 	if (new == TCP_SYN_SENT) {
@@ -51,7 +50,8 @@ int on_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	else
 		return 0;
 
-	struct tcp_record *r = reserve();
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	struct tcp_record *r = tp ? reserve() : 0;
 	if (!r) {
 		if (kind == REC_CONNECT || kind == REC_CONNECT_FAIL)
 			bpf_map_delete_elem(&connecting, &key);
@@ -61,7 +61,7 @@ int on_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	r->oldstate = old;
 	r->newstate = new;
 	fill_sock(r, sk);
-	fill_full(r, sk);
+	fill_full(r, tp);
 
 	if (kind == REC_LISTEN) {
 		fill_task(r); // listen() runs in the owner's context
@@ -72,7 +72,7 @@ int on_state(struct trace_event_raw_inet_sock_set_state *ctx)
 			__builtin_memcpy(r->comm, o->comm, sizeof(r->comm));
 		}
 		if (kind == REC_CONNECT_FAIL)
-			r->err = BPF_CORE_READ(sk, sk_err);
+			r->err = sk->sk_err;
 		bpf_map_delete_elem(&connecting, &key);
 	}
 	submit(r);

@@ -44,7 +44,7 @@ int sweep(struct bpf_iter__tcp *ctx)
 	r->sweep = sweep_gen;
 	r->newstate = state;
 	fill_sock(r, (struct sock *)tp);
-	fill_full(r, (struct sock *)tp);
+	fill_full(r, tp);
 	submit(r);
 	return 0;
 }

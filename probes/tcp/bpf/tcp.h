@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 // Shared by every TCP probe object: the record type and the helpers that
-// read a socket with CO-RE. The ring is in ring.h.
+// read a socket. The ring is in ring.h.
 #pragma once
 
 #include "vmlinux.h"
 #include "bpf_helpers.h"
 #include "bpf_core_read.h"
 #include "bpf_endian.h"
+#include "bpf_tracing.h"
 #include "ring.h"
 
 #define AF_INET 2
@@ -83,39 +84,43 @@ static __always_inline void submit(struct tcp_record *r)
 	ring_submit(r);
 }
 
-// Addresses, ports, netns and inode straight from the socket. The ports come
-// from inet_sport/skc_dport, which stay valid at CLOSE (skc_num may be 0 by then).
+// Addresses, ports and netns straight from the socket: any socket,
+// TIME_WAIT and request sockets too (sock_common only). The programs get
+// sk from tp_btf or an iterator, so these are plain loads, not
+// bpf_probe_read_kernel calls (~20-30 ns each here). The remote port is
+// skc_dport, valid at CLOSE (skc_num may be 0 by then).
 static __always_inline void fill_sock(struct tcp_record *r, const struct sock *sk)
 {
+	const struct sock_common *c = &sk->__sk_common;
 	r->sk = (__u64)sk;
-	r->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	r->netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	r->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	r->family = c->skc_family;
+	r->netns = c->skc_net.net->ns.inum;
+	r->dport = bpf_ntohs(c->skc_dport);
 	if (r->family == AF_INET6) {
-		BPF_CORE_READ_INTO(&r->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&r->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		__builtin_memcpy(r->saddr, c->skc_v6_rcv_saddr.in6_u.u6_addr8, 16);
+		__builtin_memcpy(r->daddr, c->skc_v6_daddr.in6_u.u6_addr8, 16);
 	} else {
-		BPF_CORE_READ_INTO((__u32 *)r->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((__u32 *)r->daddr, sk, __sk_common.skc_daddr);
+		*(__u32 *)r->saddr = c->skc_rcv_saddr;
+		*(__u32 *)r->daddr = c->skc_daddr;
 	}
 }
 
-// Full sockets only: local port, inode and the tcp_sock counters.
-static __always_inline void fill_full(struct tcp_record *r, const struct sock *sk)
+// Full sockets only: local port (inet_sport survives the unhash at CLOSE),
+// inode and the tcp_sock counters.
+static __always_inline void fill_full(struct tcp_record *r, const struct tcp_sock *tp)
 {
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
-	const struct inet_sock *inet = (const struct inet_sock *)sk;
-
-	r->sport = bpf_ntohs(BPF_CORE_READ(inet, inet_sport));
-	r->ino = BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
-	r->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
-	r->bytes_received = BPF_CORE_READ(tp, bytes_received);
-	r->snd_una = BPF_CORE_READ(tp, snd_una);
-	r->write_seq = BPF_CORE_READ(tp, write_seq);
-	r->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	r->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
-	r->fin_received = (flags >> bpf_core_enum_value(enum sock_flags, SOCK_DONE)) & 1;
+	const struct sock *sk = &tp->inet_conn.icsk_inet.sk;
+	r->sport = bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport);
+	const struct socket *so = sk->sk_socket;
+	if (so && so->file)
+		r->ino = so->file->f_inode->i_ino;
+	r->bytes_acked = tp->bytes_acked;
+	r->bytes_received = tp->bytes_received;
+	r->snd_una = tp->snd_una;
+	r->write_seq = tp->write_seq;
+	r->srtt_us = tp->srtt_us >> 3;
+	r->total_retrans = tp->total_retrans;
+	r->fin_received = (sk->__sk_common.skc_flags >> bpf_core_enum_value(enum sock_flags, SOCK_DONE)) & 1;
 }
 
 static __always_inline void fill_task(struct tcp_record *r)
