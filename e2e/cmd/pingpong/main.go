@@ -1,6 +1,6 @@
 // Command pingpong measures what one HTTP exchange costs the calls that make
-// it, with no scheduler and no network namespace in the way: one thread, one
-// loopback TCP connection, and per exchange the four calls a client and a
+// it, with no scheduler and no veth in the way: one thread, one loopback TCP
+// connection, and per exchange the four calls a client and a
 // server make (client write, server read, server writev, client read), with
 // the bytes of a small request and response. It prints the wall-clock ns
 // per exchange of each round, one per line.
