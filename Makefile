@@ -7,7 +7,12 @@ AGENT        := bin/strata-agent
 METRICS_ADDR ?= 127.0.0.1:9810
 CI           ?=
 # Debian packages the build, the tests and the benchmarks use.
-DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables procps util-linux nginx-light wrk curl etcd-server dnsmasq-base
+DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables procps util-linux nginx-light wrk curl etcd-server dnsmasq-base \
+                qemu-system-x86 kmod xz-utils
+# Kernels `make test-kernels` boots (Debian cloud kernels, e2e/kernels), and
+# the ones `make test` boots.
+KERNELS      ?= 5.10,6.1,6.12
+TEST_KERNELS ?= 6.1
 
 .DEFAULT_GOAL := help
 
@@ -67,6 +72,12 @@ test: deps tools lint build ## Run every test, BPF and network tests included (r
 	@# the machine, so two packages' labs (same addresses, same programs)
 	@# would be counted by each other's agents.
 	CI=$(CI) $(GO) test -count=1 -timeout 45m -p 1 ./e2e/...
+	CI=$(CI) $(GO) run ./e2e/kernels -kernels $(TEST_KERNELS)
+
+.PHONY: test-kernels
+test-kernels: deps ## Boot Debian's 5.10, 6.1 and 6.12 kernels under qemu, run the probes' tests and an end-to-end scenario in each; table into docs/kernels.md (root)
+	@if [ "$$(id -u)" != 0 ]; then echo "make test-kernels: the VMs share the host's root and load BPF; run as root"; exit 1; fi
+	CI=$(CI) $(GO) run ./e2e/kernels -kernels $(KERNELS) -out docs/kernels.md
 
 .PHONY: test-unit
 test-unit: ## Run the tests that need neither root nor a kernel (privileged ones skip without root)

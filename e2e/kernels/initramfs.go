@@ -11,12 +11,9 @@ import (
 )
 
 // bootModules are what the kernel needs to mount the host's root over
-// virtiofs with an overlay, dependencies first; each kernel has some built
-// in, and those are skipped.
-var bootModules = []string{
-	"virtio", "virtio_ring", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-	"fuse", "virtiofs", "overlay",
-}
+// virtiofs with an overlay; each kernel has some built in, and those are
+// skipped. Their dependencies come along, loaded first (modules.dep).
+var bootModules = []string{"virtio_pci", "virtiofs", "overlay"}
 
 // initramfs writes a newc cpio archive holding vminit as /init and the
 // boot modules of u (decompressed: not every kernel reads .ko.xz).
@@ -31,21 +28,19 @@ func initramfs(u unpacked, vminit, out string) error {
 		return err
 	}
 	files = append(files, cpioFile{name: "init", mode: 0o100755, data: init})
+	paths, err := moduleOrder(u.modules(), bootModules)
+	if err != nil {
+		return err
+	}
 	var order []string
-	for _, m := range bootModules {
-		path, err := findModule(u.modules(), m)
+	for _, p := range paths {
+		data, err := readModule(filepath.Join(u.modules(), p))
 		if err != nil {
 			return err
 		}
-		if path == "" {
-			continue // built in
-		}
-		data, err := readModule(path)
-		if err != nil {
-			return err
-		}
-		files = append(files, cpioFile{name: "modules/" + m + ".ko", mode: 0o100644, data: data})
-		order = append(order, m+".ko")
+		name := strings.TrimSuffix(strings.TrimSuffix(filepath.Base(p), ".xz"), ".zst")
+		files = append(files, cpioFile{name: "modules/" + name, mode: 0o100644, data: data})
+		order = append(order, name)
 	}
 	files = append(files, cpioFile{name: "modules/order", mode: 0o100644, data: []byte(strings.Join(order, "\n") + "\n")})
 	f, err := os.Create(out)
@@ -59,22 +54,43 @@ func initramfs(u unpacked, vminit, out string) error {
 	return f.Close()
 }
 
-// findModule is the path of module name under dir, "" when the kernel has
-// no such module file (built in, or not needed by this kernel).
-func findModule(dir, name string) (string, error) {
-	var found string
-	err := filepath.WalkDir(filepath.Join(dir, "kernel"), func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
+// moduleOrder lists the module files (relative to dir) of the named
+// modules that are not built in, each after its dependencies.
+func moduleOrder(dir string, names []string) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "modules.dep"))
+	if err != nil {
+		return nil, err
+	}
+	deps := map[string][]string{} // module file -> the files it needs
+	byName := map[string]string{} // module name -> its file
+	for _, l := range strings.Split(string(b), "\n") {
+		file, rest, ok := strings.Cut(l, ":")
+		if !ok {
+			continue
 		}
-		base := d.Name()
-		if base == name+".ko" || base == name+".ko.xz" || base == name+".ko.zst" {
-			found = p
-			return filepath.SkipAll
+		deps[file] = strings.Fields(rest)
+		base := filepath.Base(file)
+		byName[base[:strings.Index(base, ".ko")]] = file
+	}
+	var order []string
+	seen := map[string]bool{}
+	var add func(string)
+	add = func(file string) {
+		if seen[file] {
+			return
 		}
-		return nil
-	})
-	return found, err
+		seen[file] = true
+		for _, d := range deps[file] {
+			add(d)
+		}
+		order = append(order, file)
+	}
+	for _, n := range names {
+		if file, ok := byName[n]; ok {
+			add(file)
+		}
+	}
+	return order, nil
 }
 
 func readModule(path string) ([]byte, error) {

@@ -150,14 +150,15 @@ func build(dir string) error {
 	if err != nil {
 		return fmt.Errorf("go list ./probes/...: %w", err)
 	}
+	// Named as go test names them: tests look for their own comm.
 	for _, d := range strings.Fields(string(out)) {
-		name := "probes-" + filepath.Base(d)
-		if err := gobuild(nil, "test", "-c", "-o", filepath.Join(dir, name+".test"), "./probes/"+filepath.Base(d)); err != nil {
+		p := filepath.Base(d)
+		if err := gobuild(nil, "test", "-c", "-o", filepath.Join(dir, "probes", p+".test"), "./probes/"+p); err != nil {
 			return err
 		}
 	}
 	for _, p := range []string{"tcp", "dns", "http"} {
-		if err := gobuild(nil, "test", "-c", "-o", filepath.Join(dir, "e2e-"+p+".test"), "./e2e/"+p); err != nil {
+		if err := gobuild(nil, "test", "-c", "-o", filepath.Join(dir, "e2e", p+".test"), "./e2e/"+p); err != nil {
 			return err
 		}
 	}

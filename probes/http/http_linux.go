@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/stratanet/strata/probes/event"
@@ -69,6 +70,12 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 		return p, nil
 	}
 	mode := o.Mode
+	if mode == Tracepoint {
+		// Said in one line rather than as the attach's opaque EINVAL.
+		if hook := missingTracepoint(); hook != "" {
+			return nil, fmt.Errorf("HTTP probe (tracepoint): this kernel has no %s tracepoint (Linux 6.3+): %w", hook, ebpf.ErrNotSupported)
+		}
+	}
 	load, opts := loadSock, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
 	if mode == Syscall {
 		load = loadSyscall
@@ -129,6 +136,23 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 		return nil, fmt.Errorf("unknown HTTP probe mode %q", mode)
 	}
 	return p, nil
+}
+
+// missingTracepoint names the first tracepoint Tracepoint mode rests on
+// that the kernel's BTF lacks (tp_btf attaches by its btf_trace_ type), ""
+// when it has both or its BTF cannot be read (then the load says why).
+func missingTracepoint() string {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return ""
+	}
+	for _, hook := range []string{"sock_send_length", "sock_recv_length"} {
+		var td *btf.Typedef
+		if err := spec.TypeByName("btf_trace_"+hook, &td); errors.Is(err, btf.ErrNotFound) {
+			return hook
+		}
+	}
+	return ""
 }
 
 // setTally sets the sock object's tally constants: on or off, and the

@@ -228,7 +228,10 @@ static __always_inline void emit(struct sock *sk, __u8 kind, const struct peer *
 	} else {
 		__builtin_memcpy(r->daddr, server->addr, 16);
 	}
-	__u32 n = len < MSG_MAX ? len : MSG_MAX;
+	// Clamped in the register the read is given: 5.10's and 6.1's verifiers
+	// lost the bound of clang's select ("R2 min value is negative").
+	__u64 n = len;
+	asm volatile("if %[n] <= %[max] goto +1\n\t%[n] = %[max]" : [n] "+r"(n) : [max] "i"(MSG_MAX));
 	r->captured = n;
 	if (bpf_probe_read_user(r->data, n, (void *)buf))
 		r->captured = 0;
