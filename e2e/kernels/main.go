@@ -66,6 +66,13 @@ func run(series, cache, out, mem string, timeout time.Duration) error {
 		return err
 	}
 	fmt.Printf("built the test binaries in %s\n", time.Since(start).Round(time.Second))
+	// A copy: bash reads a script as it goes, and the tree may change meanwhile.
+	guest := filepath.Join(bin, "guest.sh")
+	if b, err := os.ReadFile(filepath.Join(repo, "e2e/kernels/guest.sh")); err != nil {
+		return err
+	} else if err := os.WriteFile(guest, b, 0o755); err != nil {
+		return err
+	}
 
 	var rows []row
 	failed := false
@@ -81,7 +88,7 @@ func run(series, cache, out, mem string, timeout time.Duration) error {
 			return fmt.Errorf("initramfs for %s: %w", u.Release, err)
 		}
 		v := vm{Kernel: u, Initramfs: img, Memory: mem, Timeout: timeout,
-			Command: []string{filepath.Join(repo, "e2e/kernels/guest.sh"), bin, repo},
+			Command: []string{guest, bin, repo},
 			Env:     []string{"STRATA_MODULES=" + u.modules(), "CI=" + os.Getenv("CI")}}
 		fmt.Printf("== %s (%s): booting\n", k.Series, u.Package)
 		t0 := time.Now()
