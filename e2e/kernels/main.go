@@ -24,14 +24,19 @@ func main() {
 	out := flag.String("out", "", "also write the table to this Markdown file")
 	mem := flag.String("memory", "3G", "VM memory")
 	timeout := flag.Duration("timeout", 45*time.Minute, "per VM")
+	only := flag.String("only", "", "run only the guest's steps matching this regexp (probes-tcp, modes, e2e-http, ...)")
 	flag.Parse()
-	if err := run(*kernels, *cache, *out, *mem, *timeout); err != nil {
+	if *only != "" && *out != "" {
+		fmt.Fprintln(os.Stderr, "test-kernels: -only makes a partial table; not writing it to", *out)
+		*out = ""
+	}
+	if err := run(*kernels, *cache, *out, *mem, *timeout, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "test-kernels:", err)
 		os.Exit(1)
 	}
 }
 
-func run(series, cache, out, mem string, timeout time.Duration) error {
+func run(series, cache, out, mem string, timeout time.Duration, only string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (virtiofsd shares the host's root; the tests load BPF in the VM)")
 	}
@@ -89,7 +94,7 @@ func run(series, cache, out, mem string, timeout time.Duration) error {
 		}
 		v := vm{Kernel: u, Initramfs: img, Memory: mem, Timeout: timeout,
 			Command: []string{guest, bin, repo},
-			Env:     []string{"STRATA_MODULES=" + u.modules(), "CI=" + os.Getenv("CI")}}
+			Env:     []string{"STRATA_MODULES=" + u.modules(), "CI=" + os.Getenv("CI"), "STRATA_ONLY=" + only}}
 		fmt.Printf("== %s (%s): booting\n", k.Series, u.Package)
 		t0 := time.Now()
 		code, err := v.run(context.Background(), bin, func(l string) {
