@@ -73,10 +73,15 @@ func (h *Health) Failing() string {
 type StatusError struct {
 	Code int
 	Body string
+	Hint string // what the answer usually means here, for the one line that reports it
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("HTTP %d %s: %s", e.Code, http.StatusText(e.Code), e.Body)
+	msg := fmt.Sprintf("HTTP %d %s: %s", e.Code, http.StatusText(e.Code), e.Body)
+	if e.Hint != "" {
+		msg += " (" + e.Hint + ")"
+	}
+	return msg
 }
 
 // Retryable says whether sending the same data again can succeed: network
