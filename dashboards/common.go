@@ -124,7 +124,8 @@ func series(title, unit, description string, targets ...target) *timeseries.Pane
 	p := timeseries.NewPanelBuilder().Title(title).Unit(unit).Description(description).
 		Datasource(promDS).Height(8).Span(12).FillOpacity(10).
 		Legend(common.NewVizLegendOptionsBuilder().DisplayMode(common.LegendDisplayModeTable).
-			Placement(common.LegendPlacementBottom).ShowLegend(true).Calcs([]string{"mean", "max", "lastNotNull"}))
+			Placement(common.LegendPlacementBottom).ShowLegend(true).Calcs([]string{"mean", "max", "lastNotNull"})).
+		Tooltip(common.NewVizTooltipOptionsBuilder().Mode(common.TooltipDisplayModeMulti).Sort(common.SortOrderDescending))
 	for i, t := range targets {
 		p.WithTarget(withRef(t, i))
 	}
