@@ -211,3 +211,26 @@ func link(title, uid string, vars ...string) cog.Builder[dashboard.DashboardLink
 	return dashboard.NewDashboardLinkBuilder(title).Type(dashboard.DashboardLinkTypeLink).
 		Url("/d/" + uid + "?" + strings.Join(q, "&"))
 }
+
+// Exported for dashboards generated elsewhere (the SLO generator's).
+
+// Base is a Strata dashboard with the Prometheus data-source and cluster
+// variables and the links to its siblings.
+func Base(uid, title, description string) *dashboard.DashboardBuilder {
+	return base(uid, title, description).WithVariable(clusterVar())
+}
+
+// PromDS is the Prometheus data source, as a variable.
+var PromDS = promDS
+
+// Prom is a range query on the Prometheus data source.
+func Prom(expr, legend string) *prometheus.DataqueryBuilder { return prom(expr, legend) }
+
+// Series is a time-series panel of Prometheus queries.
+func Series(title, unit, description string, targets ...*prometheus.DataqueryBuilder) *timeseries.PanelBuilder {
+	var ts []target
+	for _, t := range targets {
+		ts = append(ts, t)
+	}
+	return series(title, unit, description, ts...)
+}
