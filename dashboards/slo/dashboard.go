@@ -21,12 +21,12 @@ func Dashboard(s *Spec) (dashboard.Dashboard, error) {
 		m := fmt.Sprintf(`%s, slo=%q`, dashboards.C, o.Name)
 		budget := num(o.Budget())
 		d.WithRow(dashboard.NewRowBuilder(fmt.Sprintf("%s: %s/%s, %s", o.Name, o.Namespace, o.Workload, o.describe()))).
-			WithPanel(stat.NewPanelBuilder().Title(o.Name+": SLI over "+o.Window).Unit("percentunit").Decimals(3).
-				Description("Share of good requests over the SLO window, against the objective of "+num(o.Objective)+"%.").
+			WithPanel(stat.NewPanelBuilder().Title(o.Name + ": SLI over " + o.Window).Unit("percentunit").Decimals(3).
+				Description("Share of good requests over the SLO window, against the objective of " + num(o.Objective) + "%.").
 				Datasource(dashboards.PromDS).Height(6).Span(6).GraphMode(common.BigValueGraphModeNone).
 				WithTarget(dashboards.Prom(fmt.Sprintf("1 - %s{%s}", Record(o.Window), m), "SLI").RefId("A"))).
-			WithPanel(stat.NewPanelBuilder().Title(o.Name+": error budget left").Unit("percentunit").Decimals(1).
-				Description("Share of the window's error budget ("+budget+" of requests) not yet spent; below 0 the SLO is missed.").
+			WithPanel(stat.NewPanelBuilder().Title(o.Name + ": error budget left").Unit("percentunit").Decimals(1).
+				Description("Share of the window's error budget (" + budget + " of requests) not yet spent; below 0 the SLO is missed.").
 				Datasource(dashboards.PromDS).Height(6).Span(6).GraphMode(common.BigValueGraphModeArea).
 				WithTarget(dashboards.Prom(fmt.Sprintf("strata_slo:error_budget_remaining:ratio{%s}", m), "budget left").RefId("A"))).
 			WithPanel(dashboards.Series(o.Name+": burn rate", "short",
