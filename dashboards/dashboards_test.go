@@ -248,3 +248,59 @@ func TestSubstitute(t *testing.T) {
 		t.Errorf("stream selector %q", s)
 	}
 }
+
+// runbookAnchors are docs/runbooks.md's headings as GitHub anchors.
+func runbookAnchors(t *testing.T, path string) map[string]bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	anchors := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "## ") {
+			anchors[strings.ToLower(strings.TrimPrefix(line, "## "))] = true
+		}
+	}
+	return anchors
+}
+
+func TestEveryAlertHasSeveritySummaryDescriptionAndRunbook(t *testing.T) {
+	anchors := runbookAnchors(t, "../docs/runbooks.md")
+	var f struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string
+				Labels      map[string]string
+				Annotations map[string]string
+			}
+		}
+	}
+	if err := yaml.Unmarshal(RuleFiles()["alerts.yaml"], &f); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			n++
+			if s := r.Labels["severity"]; s != "warning" && s != "critical" {
+				t.Errorf("%s: severity %q", r.Alert, s)
+			}
+			if s := r.Annotations["summary"]; s == "" || strings.Contains(s, "{{") || !strings.HasSuffix(s, ".") {
+				t.Errorf("%s: summary %q must be plain and end with a period", r.Alert, s)
+			}
+			if !strings.Contains(r.Annotations["description"], "{{") {
+				t.Errorf("%s: description is not templated", r.Alert)
+			}
+			want := "https://github.com/stratanet/strata/blob/main/docs/runbooks.md#" + strings.ToLower(r.Alert)
+			if r.Annotations["runbook_url"] != want || !anchors[strings.ToLower(r.Alert)] {
+				t.Errorf("%s: runbook_url %q, want %q with a section in docs/runbooks.md", r.Alert, r.Annotations["runbook_url"], want)
+			}
+			if len(r.Alert) > 40 {
+				t.Errorf("%s: name longer than 40", r.Alert)
+			}
+		}
+	}
+	if n != 14 {
+		t.Errorf("%d alerts, want 14", n)
+	}
+}

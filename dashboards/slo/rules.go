@@ -144,14 +144,14 @@ func Rules(s *Spec, source string) ([]byte, error) {
 				Annotations: map[string]string{
 					"summary":     "An SLO's error budget is burning fast.",
 					"description": fmt.Sprintf("{{ $labels.namespace }}/{{ $labels.workload }} SLO {{ $labels.slo }} (%s): {{ $value | humanizePercentage }} of requests bad over the short window; at this rate the %s budget is gone in days.", o.describe(), o.Window),
-					"runbook_url": RunbookURL + "strataslorerrorbudgetburnfast",
+					"runbook_url": RunbookURL + "stratasloerrorbudgetburnfast",
 				}},
 			rule{Alert: "StrataSLOErrorBudgetBurnSlow", Expr: o.burnExpr(Ticket),
 				Labels: map[string]string{"severity": "warning", "slo": o.Name},
 				Annotations: map[string]string{
 					"summary":     "An SLO's error budget is burning faster than it lasts.",
 					"description": fmt.Sprintf("{{ $labels.namespace }}/{{ $labels.workload }} SLO {{ $labels.slo }} (%s): {{ $value | humanizePercentage }} of requests bad over the short window; the budget runs out before the %s window ends.", o.describe(), o.Window),
-					"runbook_url": RunbookURL + "strataslorerrorbudgetburnslow",
+					"runbook_url": RunbookURL + "stratasloerrorbudgetburnslow",
 				}},
 			rule{Alert: "StrataSLONoData", Expr: fmt.Sprintf("absent(%s_count{%s})", metric, o.Selector()), For: "15m",
 				Labels: map[string]string{"severity": "warning", "slo": o.Name},

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/stratanet/strata/dashboards"
 )
 
@@ -158,12 +160,12 @@ tests:
             exp_annotations:
               summary: An SLO's error budget is burning fast.
               description: 'shop/fast SLO fast (99.9% of requests answered without a 5xx over 30d): 1.44% of requests bad over the short window; at this rate the 30d budget is gone in days.'
-              runbook_url: https://github.com/stratanet/strata/blob/main/docs/runbooks.md#strataslorerrorbudgetburnfast
+              runbook_url: https://github.com/stratanet/strata/blob/main/docs/runbooks.md#stratasloerrorbudgetburnfast
           - exp_labels: {severity: critical, slo: lat, namespace: shop, workload: lat}
             exp_annotations:
               summary: An SLO's error budget is burning fast.
               description: 'shop/lat SLO lat (99% of requests answered within 0.25s over 28d): 20% of requests bad over the short window; at this rate the 28d budget is gone in days.'
-              runbook_url: https://github.com/stratanet/strata/blob/main/docs/runbooks.md#strataslorerrorbudgetburnfast
+              runbook_url: https://github.com/stratanet/strata/blob/main/docs/runbooks.md#stratasloerrorbudgetburnfast
       - alertname: StrataSLOErrorBudgetBurnSlow
         eval_time: 70m
         exp_alerts:
@@ -171,17 +173,17 @@ tests:
             exp_annotations:
               summary: An SLO's error budget is burning faster than it lasts.
               description: 'shop/fast SLO fast (99.9% of requests answered without a 5xx over 30d): 1.44% of requests bad over the short window; the budget runs out before the 30d window ends.'
-              runbook_url: https://github.com/stratanet/strata/blob/main/docs/runbooks.md#strataslorerrorbudgetburnslow
+              runbook_url: https://github.com/stratanet/strata/blob/main/docs/runbooks.md#stratasloerrorbudgetburnslow
           - exp_labels: {severity: warning, slo: slow, namespace: shop, workload: slow}
             exp_annotations:
               summary: An SLO's error budget is burning faster than it lasts.
               description: 'shop/slow SLO slow (99.9% of requests answered without a 5xx over 30d): 0.35% of requests bad over the short window; the budget runs out before the 30d window ends.'
-              runbook_url: https://github.com/stratanet/strata/blob/main/docs/runbooks.md#strataslorerrorbudgetburnslow
+              runbook_url: https://github.com/stratanet/strata/blob/main/docs/runbooks.md#stratasloerrorbudgetburnslow
           - exp_labels: {severity: warning, slo: lat, namespace: shop, workload: lat}
             exp_annotations:
               summary: An SLO's error budget is burning faster than it lasts.
               description: 'shop/lat SLO lat (99% of requests answered within 0.25s over 28d): 20% of requests bad over the short window; the budget runs out before the 28d window ends.'
-              runbook_url: https://github.com/stratanet/strata/blob/main/docs/runbooks.md#strataslorerrorbudgetburnslow
+              runbook_url: https://github.com/stratanet/strata/blob/main/docs/runbooks.md#stratasloerrorbudgetburnslow
       - alertname: StrataSLONoData
         eval_time: 10m
         exp_alerts: []
@@ -223,5 +225,44 @@ func TestExampleIsFresh(t *testing.T) {
 	}
 	if got, _ := os.ReadFile("example/checkout.dashboard.json"); string(got) != string(want) {
 		t.Error("example/checkout.dashboard.json is stale: run make dashboards")
+	}
+}
+
+func TestSLOAlertsHaveRunbooks(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/runbooks.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse("s.yaml", []byte("version: strata/v1\nname: x\nslos:\n  - {name: a, service: shop/cart, objective: 99, window: 28d, sli: {kind: availability}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Rules(s, "s.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string
+				Annotations map[string]string
+			}
+		}
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	var alerts []string
+	for _, r := range f.Groups[0].Rules {
+		if r.Alert == "" {
+			continue
+		}
+		alerts = append(alerts, r.Alert)
+		if !strings.Contains(string(doc), "\n## "+r.Alert+"\n") || r.Annotations["runbook_url"] != RunbookURL+strings.ToLower(r.Alert) {
+			t.Errorf("%s: runbook_url %s, or no section in docs/runbooks.md", r.Alert, r.Annotations["runbook_url"])
+		}
+	}
+	if strings.Join(alerts, ",") != "StrataSLOErrorBudgetBurnFast,StrataSLOErrorBudgetBurnSlow,StrataSLONoData" {
+		t.Errorf("alerts %v", alerts)
 	}
 }
