@@ -36,15 +36,16 @@ func PrometheusRule(files map[string][]byte) ([]byte, error) {
 	sort.Strings(names)
 	groups := &yaml.Node{Kind: yaml.SequenceNode}
 	for _, n := range names {
-		var doc yaml.Node
-		if err := yaml.Unmarshal(files[n], &doc); err != nil {
+		var f struct {
+			Groups yaml.Node `yaml:"groups"` // as written: comments and block styles kept
+		}
+		if err := yaml.Unmarshal(files[n], &f); err != nil {
 			return nil, fmt.Errorf("%s: %w", n, err)
 		}
-		g := lookup(doc.Content[0], "groups")
-		if g == nil || g.Kind != yaml.SequenceNode {
+		if f.Groups.Kind != yaml.SequenceNode {
 			return nil, fmt.Errorf("%s: no groups", n)
 		}
-		groups.Content = append(groups.Content, g.Content...)
+		groups.Content = append(groups.Content, f.Groups.Content...)
 	}
 	str := func(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
 	mapping := func(kv ...*yaml.Node) *yaml.Node { return &yaml.Node{Kind: yaml.MappingNode, Content: kv} }
@@ -65,16 +66,4 @@ func PrometheusRule(files map[string][]byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), enc.Close()
-}
-
-func lookup(m *yaml.Node, key string) *yaml.Node {
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return m.Content[i+1]
-		}
-	}
-	return nil
 }
