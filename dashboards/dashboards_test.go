@@ -84,9 +84,11 @@ func TestDashboardsQueryOnlyWhatTheAgentServes(t *testing.T) {
 				t.Errorf("%s: no cluster filter: %s", where, q.Expr)
 			}
 			expr := q.Expr
-			if strings.HasPrefix(expr, "label_values(") { // a variable: its series selector
-				expr = strings.TrimSuffix(strings.TrimPrefix(expr, "label_values("), ")")
-				expr = expr[:strings.LastIndex(expr, ",")]
+			if strings.HasPrefix(q.Panel, "$") { // a variable: its series selector
+				if q.Match == "" || q.Label == "" {
+					t.Errorf("%s: variable query %s not split into match and label", where, q.Expr)
+				}
+				expr = q.Match
 			}
 			e, err := parser.ParseExpr(Substitute(expr, scenario))
 			if err != nil {
@@ -243,6 +245,15 @@ func TestSubstitute(t *testing.T) {
 	want := `rate(x{cluster=~"c1", ns="shop", n="n1"}[1m]) [5m]`
 	if got != want {
 		t.Errorf("got %s, want %s", got, want)
+	}
+	qs, err := AllQueries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		if q.Dashboard == "strata-workload" && q.Panel == "$workload" && (q.Label != "workload" || q.Match != `strata_workload:tcp_active_connections:sum{cluster=~"$cluster", namespace=~"$namespace"}`) {
+			t.Errorf("$workload split into %q and %q", q.Match, q.Label)
+		}
 	}
 	if s := StreamSelector(WorkloadLogs); s != `{job="strata", cluster=~"$cluster"}` {
 		t.Errorf("stream selector %q", s)

@@ -23,6 +23,19 @@ type Query struct {
 	// Selector is a Loki query's stream selector ({job="strata", …}),
 	// the part a log store must match.
 	Selector string `json:"selector,omitempty"`
+	// Match and Label split a variable's label_values(MATCH, LABEL), for
+	// Prometheus's /api/v1/label/LABEL/values?match[]=MATCH.
+	Match string `json:"match,omitempty"`
+	Label string `json:"label,omitempty"`
+}
+
+// AllQueries is Queries of every Strata dashboard.
+func AllQueries() ([]Query, error) {
+	ds, err := Build()
+	if err != nil {
+		return nil, err
+	}
+	return Queries(ds), nil
 }
 
 // Queries lists every query of every panel and every query variable of the
@@ -42,7 +55,14 @@ func Queries(ds map[string]dashboard.Dashboard) []Query {
 		}
 		for _, v := range d.Templating.List {
 			if v.Type == dashboard.VariableTypeQuery && v.Query != nil && v.Query.String != nil {
-				out = append(out, Query{Dashboard: uid, Panel: "$" + v.Name, Kind: KindPrometheus, Expr: *v.Query.String})
+				q := Query{Dashboard: uid, Panel: "$" + v.Name, Kind: KindPrometheus, Expr: *v.Query.String}
+				if inner, ok := strings.CutPrefix(q.Expr, "label_values("); ok {
+					inner = strings.TrimSuffix(inner, ")")
+					if i := strings.LastIndex(inner, ","); i > 0 {
+						q.Match, q.Label = strings.TrimSpace(inner[:i]), strings.TrimSpace(inner[i+1:])
+					}
+				}
+				out = append(out, q)
 			}
 		}
 		var panels []dashboard.Panel
