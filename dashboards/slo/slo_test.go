@@ -10,6 +10,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	promql "github.com/prometheus/prometheus/promql/parser"
+
 	"github.com/stratanet/strata/dashboards"
 )
 
@@ -264,5 +267,32 @@ func TestSLOAlertsHaveRunbooks(t *testing.T) {
 	}
 	if strings.Join(alerts, ",") != "StrataSLOErrorBudgetBurnFast,StrataSLOErrorBudgetBurnSlow,StrataSLONoData" {
 		t.Errorf("alerts %v", alerts)
+	}
+}
+
+func TestDashboardQueriesParseAndFilterByCluster(t *testing.T) {
+	data, err := os.ReadFile("example/checkout.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Parse("checkout.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := Dashboard(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qs := dashboards.Queries(map[string]dashboard.Dashboard{"slo.json": d})
+	if len(qs) != 1+2*9 { // $cluster; per SLO: SLI, budget left, 4 burn rates, 2 error ratios and the budget line
+		t.Errorf("%d queries, want 19", len(qs))
+	}
+	for _, q := range qs[1:] {
+		if !strings.Contains(q.Expr, dashboards.C) {
+			t.Errorf("%s: no cluster filter: %s", q.Panel, q.Expr)
+		}
+		if _, err := promql.ParseExpr(dashboards.Substitute(q.Expr, map[string]string{"cluster": "c1"})); err != nil {
+			t.Errorf("%s: %v", q.Panel, err)
+		}
 	}
 }
