@@ -81,7 +81,7 @@ test: deps tools lint build ## Run every test, BPF and network tests included (r
 
 .PHONY: test-unit
 test-unit: ## Run the tests that need neither root nor a kernel (privileged ones skip without root)
-	$(GO) test -count=1 ./agent/... ./identity/... ./exporters/... ./probes/...
+	$(GO) test -count=1 ./agent/... ./identity/... ./exporters/... ./probes/... ./dashboards/...
 
 .PHONY: fuzz
 fuzz: ## Fuzz the record decoders (TCP, HTTP and its tallies, DNS) and the HTTP parser, FUZZTIME each (default 2m)
