@@ -7,7 +7,7 @@ AGENT        := bin/strata-agent
 METRICS_ADDR ?= 127.0.0.1:9810
 CI           ?=
 # Debian packages the build, the tests and the benchmarks use.
-DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables procps util-linux nginx-light wrk curl etcd-server dnsmasq-base
+DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables procps util-linux nginx-light wrk curl etcd-server dnsmasq-base prometheus prometheus-alertmanager
 
 .DEFAULT_GOAL := help
 
@@ -36,6 +36,17 @@ generate: ## Rebuild the BPF objects and their Go bindings (needs clang)
 .PHONY: check-generate
 check-generate: generate ## Fail if the committed BPF objects differ from the sources
 	@git diff --exit-code -- probes/ || { echo "generated BPF files are stale: run make generate and commit"; exit 1; }
+
+.PHONY: dashboards
+dashboards: ## Write the dashboards' JSON, the PrometheusRule manifest and the example SLO's rules from their Go and YAML sources
+	$(GO) run ./dashboards/gen
+	$(GO) run ./agent/cmd/strata slo generate dashboards/slo/example/checkout.yaml --rules dashboards/slo/example/checkout.rules.yaml --dashboard dashboards/slo/example/checkout.dashboard.json
+
+.PHONY: check-dashboards
+check-dashboards: dashboards ## Fail if the committed dashboards, rules manifest or SLO example differ from their sources
+	@paths="dashboards/ manifests/components/monitoring/prometheusrule.yaml"; \
+	if [ -n "$$(git status --porcelain -- $$paths)" ]; then git status --short -- $$paths; git diff -- $$paths | head -50; \
+		echo "generated dashboards or rules are stale: run make dashboards and commit"; exit 1; fi
 
 .PHONY: build
 build: ## Build bin/strata-agent
@@ -70,7 +81,7 @@ test: deps tools lint build ## Run every test, BPF and network tests included (r
 
 .PHONY: test-unit
 test-unit: ## Run the tests that need neither root nor a kernel (privileged ones skip without root)
-	$(GO) test -count=1 ./agent/... ./identity/... ./exporters/... ./probes/...
+	$(GO) test -count=1 ./agent/... ./identity/... ./exporters/... ./probes/... ./dashboards/...
 
 .PHONY: fuzz
 fuzz: ## Fuzz the record decoders (TCP, HTTP and its tallies, DNS) and the HTTP parser, FUZZTIME each (default 2m)
