@@ -26,7 +26,7 @@ deps: ## Install the Debian packages the tests need (root; skips what is there)
 	fi
 
 .PHONY: tools
-tools: ## Build the real servers the tests use (Mimir, Loki, Jaeger v2, kube-apiserver, kube-controller-manager, kubectl; cached)
+tools: ## Build the servers the tests use from Go modules (VictoriaLogs, Jaeger v2, kube-apiserver, kube-controller-manager, kubectl; cached)
 	bash e2e/tools/build.sh
 
 .PHONY: generate
@@ -66,9 +66,12 @@ demo: deps build ## Test cluster + sample shop + agent (--kubernetes=on); prints
 	./bin/demo --agent $(AGENT) --metrics-addr $(METRICS_ADDR) -- $(DEMO_FLAGS)
 
 .PHONY: lint
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and no module requiring an AGPL Grafana server
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
+	@# Mimir, Loki, Tempo and Grafana are AGPL: never a dependency, not even of a test tool.
+	@agpl=$$(grep -lE 'github.com/grafana/(loki/v3|mimir|tempo|grafana)[ /]' $$(git ls-files '*go.mod')); \
+	if [ -n "$$agpl" ]; then echo "these go.mod files require an AGPL Grafana server: $$agpl"; exit 1; fi
 
 .PHONY: test
 test: deps tools lint build ## Run every test, BPF and network tests included (root)
