@@ -82,7 +82,7 @@ func run(series, cache, out, mem string, timeout time.Duration, only string) err
 	var rows []row
 	failed := false
 	for _, k := range ks {
-		r := row{Series: k.Series}
+		r := row{Series: k.Series, Partial: only != ""}
 		u, err := fetch(cache, k)
 		if err != nil {
 			return err
