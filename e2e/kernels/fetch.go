@@ -126,8 +126,20 @@ func fetch(cache string, k kernel) (unpacked, error) {
 		if err := unpack(cache, u); err != nil {
 			return u, err
 		}
+		prune(cache, k, u.Package)
 	}
 	return release(u)
+}
+
+// prune removes the series' older packages: a security update brings a new
+// package name (ABI number) every few weeks, ~100 MB unpacked each.
+func prune(cache string, k kernel, keep string) {
+	ents, _ := os.ReadDir(cache)
+	for _, e := range ents {
+		if e.Name() != keep && k.Package.MatchString(e.Name()) {
+			os.RemoveAll(filepath.Join(cache, e.Name()))
+		}
+	}
 }
 
 func unpack(cache string, u unpacked) error {
