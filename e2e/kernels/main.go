@@ -60,6 +60,14 @@ func run(series, cache, out, mem string, timeout time.Duration, only string) err
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return err
 	}
+	// A run killed before its clean-up left its binaries; none lasts 3 hours.
+	if old, _ := filepath.Glob(filepath.Join(cache, "run-*")); len(old) > 0 {
+		for _, d := range old {
+			if st, err := os.Stat(d); err == nil && time.Since(st.ModTime()) > 3*time.Hour {
+				os.RemoveAll(d)
+			}
+		}
+	}
 	// Not under /tmp: the guest mounts its own /tmp over the host's.
 	bin, err := os.MkdirTemp(cache, "run-")
 	if err != nil {
