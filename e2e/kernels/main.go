@@ -23,6 +23,7 @@ func main() {
 	cache := flag.String("cache", "/var/cache/strata/kernels", "where kernel packages are unpacked, kept between runs")
 	out := flag.String("out", "", "also write the table to this Markdown file")
 	mem := flag.String("memory", "3G", "VM memory")
+	cpus := flag.Int("cpus", 2, "VM vCPUs")
 	timeout := flag.Duration("timeout", 45*time.Minute, "per VM")
 	only := flag.String("only", "", "run only the guest's steps matching this regexp (probes-tcp, modes, e2e-http, ...)")
 	flag.Parse()
@@ -30,13 +31,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "test-kernels: -only makes a partial table; not writing it to", *out)
 		*out = ""
 	}
-	if err := run(*kernels, *cache, *out, *mem, *timeout, *only); err != nil {
+	if err := run(*kernels, *cache, *out, *mem, *cpus, *timeout, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "test-kernels:", err)
 		os.Exit(1)
 	}
 }
 
-func run(series, cache, out, mem string, timeout time.Duration, only string) error {
+func run(series, cache, out, mem string, cpus int, timeout time.Duration, only string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (virtiofsd shares the host's root; the tests load BPF in the VM)")
 	}
@@ -100,7 +101,7 @@ func run(series, cache, out, mem string, timeout time.Duration, only string) err
 		if err := initramfs(u, filepath.Join(bin, "vminit"), img); err != nil {
 			return fmt.Errorf("initramfs for %s: %w", u.Release, err)
 		}
-		v := vm{Kernel: u, Initramfs: img, Memory: mem, Timeout: timeout,
+		v := vm{Kernel: u, Initramfs: img, Memory: mem, CPUs: cpus, Timeout: timeout,
 			Command: []string{guest, bin, repo},
 			Env:     []string{"STRATA_MODULES=" + u.modules(), "CI=" + os.Getenv("CI"), "STRATA_ONLY=" + only}}
 		fmt.Printf("== %s (%s): booting\n", k.Series, u.Package)

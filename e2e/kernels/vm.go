@@ -19,6 +19,7 @@ type vm struct {
 	Kernel    unpacked
 	Initramfs string
 	Memory    string // qemu -m
+	CPUs      int
 	Timeout   time.Duration
 	Command   []string // run by vminit in the guest
 	Env       []string // NAME=VALUE for the command, on the kernel command line
@@ -59,7 +60,7 @@ func (v vm) run(ctx context.Context, work string, line func(string)) (int, error
 		// live code patching (int3, then the new bytes) raced the other
 		// vCPU's translated code and oopsed on an int3 (6.12, attaching
 		// syscall tracepoints).
-		"-accel", "tcg,thread=single", "-cpu", "max", "-smp", "2", "-m", v.Memory,
+		"-accel", "tcg,thread=single", "-cpu", "max", "-smp", fmt.Sprint(v.CPUs), "-m", v.Memory,
 		"-object", "memory-backend-memfd,id=mem,size="+v.Memory+",share=on", "-numa", "node,memdev=mem",
 		"-chardev", "socket,id=fs,path="+sock, "-device", "vhost-user-fs-pci,chardev=fs,tag=root",
 		"-kernel", v.Kernel.vmlinuz(), "-initrd", v.Initramfs, "-append", strings.Join(args, " "),
