@@ -163,6 +163,9 @@ func TestTraceBackendFaults(t *testing.T) {
 		if got := logLines(a, "cannot send "+backend, `"condition": "gRPC InvalidArgument"`); got != 1 {
 			t.Errorf("%d lines with gRPC InvalidArgument, want 1:\n%s", got, grep(a, backend))
 		}
+		const after = "c1000000000000000000000000000000"
+		request(after, 1) // and spans flow again
+		tracedIn(t, jaeger, after)
 	})
 
 	t.Run("accepts but never answers", func(t *testing.T) {
