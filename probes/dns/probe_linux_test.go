@@ -395,6 +395,31 @@ func testSocketCalls(t *testing.T, l *lab) {
 			"query www.twilio.test A", "response www.twilio.test A NOERROR 2")
 		l.ends(t, evs, "dns.test", false)
 	})
+	t.Run("TCP: the length written alone, then the message", func(t *testing.T) {
+		evs := l.inClient(t, func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // two segments
+			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+			if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: server4, Port: 53}); err != nil {
+				return err
+			}
+			q := query(t, "api.twilio.com", 0x2345)
+			if _, err := unix.Write(fd, []byte{byte(len(q) >> 8), byte(len(q))}); err != nil {
+				return err
+			}
+			if _, err := unix.Write(fd, q); err != nil {
+				return err
+			}
+			_, err = unix.Read(fd, buf)
+			return err
+		})
+		expect(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1")
+		l.ends(t, evs, "dns.test", true)
+	})
 	t.Run("not DNS: other ports, files, garbage", func(t *testing.T) {
 		evs := l.inClient(t, func() error {
 			fd, err := udp(false)
