@@ -49,14 +49,8 @@ func openSKB(events *ebpf.Map) (*Probe, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec, err := loadSkb()
-	if err != nil {
-		return nil, err
-	}
-	spec.Maps["events"].MaxEntries = events.MaxEntries()
 	var objs skbObjects
-	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
-	if err := spec.LoadAndAssign(&objs, opts); err != nil {
+	if err := load(loadSkb, &objs, events); err != nil {
 		return nil, fmt.Errorf("load DNS packet programs: %w", err)
 	}
 	p := &Probe{mode: ModeCgroupSKB, lost: objs.Lost, close: []func() error{objs.Close}}
@@ -74,18 +68,22 @@ func openSKB(events *ebpf.Map) (*Probe, error) {
 	return p, nil
 }
 
+// load loads an object's programs into objs, writing into events.
+func load(spec func() (*ebpf.CollectionSpec, error), objs any, events *ebpf.Map) error {
+	s, err := spec()
+	if err != nil {
+		return err
+	}
+	s.Maps["events"].MaxEntries = events.MaxEntries()
+	return s.LoadAndAssign(objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}})
+}
+
 // openSyscall attaches to the syscall tracepoints. Either every hook
 // attaches or the probe is not there: a client library whose calls went
 // unseen would look like one whose queries all time out.
 func openSyscall(events *ebpf.Map) (*Probe, error) {
-	spec, err := loadDns()
-	if err != nil {
-		return nil, err
-	}
-	spec.Maps["events"].MaxEntries = events.MaxEntries()
 	var objs dnsObjects
-	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
-	if err := spec.LoadAndAssign(&objs, opts); err != nil {
+	if err := load(loadDns, &objs, events); err != nil {
 		return nil, fmt.Errorf("load DNS probe: %w", err)
 	}
 	p := &Probe{mode: ModeSyscall, lost: objs.Lost, close: []func() error{objs.Close}}
