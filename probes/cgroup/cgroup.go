@@ -20,19 +20,32 @@ var ErrNoRoot = errors.New("the cgroup v2 root is not mounted here: mount the ho
 // Root is the path of a cgroup v2 mount showing the hierarchy's root,
 // from /proc/self/mountinfo. Unified hosts mount it at /sys/fs/cgroup,
 // hybrid ones at /sys/fs/cgroup/unified; a container may mount it
-// anywhere.
+// anywhere. A container that sees only its own cgroup but shares the
+// host's PID namespace reaches the host's mount through /proc/1/root.
 func Root() (string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	dir, err := rootIn("/proc/self/mountinfo", "")
+	if err == nil || !errors.Is(err, ErrNoRoot) {
+		return dir, err
+	}
+	if host, err2 := rootIn("/proc/1/mountinfo", "/proc/1/root"); err2 == nil {
+		return host, nil
+	}
+	return "", err
+}
+
+func rootIn(mountinfo, prefix string) (string, error) {
+	f, err := os.Open(mountinfo)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	return root(f, isRoot)
+	return root(f, prefix, isRoot)
 }
 
 // root reads mountinfo lines and returns the first cgroup2 mount of the
-// hierarchy's root (mount root "/") that ok confirms.
-func root(r io.Reader, ok func(dir string) bool) (string, error) {
+// hierarchy's root (mount root "/") that ok confirms, its path under
+// prefix.
+func root(r io.Reader, prefix string, ok func(dir string) bool) (string, error) {
 	var seen []string
 	s := bufio.NewScanner(r)
 	for s.Scan() {
@@ -48,7 +61,7 @@ func root(r io.Reader, ok func(dir string) bool) (string, error) {
 		if sep < 5 || sep+1 >= len(f) || f[sep+1] != "cgroup2" {
 			continue
 		}
-		dir := unescape(f[4])
+		dir := prefix + unescape(f[4])
 		seen = append(seen, dir)
 		if f[3] == "/" && ok(dir) {
 			return dir, nil

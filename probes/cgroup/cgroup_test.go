@@ -26,10 +26,19 @@ func TestRoot(t *testing.T) {
 		{"only a sub-tree", "50 40 0:26 /kubepods/pod1 /sys/fs/cgroup ro - cgroup2 cgroup rw\n", "", all, ErrNoRoot},
 		{"no cgroup2", "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n", "", all, ErrNoRoot},
 	} {
-		got, err := root(strings.NewReader(c.mountinfo), c.ok)
+		got, err := root(strings.NewReader(c.mountinfo), "", c.ok)
 		if got != c.want || !errors.Is(err, c.err) {
 			t.Errorf("%s: %q, %v; want %q, %v", c.name, got, err, c.want, c.err)
 		}
+	}
+}
+
+// Through another process's root: its mount's path under the prefix.
+func TestRootThroughPID1(t *testing.T) {
+	var asked string
+	got, err := root(strings.NewReader(hybrid), "/proc/1/root", func(d string) bool { asked = d; return true })
+	if got != "/proc/1/root/sys/fs/cgroup/unified" || asked != got || err != nil {
+		t.Fatalf("%q (checked %q), %v", got, asked, err)
 	}
 }
 
