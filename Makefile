@@ -113,12 +113,8 @@ bench: ## Go benchmarks of the agent's per-record work (decode, pair, count)
 	$(GO) test -run '^$$' -bench . -benchmem ./agent/... ./probes/...
 
 .PHONY: bench-overhead
-bench-overhead: deps build ## wrk against nginx in a namespace, agent off vs on, interleaved; then one exchange timed alone (root)
+bench-overhead: deps build ## No agent, default, TCP only, DNS, HTTP floor, HTTP, interleaved: ns per exchange, wrk ratios, targets (root)
 	AGENT=$(AGENT) bash e2e/bench/overhead.sh
-
-.PHONY: bench-dns
-bench-dns: deps build ## The same with DNS capture off vs on: its cost to a server doing no DNS (root)
-	AGENT=$(AGENT) bash e2e/bench/dns_overhead.sh
 
 .PHONY: clean
 clean: ## Remove build output

@@ -227,10 +227,15 @@ func openKernel(cfg config.Config, routes *route.Templater, log *zap.Logger) (*k
 		}
 	}
 	if cfg.DNS == "on" {
-		if k.dns, err = dnsprobe.Open(t.Events()); err != nil {
+		var fellBack error
+		if k.dns, fellBack, err = dnsprobe.Open(t.Events(), ""); err != nil {
 			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "dns"), zap.Error(err))
 		} else {
-			k.modes["dns"] = "syscall"
+			k.modes["dns"] = k.dns.Mode()
+		}
+		if fellBack != nil {
+			log.Warn("DNS capture falls back to the syscall tracepoints, which every read and write on the node pays for",
+				zap.Error(fellBack))
 		}
 	}
 	return k, nil

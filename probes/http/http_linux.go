@@ -41,6 +41,10 @@ type Options struct {
 	// segments (route.isID) share a tally slot; right unless user route
 	// patterns name such segments literally.
 	CollapseIDs bool
+	// Floor (Tracepoint mode, benchmarks only): the programs find each
+	// call's buffer and read its first bytes, then stop; nothing is
+	// recorded. What capture from these hooks costs at least.
+	Floor bool
 }
 
 // Probe is the loaded HTTP capture.
@@ -165,7 +169,7 @@ func setTally(spec *ebpf.CollectionSpec, o Options) error {
 	for i, b := range event.HTTPBuckets {
 		bounds[i] = uint64(math.Round(b * 1e9))
 	}
-	for name, v := range map[string]any{"tally": o.Tally, "collapse_ids": o.CollapseIDs, "bounds_ns": bounds} {
+	for name, v := range map[string]any{"tally": o.Tally, "collapse_ids": o.CollapseIDs, "bounds_ns": bounds, "floor_only": o.Floor} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("HTTP probe: set %s: %w", name, err)
 		}
