@@ -6,9 +6,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/stratanet/strata/agent/config"
 	"github.com/stratanet/strata/identity/kube"
@@ -38,6 +40,9 @@ func kubeWanted(cfg config.Config) bool {
 // operator asked for names the agent cannot give); one that is slow to list
 // only delays names.
 func startKube(ctx context.Context, cfg config.Config, log *zap.Logger) (*kube.Cache, error) {
+	// client-go logs (a watch refused, a relist) through klog: make them
+	// the agent's own lines rather than klog's format on stderr.
+	klog.SetLogger(zapr.NewLogger(log.Named("client-go")))
 	rc, err := kube.Config(cfg.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --kubernetes=%s: %w", ErrUsage, cfg.Kubernetes, err)
