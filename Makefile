@@ -86,7 +86,7 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 .PHONY: test
-test: deps tools lint build ## Run every test, BPF and network tests included (root)
+test: deps tools lint image ## Run every test, BPF and network tests included (root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make test: BPF and network-namespace tests need root (sudo make test)"; exit 1; fi
 	CI=$(CI) $(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e/)
 	@# One end-to-end package at a time: each agent sees every namespace of
