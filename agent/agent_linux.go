@@ -93,7 +93,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		defer c.Wait() // after stop: informers end with kctx
 		defer stop()
 		h.watchSync(c.Synced)
-		hostNetns, err := nodeNetns()
+		hostNetns, err := nodeNetns(log)
 		if err != nil {
 			return err
 		}
@@ -372,12 +372,21 @@ func sweep(ctx context.Context, log *zap.Logger, k *kernel, tallied func(netns u
 // nodeNetns is the node's own network namespace: PID 1's, which the agent
 // sees with the DaemonSet's hostPID. Its own may be a pod's (hostNetwork
 // off), and then every host-network process would be taken for a pod.
-func nodeNetns() (uint32, error) {
+// Where PID 1's cannot be read although the agent holds CAP_SYS_PTRACE (a
+// sandbox's init may hide it), its own is taken, with a warning: right
+// when it runs on the host network, as the DaemonSet does.
+func nodeNetns(log *zap.Logger) (uint32, error) {
 	ino, err := netns.Inode("/proc/1/ns/net")
-	if err != nil {
+	if err == nil {
+		return ino, nil
+	}
+	own, ownErr := netns.Inode("/proc/self/ns/net")
+	if ownErr != nil {
 		return 0, fmt.Errorf("%w: the node's network namespace (/proc/1/ns/net; the pod needs hostPID and CAP_SYS_PTRACE): %w", ErrPrivilege, err)
 	}
-	return ino, nil
+	log.Warn("cannot read PID 1's network namespace; taking the agent's own as the node's (right only with hostNetwork)",
+		zap.Error(err), zap.Uint32("netns", own))
+	return own, nil
 }
 
 // monoToWall converts the kernel's CLOCK_MONOTONIC nanoseconds (what BPF

@@ -89,6 +89,10 @@ func overlay(t *testing.T, image, port string) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	rel, err := filepath.Rel(dir, abs) // kustomize takes no absolute paths
+	if err != nil {
+		t.Fatal(err)
+	}
 	files := map[string]string{
 		"kustomization.yaml": fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -97,7 +101,7 @@ images:
   - {name: ghcr.io/stratanet/strata-agent, newName: %s, newTag: %q}
 patches:
   - path: config.yaml
-`, abs, name, tag),
+`, rel, name, tag),
 		"config.yaml": fmt.Sprintf(`apiVersion: v1
 kind: ConfigMap
 metadata: {name: strata-agent, namespace: strata}
@@ -129,11 +133,12 @@ func TestDaemonSetInAContainer(t *testing.T) {
 	c := cluster.Start(t)
 	pm := cluster.NewPodman(t, podmanDir())
 	image := pm.Load(archive)
+	_, port, _ := strings.Cut(harness.FreeAddr(t), ":")
+	rendered := overlay(t, image, port)
 	c.RunContainers(pm)
 	nodeIP := c.NodeNetwork() // before the agent, as on a node
-	_, port, _ := strings.Cut(harness.FreeAddr(t), ":")
 
-	c.Apply(overlay(t, image, port))
+	c.Apply(rendered)
 	pods := c.WaitRunning("strata", "app.kubernetes.io/name=strata-agent", 1)
 	pid := c.ContainerPID(pods[0])
 	if pid == 0 {
@@ -271,18 +276,28 @@ func checkConfinement(t *testing.T, pid int) {
 			t.Errorf("%s = %q, want %q", k, status[k], want)
 		}
 	}
-	if root, err := os.Readlink(fmt.Sprintf("/proc/%d/root", pid)); err != nil || root == "/" {
-		t.Errorf("agent's root %q (%v): not in its own filesystem", root, err)
-	}
-	if self, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid)); err != nil {
+	// readOnlyRootFilesystem: the container's / is mounted read-only.
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid)); err != nil {
 		t.Error(err)
-	} else if init, _ := os.Readlink("/proc/1/ns/pid"); self != init {
-		t.Errorf("agent's PID namespace %s, node's %s: hostPID not honoured", self, init)
+	} else {
+		root := ""
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 5 && f[4] == "/" {
+				root = f[5]
+			}
+		}
+		if !strings.HasPrefix(root, "ro,") {
+			t.Errorf("container's / mounted %q, want read-only", root)
+		}
 	}
-	if self, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err != nil {
-		t.Error(err)
-	} else if init, _ := os.Readlink("/proc/1/ns/net"); self != init {
-		t.Errorf("agent's network namespace %s, node's %s: hostNetwork not honoured", self, init)
+	// hostPID and hostNetwork: the node's namespaces, which are this
+	// test's (PID 1's cannot be read on every machine: a sandbox's init).
+	for _, ns := range []string{"pid", "net"} {
+		agent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+		node, _ := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil || agent != node {
+			t.Errorf("agent's %s namespace %s (%v), the node's %s", ns, agent, err, node)
+		}
 	}
 }
 
