@@ -16,7 +16,7 @@ SOURCE_URL   := https://github.com/stratanet/strata
 METRICS_ADDR ?= 127.0.0.1:9810
 CI           ?=
 # Debian packages the build, the tests and the benchmarks use.
-DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables procps util-linux nginx-light wrk curl etcd-server dnsmasq-base \
+DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables procps util-linux nginx-light wrk curl etcd-server dnsmasq-base prometheus prometheus-alertmanager \
                 podman buildah runc ca-certificates
 
 .DEFAULT_GOAL := help
@@ -36,7 +36,7 @@ deps: ## Install the Debian packages the tests need (root; skips what is there)
 	fi
 
 .PHONY: tools
-tools: ## Build the real servers the tests use (Mimir, Loki, Jaeger v2, kube-apiserver, kube-controller-manager, kubectl; cached)
+tools: ## Build the servers the tests use from Go modules (VictoriaLogs, Jaeger v2, kube-apiserver, kube-controller-manager, kubectl; cached)
 	bash e2e/tools/build.sh
 
 .PHONY: generate
@@ -46,6 +46,17 @@ generate: ## Rebuild the BPF objects and their Go bindings (needs clang)
 .PHONY: check-generate
 check-generate: generate ## Fail if the committed BPF objects differ from the sources
 	@git diff --exit-code -- probes/ || { echo "generated BPF files are stale: run make generate and commit"; exit 1; }
+
+.PHONY: dashboards
+dashboards: ## Write the dashboards' JSON, the PrometheusRule manifest and the example SLO's rules from their Go and YAML sources
+	$(GO) run ./dashboards/gen
+	$(GO) run ./agent/cmd/strata slo generate dashboards/slo/example/checkout.yaml --rules dashboards/slo/example/checkout.rules.yaml --dashboard dashboards/slo/example/checkout.dashboard.json
+
+.PHONY: check-dashboards
+check-dashboards: dashboards ## Fail if the committed dashboards, rules manifest or SLO example differ from their sources
+	@paths="dashboards/ manifests/components/monitoring/prometheusrule.yaml"; \
+	if [ -n "$$(git status --porcelain -- $$paths)" ]; then git status --short -- $$paths; git diff -- $$paths | head -50; \
+		echo "generated dashboards or rules are stale: run make dashboards and commit"; exit 1; fi
 
 .PHONY: build
 build: ## Build bin/strata-agent (static, version from git describe: the image's binary)
@@ -81,9 +92,12 @@ demo: deps build ## Test cluster + sample shop + agent (--kubernetes=on); prints
 	./bin/demo --agent $(AGENT) --metrics-addr $(METRICS_ADDR) -- $(DEMO_FLAGS)
 
 .PHONY: lint
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and no module requiring an AGPL Grafana server
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 	$(GO) vet ./...
+	@# Mimir, Loki, Tempo and Grafana are AGPL: never a dependency, not even of a test tool.
+	@agpl=$$(grep -lE 'github.com/grafana/(loki/v3|mimir|tempo|grafana)[ /]' $$(git ls-files '*go.mod')); \
+	if [ -n "$$agpl" ]; then echo "these go.mod files require an AGPL Grafana server: $$agpl"; exit 1; fi
 
 .PHONY: test
 test: deps tools lint image ## Run every test, BPF and network tests included (root)
@@ -96,7 +110,7 @@ test: deps tools lint image ## Run every test, BPF and network tests included (r
 
 .PHONY: test-unit
 test-unit: ## Run the tests that need neither root nor a kernel (privileged ones skip without root)
-	$(GO) test -count=1 ./agent/... ./identity/... ./exporters/... ./probes/...
+	$(GO) test -count=1 ./agent/... ./identity/... ./exporters/... ./probes/... ./dashboards/...
 
 .PHONY: fuzz
 fuzz: ## Fuzz the record decoders (TCP, HTTP and its tallies, DNS) and the HTTP parser, FUZZTIME each (default 2m)

@@ -212,7 +212,7 @@ var settings = []setting{
 	{"mimir-queue", "samples held while the remote-write backend is away; beyond that the oldest are dropped",
 		func(c *Config) flag.Value { return (*positive)(&c.MimirQueue) }},
 
-	{"loki-url", "Loki push URL for connection events, e.g. http://loki:3100/loki/api/v1/push; empty: no events",
+	{"loki-url", "Loki push URL for connection events, e.g. http://loki:3100/loki/api/v1/push (VictoriaLogs: /insert/loki/api/v1/push); empty: no events",
 		func(c *Config) flag.Value { return (*pushURL)(&c.LokiURL) }},
 	{"loki-tenant", "tenant sent as X-Scope-OrgID to Loki",
 		func(c *Config) flag.Value { return (*text)(&c.LokiTenant) }},

@@ -1,6 +1,8 @@
-// Package push_test runs the real agent against real Mimir and Loki (and
-// Jaeger for OTLP), reads what they stored back through their own query
-// APIs, and takes the backends away in every way they fail in production.
+// Package push_test runs the real agent against real servers that speak its
+// backends' protocols — Prometheus for Mimir (remote write), VictoriaLogs for
+// Loki (push API), Jaeger for Tempo (OTLP gRPC) — reads what they stored back
+// through their own query APIs, and takes the backends away in every way
+// they fail in production. (Mimir, Loki and Tempo are AGPL: not used here.)
 package push_test
 
 import (
@@ -98,8 +100,8 @@ func scraped(t *testing.T, a *harness.Agent, metric string, l labels) float64 {
 	return v
 }
 
-// stored is Mimir's latest value of one series ("" when it has none).
-func stored(t *testing.T, m *harness.Backend, metric string, l labels) string {
+// stored is Prometheus's latest value of one series ("" when it has none).
+func stored(t *testing.T, m *harness.Prometheus, metric string, l labels) string {
 	t.Helper()
 	s, err := m.Query(promql(metric, l))
 	if err != nil {
@@ -112,7 +114,7 @@ func stored(t *testing.T, m *harness.Backend, metric string, l labels) string {
 	case 1:
 		return s[0].Value
 	}
-	t.Fatalf("%s%v matches %d series in Mimir", metric, l, len(s))
+	t.Fatalf("%s%v matches %d series in Prometheus", metric, l, len(s))
 	return ""
 }
 
@@ -129,6 +131,12 @@ func logLines(a *harness.Agent, fragments ...string) int {
 		}
 	}
 	return n
+}
+
+// logsTo is the LogsQL query for the agent's events of one kind whose
+// logfmt line has field=value.
+func logsTo(event, field, value string) string {
+	return fmt.Sprintf(`{job="strata",event=%q} | unpack_logfmt | filter %s:=%q`, event, field, value)
 }
 
 // grep is the agent's log lines holding fragment.

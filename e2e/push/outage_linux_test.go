@@ -53,17 +53,18 @@ func counter(t *testing.T, a *harness.Agent, metric, exporter string) float64 {
 	return v
 }
 
-// refusedIn waits until Mimir and Loki both hold n refused connects to port.
-func refusedIn(t *testing.T, mimir, loki *harness.Backend, port, n int, within time.Duration) {
+// refusedIn waits until the metrics and logs backends both hold n refused
+// connects to port.
+func refusedIn(t *testing.T, prom *harness.Prometheus, logs *harness.VictoriaLogs, port, n int, within time.Duration) {
 	t.Helper()
 	l := labels{"destination_port": fmt.Sprint(port), "reporter": "client", "result": "refused", "node": "node-1"}
-	eventually(t, within, fmt.Sprintf("Mimir counts %d refused to %d", n, port), func() (bool, string) {
-		got := stored(t, mimir, "strata_tcp_connections_total", l)
+	eventually(t, within, fmt.Sprintf("Prometheus counts %d refused to %d", n, port), func() (bool, string) {
+		got := stored(t, prom, "strata_tcp_connections_total", l)
 		return got == fmt.Sprint(n), got
 	})
-	q := fmt.Sprintf(`{job="strata", event="connect_failed"} |= "destination_port=%d "`, port)
-	eventually(t, within, fmt.Sprintf("Loki holds %d connect_failed to %d", n, port), func() (bool, string) {
-		lines, err := loki.Logs(q)
+	q := logsTo("connect_failed", "destination_port", fmt.Sprint(port))
+	eventually(t, within, fmt.Sprintf("VictoriaLogs holds %d connect_failed to %d", n, port), func() (bool, string) {
+		lines, err := logs.Logs(q)
 		return len(lines) == n, fmt.Sprint(len(lines), err)
 	})
 }
@@ -72,10 +73,10 @@ func refusedIn(t *testing.T, mimir, loki *harness.Backend, port, n int, within t
 // which later die and come back a minute later; everything the agent saw
 // arrives once they are back, and the log says so once per outage.
 func TestBackendsDownAtStartThenKilled(t *testing.T) {
-	mimir, loki := harness.NewMimir(t), harness.NewLoki(t)
+	prom, logs := harness.NewPrometheus(t, harness.PromConfig{}), harness.NewVictoriaLogs(t)
 	a := startAgent(t, "--node", "node-1", "--mimir-interval", "5s",
-		"--mimir-url", "http://"+mimir.Addr+"/api/v1/push", "--mimir-tenant", mimir.Tenant,
-		"--loki-url", "http://"+loki.Addr+"/loki/api/v1/push", "--loki-tenant", loki.Tenant,
+		"--mimir-url", prom.WriteURL(), "--mimir-tenant", "team-a",
+		"--loki-url", logs.PushURL(), "--loki-tenant", logs.Tenant,
 		// Room for a minute of everything the machine does: other test
 		// packages run alongside and some make thousands of events (e2e/dns
 		// floods NXDOMAIN on purpose).
@@ -91,32 +92,30 @@ func TestBackendsDownAtStartThenKilled(t *testing.T) {
 		return m > 0 && l > 0, fmt.Sprint(m, l)
 	})
 	hold(t, a, 3*time.Second, queues)
-	mimir.Start()
-	loki.Start()
-	refusedIn(t, mimir, loki, 19001, 2, 60*time.Second)
+	prom.Start()
+	logs.Start()
+	refusedIn(t, prom, logs, 19001, 2, 60*time.Second)
 
-	mimir.Stop()
-	loki.Stop()
+	prom.Stop()
+	logs.Stop()
 	refuse(t, cli, srv, 19001, 3)
 	hold(t, a, time.Minute, queues)
-	mimir.Start()
-	loki.Start()
-	refusedIn(t, mimir, loki, 19001, 5, 90*time.Second)
+	prom.Start()
+	logs.Start()
+	refusedIn(t, prom, logs, 19001, 5, 90*time.Second)
 
 	for _, exp := range []string{"mimir", "loki"} {
 		if v := counter(t, a, "strata_agent_export_dropped_total", exp); v != 0 {
 			t.Errorf("%s dropped %v items; its queue had room for the whole outage", exp, v)
 		}
 	}
-	// Two outages, each said when it began (once per condition: Mimir
-	// starting up answers 500 before it is ready, a condition of its own)
-	// and once when it ended.
-	for what, n := range map[string]int{"sending metrics to http://" + mimir.Addr: 2, "sending events to http://" + loki.Addr: 2} {
+	// Two outages, each said when it began and once when it ended.
+	for what, n := range map[string]int{"sending metrics to http://" + prom.Addr: 2, "sending events to http://" + logs.Addr: 2} {
 		if got := logLines(a, what); got != n {
 			t.Errorf("%d log lines with %s, want %d:\n%s", got, what, n, grep(a, what))
 		}
 	}
-	for _, what := range []string{"metrics to http://" + mimir.Addr, "events to http://" + loki.Addr} {
+	for _, what := range []string{"metrics to http://" + prom.Addr, "events to http://" + logs.Addr} {
 		oncePerCondition(t, a, what)
 		if got := logLines(a, "cannot send "+what, `"condition": "connection refused"`); got != 2 {
 			t.Errorf("%d 'connection refused' lines for %s, want 2 (one per outage)", got, what)
@@ -147,18 +146,18 @@ func oncePerCondition(t *testing.T, a *harness.Agent, backend string) {
 // TestBackendFaults: a backend answering 500, refusing with 400, and
 // accepting but never answering.
 func TestBackendFaults(t *testing.T) {
-	mimir, loki := harness.StartMimir(t), harness.StartLoki(t)
-	mp, lp := harness.StartProxy(t, mimir.Addr), harness.StartProxy(t, loki.Addr)
+	prom, logs := harness.StartPrometheus(t, harness.PromConfig{}), harness.StartVictoriaLogs(t)
+	mp, lp := harness.StartProxy(t, prom.Addr), harness.StartProxy(t, logs.Addr)
 	const mimirQueue, lokiQueue = 5000, 50
 	a := startAgent(t, "--node", "node-1", "--mimir-interval", "1s", "--mimir-queue", fmt.Sprint(mimirQueue), "--loki-queue", fmt.Sprint(lokiQueue),
-		"--mimir-url", "http://"+mp.Addr+"/api/v1/push", "--mimir-tenant", mimir.Tenant,
-		"--loki-url", "http://"+lp.Addr+"/loki/api/v1/push", "--loki-tenant", loki.Tenant)
+		"--mimir-url", "http://"+mp.Addr+"/api/v1/write", "--mimir-tenant", "team-a",
+		"--loki-url", "http://"+lp.Addr+"/insert/loki/api/v1/push", "--loki-tenant", logs.Tenant)
 	lab := netlab.New(t)
 	srv := lab.Host("srv", "10.244.8.3/16")
 	cli := lab.Host("cli", "10.244.8.2/16")
 	queues := map[string]float64{"mimir": mimirQueue, "loki": lokiQueue}
 	refuse(t, cli, srv, 19100, 1)
-	refusedIn(t, mimir, loki, 19100, 1, 30*time.Second)
+	refusedIn(t, prom, logs, 19100, 1, 30*time.Second)
 
 	t.Run("500 for a while", func(t *testing.T) {
 		mp.Set(harness.Status500)
@@ -168,7 +167,7 @@ func TestBackendFaults(t *testing.T) {
 		mp.Set(harness.Pass)
 		lp.Set(harness.Pass)
 		// Retried, not lost: the events held during the failure arrive.
-		refusedIn(t, mimir, loki, 19101, 2, 60*time.Second)
+		refusedIn(t, prom, logs, 19101, 2, 60*time.Second)
 		for name, p := range map[string]*harness.Proxy{"mimir": mp, "loki": lp} {
 			if p.Repeats(harness.Status500) == 0 {
 				t.Errorf("%s never retried a batch that got a 500", name)
@@ -209,9 +208,9 @@ func TestBackendFaults(t *testing.T) {
 			}
 		}
 		refuse(t, cli, srv, 19103, 1) // and events flow again
-		refusedIn(t, mimir, loki, 19103, 1, 30*time.Second)
-		if lines, _ := loki.Logs(`{job="strata"} |= "destination_port=19102 "`); len(lines) != 0 {
-			t.Errorf("Loki holds %d events it refused", len(lines))
+		refusedIn(t, prom, logs, 19103, 1, 30*time.Second)
+		if lines, _ := logs.Logs(logsTo("connect_failed", "destination_port", "19102")); len(lines) != 0 {
+			t.Errorf("VictoriaLogs holds %d events it refused", len(lines))
 		}
 	})
 
@@ -226,7 +225,7 @@ func TestBackendFaults(t *testing.T) {
 		}
 		mp.Set(harness.Pass)
 		lp.Set(harness.Pass)
-		refusedIn(t, mimir, loki, 19104, 2, 60*time.Second)
+		refusedIn(t, prom, logs, 19104, 2, 60*time.Second)
 		for _, what := range []string{"cannot send metrics", "cannot send events"} {
 			if got := logLines(a, what, `"condition": "timeout"`); got != 1 {
 				t.Errorf("%d lines %s with a timeout, want 1", got, what)
@@ -239,5 +238,37 @@ func TestBackendFaults(t *testing.T) {
 			got := logLines(a, what)
 			return got == 3, fmt.Sprint(got)
 		})
+	}
+}
+
+// TestLogsTenantRefused: VictoriaLogs refuses a non-numeric tenant with 400.
+// The agent says so once, with what to fix, and drops what was refused
+// rather than sending it again.
+func TestLogsTenantRefused(t *testing.T) {
+	logs := harness.StartVictoriaLogs(t)
+	a := startAgent(t, "--loki-url", logs.PushURL(), "--loki-tenant", "team-a")
+	lab := netlab.New(t)
+	srv := lab.Host("srv", "10.244.12.3/16")
+	cli := lab.Host("cli", "10.244.12.2/16")
+	refuse(t, cli, srv, 19300, 2)
+	eventually(t, 20*time.Second, "the 2 refused connects' events are dropped", func() (bool, string) {
+		v := counter(t, a, "strata_agent_export_dropped_total", "loki")
+		return v >= 2, fmt.Sprint(v)
+	})
+	refuse(t, cli, srv, 19300, 1)
+	eventually(t, 20*time.Second, "the third is dropped too", func() (bool, string) {
+		v := counter(t, a, "strata_agent_export_dropped_total", "loki")
+		return v >= 3, fmt.Sprint(v)
+	})
+	what := "cannot send events to " + logs.PushURL()
+	if got := logLines(a, what, `"condition": "HTTP 400"`, "cannot parse accountID", "VictoriaLogs takes only numeric tenants"); got != 1 {
+		t.Errorf("%d lines saying the tenant was refused and what to do, want 1:\n%s", got, grep(a, "cannot send events"))
+	}
+	for _, tenant := range []string{"0", logs.Tenant} {
+		other := *logs
+		other.Tenant = tenant
+		if lines, err := other.Logs(`{job="strata"}`); err != nil || len(lines) != 0 {
+			t.Errorf("tenant %s holds %d lines (%v)", tenant, len(lines), err)
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package push_test
 
 import (
+	"encoding/base64"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -12,14 +14,31 @@ import (
 	"github.com/stratanet/strata/e2e/netlab"
 )
 
-// TestPushedDataMatches: what Mimir and Loki store is exactly what the agent
-// saw, carrying the cluster and node labels and the tenant.
+// TestPushedDataMatches: what the metrics, logs and trace backends store is
+// exactly what the agent saw, carrying the cluster and node labels, the
+// tenant and the credentials (read from files, rotated without a restart).
 func TestPushedDataMatches(t *testing.T) {
-	mimir := harness.StartMimir(t)
-	loki := harness.StartLoki(t)
+	prom := harness.StartPrometheus(t, harness.PromConfig{})
+	logs := harness.StartVictoriaLogs(t)
+	jaeger := harness.StartJaeger(t)
+	// Prometheus and VictoriaLogs do not check credentials (and Prometheus
+	// ignores tenants): the proxies in front see what the agent sends.
+	mp, lp := harness.StartProxy(t, prom.Addr), harness.StartProxy(t, logs.Addr)
+	secrets := t.TempDir()
+	password, token := filepath.Join(secrets, "mimir-password"), filepath.Join(secrets, "loki-token")
+	write := func(path, content string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(content+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(password, "first-password")
+	write(token, "first-token")
 	a := startAgent(t, "--sweep-interval", "1s", "--cluster", "e2e", "--node", "node-1", "--http=on",
-		"--mimir-url", "http://"+mimir.Addr+"/api/v1/push", "--mimir-tenant", mimir.Tenant, "--mimir-interval", "1s",
-		"--loki-url", "http://"+loki.Addr+"/loki/api/v1/push", "--loki-tenant", loki.Tenant)
+		"--mimir-url", "http://"+mp.Addr+"/api/v1/write", "--mimir-tenant", "team-a", "--mimir-interval", "1s",
+		"--mimir-username", "strata", "--mimir-password-file", password,
+		"--loki-url", "http://"+lp.Addr+"/insert/loki/api/v1/push", "--loki-tenant", logs.Tenant, "--loki-bearer-token-file", token,
+		"--otlp-endpoint", jaeger.OTLP, "--otlp-insecure=on")
 	lab := netlab.New(t)
 	srv := lab.Host("srv", "10.244.6.3/16")
 	cli := lab.Host("cli", "10.244.6.2/16")
@@ -43,8 +62,8 @@ func TestPushedDataMatches(t *testing.T) {
 			{"strata_tcp_sent_bytes_total", at, "5000"},
 			{"strata_tcp_received_bytes_total", at, "10000"},
 		} {
-			eventually(t, 30*time.Second, "Mimir has "+promql(c.metric, c.l), func() (bool, string) {
-				got := stored(t, mimir, c.metric, c.l)
+			eventually(t, 30*time.Second, "Prometheus has "+promql(c.metric, c.l), func() (bool, string) {
+				got := stored(t, prom, c.metric, c.l)
 				return got == c.want, got
 			})
 		}
@@ -64,8 +83,8 @@ func TestPushedDataMatches(t *testing.T) {
 				v, _ := harness.ValueIn(t, mfs, metric, l)
 				want := fmt.Sprint(v)
 				l = l.With("cluster", "e2e").With("node", "node-1")
-				eventually(t, 15*time.Second, "Mimir agrees on "+promql(metric, l), func() (bool, string) {
-					got := stored(t, mimir, metric, l)
+				eventually(t, 15*time.Second, "Prometheus agrees on "+promql(metric, l), func() (bool, string) {
+					got := stored(t, prom, metric, l)
 					return got == want, got + " want " + want
 				})
 				compared++
@@ -74,11 +93,38 @@ func TestPushedDataMatches(t *testing.T) {
 		if compared < 4 {
 			t.Fatalf("compared %d series, want the pair's 4 at least", compared)
 		}
-		// The tenant is the data's owner: another tenant sees nothing.
-		other := *mimir
-		other.Tenant = "team-b"
-		if s, err := other.Query(promql("strata_tcp_sent_bytes_total", at)); err != nil || len(s) != 0 {
-			t.Fatalf("tenant team-b sees %v (%v)", s, err)
+	})
+
+	t.Run("tenants and rotated credentials", func(t *testing.T) {
+		basic := func(pw string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte("strata:"+pw)) }
+		equal := func(got, want []string) bool { return fmt.Sprint(got) == fmt.Sprint(want) }
+		refuse(t, cli, srv, 18091, 1) // an event, so the logs exporter pushes
+		eventually(t, 20*time.Second, "both backends see the first credentials", func() (bool, string) {
+			m, l := mp.Header("Authorization"), lp.Header("Authorization")
+			return equal(m, []string{basic("first-password")}) && equal(l, []string{"Bearer first-token"}), fmt.Sprint(m, l)
+		})
+		if got := mp.Header("X-Scope-OrgID"); !equal(got, []string{"team-a"}) {
+			t.Errorf("remote write tenants %q, want team-a", got)
+		}
+		if got := lp.Header("X-Scope-OrgID"); !equal(got, []string{logs.Tenant}) {
+			t.Errorf("log push tenants %q, want %s", got, logs.Tenant)
+		}
+		write(password, "second-password")
+		write(token, "second-token")
+		refuse(t, cli, srv, 18092, 1)
+		eventually(t, 20*time.Second, "both backends see the rotated credentials, without a restart", func() (bool, string) {
+			m, l := mp.Header("Authorization"), lp.Header("Authorization")
+			return equal(m, []string{basic("first-password"), basic("second-password")}) &&
+				equal(l, []string{"Bearer first-token", "Bearer second-token"}), fmt.Sprint(m, l)
+		})
+		// The tenant owns its logs: another sees none of them.
+		other := *logs
+		other.Tenant = "7"
+		if lines, err := other.Logs(`{job="strata"}`); err != nil || len(lines) != 0 {
+			t.Errorf("tenant 7 sees %d lines (%v)", len(lines), err)
+		}
+		if lines, err := logs.Logs(`{job="strata"}`); err != nil || len(lines) == 0 {
+			t.Errorf("tenant %s sees %d lines (%v)", logs.Tenant, len(lines), err)
 		}
 	})
 
@@ -91,8 +137,8 @@ func TestPushedDataMatches(t *testing.T) {
 			t.Fatalf("curl: %q %v", out, err)
 		}
 		sel := `strata_http_server_request_duration_seconds_bucket{route="/traced",cluster="e2e"}`
-		eventually(t, 30*time.Second, "Mimir has the exemplar", func() (bool, string) {
-			ex, err := mimir.Exemplars(sel)
+		eventually(t, 30*time.Second, "Prometheus has the exemplar", func() (bool, string) {
+			ex, err := prom.Exemplars(sel)
 			for _, e := range ex {
 				if e.Labels["trace_id"] == tid {
 					return true, ""
@@ -100,27 +146,54 @@ func TestPushedDataMatches(t *testing.T) {
 			}
 			return false, fmt.Sprintf("%v %v", ex, err)
 		})
+		// Without a traceparent the agent starts a trace of its own for
+		// each end (nothing links them); the server's exemplar leads to
+		// the server's span.
+		out, err = cli.Run("curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://10.244.6.3:18081/untraced")
+		if err != nil || out != "200" {
+			t.Fatalf("curl: %q %v", out, err)
+		}
+		var started string
+		eventually(t, 30*time.Second, "Prometheus has the exemplar of /untraced", func() (bool, string) {
+			ex, err := prom.Exemplars(`strata_http_server_request_duration_seconds_bucket{route="/untraced",cluster="e2e"}`)
+			if len(ex) == 1 {
+				started = ex[0].Labels["trace_id"]
+			}
+			return len(ex) == 1, fmt.Sprintf("%v %v", ex, err)
+		})
+		eventually(t, 30*time.Second, "Jaeger holds trace "+started, func() (bool, string) {
+			spans := jaeger.Trace(t, started)
+			names := map[string]int{}
+			for _, s := range spans {
+				names[fmt.Sprint(s.Tags["span.kind"], " ", s.Name)]++
+			}
+			return len(spans) == 1 && names["server GET /untraced"] == 1, fmt.Sprint(names)
+		})
 	})
 
 	t.Run("events are the scenario's", func(t *testing.T) {
 		refuse(t, cli, srv, 18090, 3)
-		query := `{job="strata", cluster="e2e", node="node-1", event="connect_failed"} |= "destination_port=18090"`
+		query := `{job="strata",cluster="e2e",node="node-1",event="connect_failed"} | unpack_logfmt | filter destination_port:=18090`
 		want := regexp.MustCompile(`^source_workload=tcpclient destination_workload=unknown destination_port=18090 reporter=client source_addr=10\.244\.6\.2:\d+ destination_addr=10\.244\.6\.3:18090 error=refused errno=ECONNREFUSED$`)
 		var lines []harness.LogLine
-		eventually(t, 30*time.Second, "Loki has 3 connect_failed lines", func() (bool, string) {
-			lines, _ = loki.Logs(query)
+		eventually(t, 30*time.Second, "VictoriaLogs has 3 connect_failed lines", func() (bool, string) {
+			lines, _ = logs.Logs(query)
 			return len(lines) >= 3, fmt.Sprint(len(lines))
 		})
 		time.Sleep(3 * time.Second) // and no more arrive
-		if lines, _ = loki.Logs(query); len(lines) != 3 {
+		if lines, _ = logs.Logs(query); len(lines) != 3 {
 			t.Fatalf("%d lines, want 3: %v", len(lines), lines)
 		}
 		for _, l := range lines {
 			if !want.MatchString(l.Line) {
 				t.Errorf("line %q", l.Line)
 			}
-			if l.Stream["namespace"] != "" || l.Stream["job"] != "strata" || l.Stream["event"] != "connect_failed" {
+			if l.Stream["namespace"] != "" || l.Stream["job"] != "strata" || l.Stream["event"] != "connect_failed" ||
+				l.Stream["cluster"] != "e2e" || l.Stream["node"] != "node-1" {
 				t.Errorf("stream %v", l.Stream)
+			}
+			if l.Fields["source_workload"] != "tcpclient" || l.Fields["destination_addr"] != "10.244.6.3:18090" || l.Fields["error"] != "refused" {
+				t.Errorf("fields %v", l.Fields)
 			}
 		}
 		// http_error: a 5xx answer, with its route, status and trace.
@@ -130,9 +203,9 @@ func TestPushedDataMatches(t *testing.T) {
 		if err != nil || out != "503" {
 			t.Fatalf("curl: %q %v", out, err)
 		}
-		q := `{job="strata", event="http_error"} |= "route=/boom"`
-		eventually(t, 30*time.Second, "Loki has the two http_error lines (client and server)", func() (bool, string) {
-			lines, _ = loki.Logs(q)
+		q := logsTo("http_error", "route", "/boom")
+		eventually(t, 30*time.Second, "VictoriaLogs has the two http_error lines (client and server)", func() (bool, string) {
+			lines, _ = logs.Logs(q)
 			return len(lines) == 2, fmt.Sprint(lines)
 		})
 		for _, l := range lines {
@@ -143,7 +216,7 @@ func TestPushedDataMatches(t *testing.T) {
 	})
 
 	if mfs, err := a.Scrape(); err == nil {
-		for _, exp := range []string{"mimir", "loki"} {
+		for _, exp := range []string{"mimir", "loki", "tempo"} {
 			if v, _ := harness.ValueIn(t, mfs, "strata_agent_export_dropped_total", labels{"exporter": exp}); v != 0 {
 				t.Errorf("%s dropped %v items with a healthy backend", exp, v)
 			}

@@ -14,8 +14,8 @@ import (
 // TestEventStormIsRateLimited: a storm of failed connects costs Loki a
 // trickle of lines, and the lines say how many they stand for.
 func TestEventStormIsRateLimited(t *testing.T) {
-	loki := harness.StartLoki(t)
-	a := startAgent(t, "--loki-url", "http://"+loki.Addr+"/loki/api/v1/push", "--loki-tenant", loki.Tenant, "--loki-rate", "1")
+	loki := harness.StartVictoriaLogs(t)
+	a := startAgent(t, "--loki-url", loki.PushURL(), "--loki-tenant", loki.Tenant, "--loki-rate", "1")
 	lab := netlab.New(t)
 	srv := lab.Host("srv", "10.244.10.3/16")
 	cli := lab.Host("cli", "10.244.10.2/16")
@@ -29,7 +29,7 @@ func TestEventStormIsRateLimited(t *testing.T) {
 	// Burst 10 at 1 line/s: the storm leaves at most 10 + its seconds lines
 	// (fewer if other connections on the host spent the stream's tokens).
 	most := 10 + int(storm.Seconds()+1) + 1
-	query := `{job="strata", event="connect_failed"} |= "destination_port=19200 "`
+	query := logsTo("connect_failed", "destination_port", "19200")
 	var lines []harness.LogLine
 	eventually(t, 30*time.Second, "the line after the storm arrives", func() (bool, string) {
 		lines, _ = loki.Logs(query)
@@ -46,7 +46,7 @@ func TestEventStormIsRateLimited(t *testing.T) {
 	// The stream's lines and their suppressed counts account for at least
 	// our 61 (other connections on the host share the stream, and the
 	// count rides on whichever line comes next).
-	all, err := loki.Logs(`{job="strata", event="connect_failed"}`)
+	all, err := loki.Logs(`{job="strata",event="connect_failed"}`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,8 +23,8 @@ build() { # module-dir binary main-package [ldflags]
 }
 
 build jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger
-build loki loki github.com/grafana/loki/v3/cmd/loki
-build mimir mimir github.com/grafana/mimir/cmd/mimir
+# Static: its zstd binding would otherwise want a C library at build time.
+CGO_ENABLED=0 build victorialogs victoria-logs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs
 k8s="-X k8s.io/component-base/version.gitVersion=v1.33.13 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=33"
 for b in kube-apiserver kube-controller-manager kubectl; do
 	build k8s "$b" "k8s.io/kubernetes/cmd/$b" "$k8s"

@@ -73,10 +73,15 @@ func (h *Health) Failing() string {
 type StatusError struct {
 	Code int
 	Body string
+	Hint string // what the answer usually means here, for the one line that reports it
 }
 
 func (e *StatusError) Error() string {
-	return fmt.Sprintf("HTTP %d %s: %s", e.Code, http.StatusText(e.Code), e.Body)
+	msg := fmt.Sprintf("HTTP %d %s: %s", e.Code, http.StatusText(e.Code), e.Body)
+	if e.Hint != "" {
+		msg += " (" + e.Hint + ")"
+	}
+	return msg
 }
 
 // Retryable says whether sending the same data again can succeed: network
@@ -98,7 +103,8 @@ func Condition(err error) string {
 		return fmt.Sprintf("HTTP %d", se.Code)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout(),
+		status.Code(err) == codes.DeadlineExceeded: // gRPC's word for it
 		return "timeout"
 	case errors.Is(err, syscall.ECONNRESET):
 		return "connection reset"

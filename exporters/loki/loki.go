@@ -12,6 +12,7 @@ package loki
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -106,7 +107,7 @@ func New(log *zap.Logger, cfg Config) (*Exporter, error) {
 	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("loki URL %q: want http(s)://host:port/loki/api/v1/push", cfg.URL)
+		return nil, fmt.Errorf("loki URL %q: want the push endpoint, http(s)://host:port%s", cfg.URL, pushPaths)
 	}
 	labels := model.LabelSet{"job": "strata"}
 	for k, v := range cfg.Labels {
@@ -297,6 +298,23 @@ func label(m *dto.Metric, name string) string {
 	return ""
 }
 
+// pushPaths names the push endpoints of the servers that take Loki's API.
+const pushPaths = "/loki/api/v1/push (Loki) or /insert/loki/api/v1/push (VictoriaLogs)"
+
+// hint says what a refusal usually means, so the one line reporting it
+// tells a user what to fix.
+func hint(status int) string {
+	switch status {
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return "is the URL the push endpoint? " + pushPaths
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return "check --loki-username/--loki-password-file or --loki-bearer-token-file"
+	case http.StatusBadRequest:
+		return "a refused tenant or payload; VictoriaLogs takes only numeric tenants (--loki-tenant 42)"
+	}
+	return ""
+}
+
 // clientLog receives the Loki client's go-kit log lines and turns failures
 // into one line per condition.
 type clientLog struct{ e *Exporter }
@@ -319,7 +337,7 @@ func (l clientLog) Log(keyvals ...any) error {
 		return nil
 	}
 	if status > 0 {
-		err = &export.StatusError{Code: status, Body: err.Error()}
+		err = &export.StatusError{Code: status, Body: err.Error(), Hint: hint(status)}
 	}
 	switch msg {
 	case "error sending batch, will retry":

@@ -167,7 +167,7 @@ func TestLine(t *testing.T) {
 func TestNewRejectsBadURL(t *testing.T) {
 	for _, u := range []string{"", "loki:3100", "://x"} {
 		_, err := New(zap.NewNop(), Config{URL: u})
-		want := fmt.Sprintf("loki URL %q: want http(s)://host:port/loki/api/v1/push", u)
+		want := fmt.Sprintf("loki URL %q: want the push endpoint, http(s)://host:port/loki/api/v1/push (Loki) or /insert/loki/api/v1/push (VictoriaLogs)", u)
 		if err == nil || err.Error() != want {
 			t.Errorf("New(%q) = %v, want %q", u, err, want)
 		}

@@ -10,7 +10,9 @@ package mimir
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"math"
 	"net/http"
 	"sort"
@@ -56,7 +58,7 @@ type Exporter struct {
 	queued   int                    // samples in queue
 	inflight *prompb.WriteRequest   // being sent: never shed
 	wake     chan struct{}
-	lastSnap int64 // ms; exemplars newer than this are sent with the next snapshot
+	sent     map[uint64]bool // the exemplars the last snapshot held: not sent again
 }
 
 func New(log *zap.Logger, cfg Config, g prometheus.Gatherer) (*Exporter, error) {
@@ -128,10 +130,9 @@ func (e *Exporter) Snapshot(now time.Time) {
 	}
 	ts := now.UnixMilli()
 	e.mu.Lock()
-	since := e.lastSnap
-	e.lastSnap = ts
+	series, sent := Convert(mfs, ts, e.sent, e.cfg.ExternalLabels)
+	e.sent = sent
 	e.mu.Unlock()
-	series := Convert(mfs, ts, since, e.cfg.ExternalLabels)
 	var batch []*prompb.WriteRequest
 	for len(series) > 0 {
 		n, samples := 0, 0
@@ -348,9 +349,15 @@ func (r recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // Convert turns gathered families into remote-write series stamped ts (ms).
-// Exemplars are sent once: only those newer than since (ms).
-func Convert(mfs []*dto.MetricFamily, ts, since int64, external map[string]string) []prompb.TimeSeries {
+// Exemplars are sent once: those in sent (what the previous snapshot held)
+// are left out, and the exemplars present now are returned for the next
+// call. Which ones are new is decided by identity, not by time: a
+// request's exemplar carries the time it ended, and a request is often
+// counted later than the previous snapshot (held for its names, paired at
+// a sweep), so "newer than the last snapshot" would lose most of them.
+func Convert(mfs []*dto.MetricFamily, ts int64, sent map[uint64]bool, external map[string]string) ([]prompb.TimeSeries, map[uint64]bool) {
 	var out []prompb.TimeSeries
+	now := map[uint64]bool{}
 	for _, mf := range mfs {
 		name := mf.GetName()
 		for _, m := range mf.Metric {
@@ -364,8 +371,13 @@ func Convert(mfs []*dto.MetricFamily, ts, since int64, external map[string]strin
 				}
 				sort.Slice(ls, func(i, j int) bool { return ls[i].Name < ls[j].Name })
 				s := prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: v, Timestamp: ts}}}
-				if ex != nil && ex.GetTimestamp().AsTime().UnixMilli() > since {
-					s.Exemplars = []prompb.Exemplar{exemplar(ex)}
+				if ex != nil {
+					e := exemplar(ex)
+					id := exemplarID(ls, e)
+					now[id] = true
+					if !sent[id] {
+						s.Exemplars = []prompb.Exemplar{e}
+					}
 				}
 				out = append(out, s)
 			}
@@ -398,15 +410,40 @@ func Convert(mfs []*dto.MetricFamily, ts, since int64, external map[string]strin
 			}
 		}
 	}
-	return out
+	return out, now
 }
 
+// exemplarID identifies an exemplar of a series (a hash: a collision at
+// worst leaves one exemplar unsent).
+func exemplarID(series []prompb.Label, e prompb.Exemplar) uint64 {
+	h := fnv.New64a()
+	for _, ls := range [][]prompb.Label{series, e.Labels} {
+		for _, l := range ls {
+			h.Write([]byte(l.Name))
+			h.Write([]byte{0})
+			h.Write([]byte(l.Value))
+			h.Write([]byte{0})
+		}
+		h.Write([]byte{1})
+	}
+	binary.Write(h, binary.LittleEndian, [2]uint64{uint64(e.Timestamp), math.Float64bits(e.Value)})
+	return h.Sum64()
+}
+
+// labelsOf is a series' labels with the external ones it lacks. A label
+// with an empty value is left out: to Prometheus and Mimir it is no label,
+// and sending it costs more than bytes — Prometheus stores the series
+// without it but looks the series up with it when adding an exemplar, and
+// so drops every exemplar of a series with an empty label (our
+// destination_service="" among them).
 func labelsOf(m *dto.Metric, external map[string]string) []prompb.Label {
 	ls := make([]prompb.Label, 0, len(m.Label)+len(external))
 	have := map[string]bool{}
 	for _, l := range m.Label {
-		ls = append(ls, prompb.Label{Name: l.GetName(), Value: l.GetValue()})
 		have[l.GetName()] = true
+		if l.GetValue() != "" {
+			ls = append(ls, prompb.Label{Name: l.GetName(), Value: l.GetValue()})
+		}
 	}
 	for k, v := range external {
 		if !have[k] && v != "" {

@@ -88,11 +88,11 @@ func exemplarMillis(t *testing.T, mfs []*dto.MetricFamily, name string) int64 {
 
 func TestConvert(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "req_total", Help: "h"}, []string{"code", "node"})
+	reqs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "req_total", Help: "h"}, []string{"code", "node", "service"})
 	temp := prometheus.NewGauge(prometheus.GaugeOpts{Name: "temp_celsius", Help: "h"})
 	lat := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "lat_seconds", Help: "h", Buckets: []float64{0.1, 1}})
 	reg.MustRegister(reqs, temp, lat)
-	reqs.WithLabelValues("200", "other-node").(prometheus.ExemplarAdder).AddWithExemplar(3, prometheus.Labels{"trace_id": "abc"})
+	reqs.WithLabelValues("200", "other-node", "").(prometheus.ExemplarAdder).AddWithExemplar(3, prometheus.Labels{"trace_id": "abc"})
 	temp.Set(21.5)
 	lat.Observe(0.05)
 	lat.(prometheus.ExemplarObserver).ObserveWithExemplar(0.5, prometheus.Labels{"trace_id": "def"})
@@ -107,38 +107,66 @@ func TestConvert(t *testing.T) {
 	ext := map[string]string{"cluster": "c1", "node": "n1", "empty": ""}
 	const ts = 1700000000123
 
-	// since before both exemplars: both are sent.
-	got := renderAll(mimir.Convert(mfs, ts, min(exReq, exLat)-1, ext))
+	// A first snapshot: both exemplars are sent.
+	series, sent := mimir.Convert(mfs, ts, nil, ext)
+	got := renderAll(series)
 	want := []string{
 		`{__name__="lat_seconds_bucket", cluster="c1", le="0.1", node="n1"} 1 @1700000000123`,
 		fmt.Sprintf(`{__name__="lat_seconds_bucket", cluster="c1", le="1", node="n1"} 2 @1700000000123 # {trace_id="def"} 0.5 @%d`, exLat),
 		`{__name__="lat_seconds_bucket", cluster="c1", le="+Inf", node="n1"} 3 @1700000000123`,
 		`{__name__="lat_seconds_sum", cluster="c1", node="n1"} 2.55 @1700000000123`,
 		`{__name__="lat_seconds_count", cluster="c1", node="n1"} 3 @1700000000123`,
-		// The series' own node wins over the external one.
+		// The series' own node wins over the external one; its empty
+		// service label is no label at all (Prometheus would drop the
+		// exemplar of a series sent with one).
 		fmt.Sprintf(`{__name__="req_total", cluster="c1", code="200", node="other-node"} 3 @1700000000123 # {trace_id="abc"} 3 @%d`, exReq),
 		`{__name__="temp_celsius", cluster="c1", node="n1"} 21.5 @1700000000123`,
 	}
 	sameLines(t, "series with exemplars", got, want)
 
-	// since at the exemplars' time (or later): none is sent again.
-	got = renderAll(mimir.Convert(mfs, ts, max(exReq, exLat), ext))
+	// The next snapshot holds the same exemplars: none is sent again.
+	series, sent = mimir.Convert(mfs, ts+1000, sent, ext)
+	got = renderAll(series)
 	for i := range want {
+		want[i] = strings.ReplaceAll(want[i], "@1700000000123", "@1700000001123")
 		if j := strings.Index(want[i], " # "); j >= 0 {
 			want[i] = want[i][:j]
 		}
 	}
-	sameLines(t, "series once their exemplars are old", got, want)
+	sameLines(t, "series once their exemplars were sent", got, want)
+
+	// A request counted after that snapshot but stamped before it (it
+	// ended earlier, and waited for its names): its exemplar is new, and
+	// sent, though older than the snapshot; the other is not sent again.
+	lat.(prometheus.ExemplarObserver).ObserveWithExemplar(0.7, prometheus.Labels{"trace_id": "late"})
+	if mfs, err = reg.Gather(); err != nil {
+		t.Fatal(err)
+	}
+	late := exemplarMillis(t, mfs, "lat_seconds")
+	series, sent = mimir.Convert(mfs, late+60000, sent, ext)
+	var withExemplars []string
+	for _, line := range renderAll(series) {
+		if strings.Contains(line, " # ") {
+			withExemplars = append(withExemplars, line)
+		}
+	}
+	sameLines(t, "the late exemplar alone", withExemplars, []string{
+		fmt.Sprintf(`{__name__="lat_seconds_bucket", cluster="c1", le="1", node="n1"} 3 @%d # {trace_id="late"} 0.7 @%d`, late+60000, late),
+	})
+	if len(sent) != 2 {
+		t.Errorf("%d exemplars remembered, want the 2 the registry holds", len(sent))
+	}
 
 	// No external labels: only the series' own.
-	got = renderAll(mimir.Convert(mfs, ts, max(exReq, exLat), nil))
+	series, _ = mimir.Convert(mfs, ts, sent, nil)
+	got = renderAll(series)
 	sameLines(t, "series without external labels", got, []string{
 		`{__name__="lat_seconds_bucket", le="0.1"} 1 @1700000000123`,
-		`{__name__="lat_seconds_bucket", le="1"} 2 @1700000000123`,
-		`{__name__="lat_seconds_bucket", le="+Inf"} 3 @1700000000123`,
-		`{__name__="lat_seconds_sum"} 2.55 @1700000000123`,
-		`{__name__="lat_seconds_count"} 3 @1700000000123`,
-		`{__name__="req_total", code="200", node="other-node"} 3 @1700000000123`,
+		fmt.Sprintf(`{__name__="lat_seconds_bucket", le="1"} 3 @1700000000123 # {trace_id="late"} 0.7 @%d`, late),
+		`{__name__="lat_seconds_bucket", le="+Inf"} 4 @1700000000123`,
+		`{__name__="lat_seconds_sum"} 3.25 @1700000000123`,
+		`{__name__="lat_seconds_count"} 4 @1700000000123`,
+		fmt.Sprintf(`{__name__="req_total", code="200", node="other-node"} 3 @1700000000123 # {trace_id="abc"} 3 @%d`, exReq),
 		`{__name__="temp_celsius"} 21.5 @1700000000123`,
 	})
 }
@@ -153,7 +181,8 @@ func TestConvertInfBucketFromLibrary(t *testing.T) {
 	h.(prometheus.ExemplarObserver).ObserveWithExemplar(5000, prometheus.Labels{"trace_id": "big"})
 	mfs, _ := reg.Gather()
 	ex := exemplarMillis(t, mfs, "size_bytes")
-	got := renderAll(mimir.Convert(mfs, 5, 0, nil))
+	series, _ := mimir.Convert(mfs, 5, nil, nil)
+	got := renderAll(series)
 	sameLines(t, "series", got, []string{
 		`{__name__="size_bytes_bucket", le="10"} 0 @5`,
 		`{__name__="size_bytes_bucket", le="100"} 1 @5`,
@@ -170,7 +199,8 @@ func TestConvertSummaryAndUntyped(t *testing.T) {
 	reg.MustRegister(s, u)
 	s.Observe(0.25)
 	mfs, _ := reg.Gather()
-	got := renderAll(mimir.Convert(mfs, 9, 0, map[string]string{"cluster": "c"}))
+	series, _ := mimir.Convert(mfs, 9, nil, map[string]string{"cluster": "c"})
+	got := renderAll(series)
 	sameLines(t, "series", got, []string{
 		`{__name__="legacy", cluster="c", zone="a"} 7 @9`,
 		`{__name__="rtt_seconds", cluster="c", quantile="0.5"} 0.25 @9`,
