@@ -57,8 +57,11 @@ func TestMonitoringComponent(t *testing.T) {
 	if !strings.Contains(out, "podmonitor.monitoring.coreos.com/strata-agent created (server dry run)") {
 		t.Errorf("PodMonitor not applied:\n%s", out)
 	}
-	if n := strings.Count(out, "(server dry run)"); n != 7 {
-		t.Errorf("%d objects applied, want 7 (the six of manifests/ and the PodMonitor):\n%s", n, out)
+	if !strings.Contains(out, "prometheusrule.monitoring.coreos.com/strata created (server dry run)") {
+		t.Errorf("PrometheusRule not applied:\n%s", out)
+	}
+	if n := strings.Count(out, "(server dry run)"); n != 8 {
+		t.Errorf("%d objects applied, want 8 (the six of manifests/, the PodMonitor and the PrometheusRule):\n%s", n, out)
 	}
 
 	// The check has teeth: a field the CRD does not define is refused.
