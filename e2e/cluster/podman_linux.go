@@ -37,9 +37,18 @@ func NewPodman(t T, dir string) *Podman {
 			missing(t, tool+" not installed: make deps")
 		}
 	}
-	return &Podman{t: t, images: map[string]bool{},
+	p := &Podman{t: t, images: map[string]bool{},
 		base: []string{"--root", filepath.Join(dir, "storage"), "--runroot", filepath.Join(dir, "run"),
 			"--storage-driver", "overlay", "--runtime", "runc"}}
+	// A run killed before its cleanup (go test's timeout) leaves its
+	// containers, an agent among them: end them (e2e runs hold the
+	// machine's lock, so none is another run's).
+	if out, err := p.run("ps", "-a", "-q", "--filter", "label=strata-e2e"); err == nil {
+		for _, id := range strings.Fields(out) {
+			p.run("rm", "-f", id)
+		}
+	}
+	return p
 }
 
 func (p *Podman) run(args ...string) (string, error) {
