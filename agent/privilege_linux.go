@@ -16,7 +16,7 @@ var required = []struct {
 	bit       uint
 	name, why string
 }{
-	{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "to load BPF programs and enter pods' network namespaces (setns)"},
+	{unix.CAP_SYS_ADMIN, "CAP_SYS_ADMIN", "to load BPF programs and to setns into pods' network namespaces"},
 	{unix.CAP_SYS_PTRACE, "CAP_SYS_PTRACE", "to read other processes' /proc/<pid>/ns and /proc/<pid>/fd"},
 }
 
