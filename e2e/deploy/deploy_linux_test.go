@@ -6,7 +6,6 @@
 package deploy_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,8 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/stratanet/strata/e2e/cluster"
 	"github.com/stratanet/strata/e2e/harness"
@@ -181,51 +178,8 @@ func TestDaemonSetInAContainer(t *testing.T) {
 	}
 
 	// The workload-identity scenario, with the agent in its container.
-	c.Apply(fmt.Sprintf(`
-apiVersion: v1
-kind: Namespace
-metadata: {name: shop}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: backend, namespace: shop}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: backend}}
-  template:
-    metadata: {labels: {app: backend}}
-    spec:
-      containers:
-      - {name: server, image: local/tcpserver, command: [%[1]q, "-listen", ":8080", "-request", "100", "-reply", "200"]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: backend, namespace: shop}
-spec:
-  selector: {app: backend}
-  ports: [{port: 80, targetPort: 8080}]
-`, filepath.Join(bin, "tcpserver")))
-	backends := c.WaitRunning("shop", "app=backend", 2)
-	svc, err := c.Client.CoreV1().Services("shop").Get(context.Background(), "backend", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Apply(fmt.Sprintf(`
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: frontend, namespace: shop}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: frontend}}
-  template:
-    metadata: {labels: {app: frontend}}
-    spec:
-      containers:
-      - name: client
-        image: local/tcpclient
-        command: ["sh", "-c", "%s -connect %s:80 -count 5 -send 100 -expect 200; exec sleep 100000"]
-`, filepath.Join(bin, "tcpclient"), svc.Spec.ClusterIP))
-	c.WaitRunning("shop", "app=frontend", 2)
+	backends, vip := c.Backend("shop", filepath.Join(bin, "tcpserver"))
+	c.Clients("shop", "frontend", 2, filepath.Join(bin, "tcpclient"), vip+":80", 5, "")
 
 	pair := labels{"source_namespace": "shop", "source_workload": "frontend",
 		"destination_namespace": "shop", "destination_workload": "backend", "destination_service": "backend"}
