@@ -74,6 +74,8 @@ image: build ## Build the agent's image (FROM scratch, offline, podman) into bin
 		meta+=(--annotation "org.opencontainers.image.$$kv" --label "org.opencontainers.image.$$kv"); done; \
 	$(PODMAN) build --network=none --pull=never --timestamp $$(git log -1 --format=%ct) \
 		-f agent/cmd/strata-agent/Containerfile -t $(IMAGE) "$${meta[@]}" bin/image
+	@# Earlier builds' tags go: the store outside the repo stays one image large.
+	$(PODMAN) images --format '{{.Repository}}:{{.Tag}}' localhost/strata-agent | grep -vxF '$(IMAGE)' | xargs -r $(PODMAN) rmi >/dev/null || true
 	rm -f $(IMAGE_TAR)
 	$(PODMAN) save --format oci-archive -o $(IMAGE_TAR) $(IMAGE)
 	@echo "$(IMAGE) -> $(IMAGE_TAR) ($$(du -h $(IMAGE_TAR) | cut -f1))"
