@@ -40,9 +40,7 @@ func kubeWanted(cfg config.Config) bool {
 // operator asked for names the agent cannot give); one that is slow to list
 // only delays names.
 func startKube(ctx context.Context, cfg config.Config, log *zap.Logger) (*kube.Cache, error) {
-	// client-go logs (a watch refused, a relist) through klog: make them
-	// the agent's own lines rather than klog's format on stderr.
-	klog.SetLogger(zapr.NewLogger(log.Named("client-go")))
+	klogToZap(log)
 	rc, err := kube.Config(cfg.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --kubernetes=%s: %w", ErrUsage, cfg.Kubernetes, err)
@@ -76,6 +74,11 @@ func startKube(ctx context.Context, cfg config.Config, log *zap.Logger) (*kube.C
 	}
 	return c, nil
 }
+
+// klogToZap sends what client-go logs through klog (a watch refused, a
+// relist) to the agent's logger, named client-go, rather than klog's own
+// format on stderr.
+func klogToZap(log *zap.Logger) { klog.SetLogger(zapr.NewLogger(log.Named("client-go"))) }
 
 // podOfProcess names the host-network pod a process of the node belongs
 // to, by the pod UID in its cgroup path. Answers are kept a few seconds:
