@@ -104,7 +104,10 @@ lint: ## gofmt, go vet, and no module requiring an AGPL Grafana server
 .PHONY: test
 test: deps tools lint image ## Run every test, BPF and network tests included (root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make test: BPF and network-namespace tests need root (sudo make test)"; exit 1; fi
-	CI=$(CI) $(GO) test -count=1 -timeout 30m $$($(GO) list ./... | grep -v /e2e/)
+	@# The pure-Go packages under the race detector; the probes' tests (BPF,
+	@# their concurrency is the kernel's) without it.
+	CI=$(CI) $(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v -e /e2e/ -e /probes/)
+	CI=$(CI) $(GO) test -count=1 -timeout 30m ./probes/...
 	@# One end-to-end package at a time: each agent sees every namespace of
 	@# the machine, so two packages' labs (same addresses, same programs)
 	@# would be counted by each other's agents.
