@@ -4,11 +4,20 @@ export PATH := /usr/local/go/bin:$(HOME)/go/bin:$(PATH)
 
 GO           ?= go
 AGENT        := bin/strata-agent
+# The release: git describe (a tag, else the commit), stamped into the
+# binary (--version, strata_agent_build_info) and the image's tag.
+VERSION      ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+IMAGE        ?= localhost/strata-agent:$(VERSION)
+IMAGE_TAR    := bin/strata-agent-image.tar
+# Podman's state lives outside the repository; CI reuses it between runs.
+PODMAN_DIR   ?= /var/cache/strata/podman
+PODMAN       := podman --root $(PODMAN_DIR)/storage --runroot $(PODMAN_DIR)/run --storage-driver overlay --runtime runc
+SOURCE_URL   := https://github.com/stratanet/strata
 METRICS_ADDR ?= 127.0.0.1:9810
 CI           ?=
 # Debian packages the build, the tests and the benchmarks use.
 DEB_PACKAGES := clang llvm libbpf-dev bpftool iproute2 iptables procps util-linux nginx-light wrk curl etcd-server dnsmasq-base prometheus prometheus-alertmanager \
-                qemu-system-x86 kmod xz-utils
+                qemu-system-x86 kmod xz-utils podman buildah runc ca-certificates
 # Kernels `make test-kernels` boots (Debian cloud kernels, e2e/kernels), and
 # the ones `make test` boots.
 KERNELS      ?= 5.10,6.1,6.12
@@ -54,8 +63,26 @@ check-dashboards: dashboards ## Fail if the committed dashboards, rules manifest
 		echo "generated dashboards or rules are stale: run make dashboards and commit"; exit 1; fi
 
 .PHONY: build
-build: ## Build bin/strata-agent
-	$(GO) build -o $(AGENT) ./agent/cmd/strata-agent
+build: ## Build bin/strata-agent (static, version from git describe: the image's binary)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X github.com/stratanet/strata/agent.Version=$(VERSION)" -o $(AGENT) ./agent/cmd/strata-agent
+
+.PHONY: image
+image: build ## Build the agent's image (FROM scratch, offline, podman) into bin/strata-agent-image.tar (OCI archive)
+	@command -v podman >/dev/null || { echo "make image: podman not installed (make deps)"; exit 1; }
+	rm -rf bin/image && mkdir -p bin/image $(PODMAN_DIR)
+	cp $(AGENT) bin/image/strata-agent
+	cp /etc/ssl/certs/ca-certificates.crt bin/image/
+	@# Stamped with the commit's time, not now: the same commit gives the same image.
+	set -e; meta=(); for kv in title=strata-agent version=$(VERSION) revision=$$(git rev-parse HEAD) \
+		source=$(SOURCE_URL) licenses=Apache-2.0 "description=eBPF connectivity observability agent for Kubernetes"; do \
+		meta+=(--annotation "org.opencontainers.image.$$kv" --label "org.opencontainers.image.$$kv"); done; \
+	$(PODMAN) build --network=none --pull=never --timestamp $$(git log -1 --format=%ct) \
+		-f agent/cmd/strata-agent/Containerfile -t $(IMAGE) "$${meta[@]}" bin/image
+	@# Earlier builds' tags go: the store outside the repo stays one image large.
+	$(PODMAN) images --format '{{.Repository}}:{{.Tag}}' localhost/strata-agent | grep -vxF '$(IMAGE)' | xargs -r $(PODMAN) rmi >/dev/null || true
+	rm -f $(IMAGE_TAR)
+	$(PODMAN) save --format oci-archive -o $(IMAGE_TAR) $(IMAGE)
+	@echo "$(IMAGE) -> $(IMAGE_TAR) ($$(du -h $(IMAGE_TAR) | cut -f1))"
 
 .PHONY: run
 run: build ## Build and start the agent in standalone mode (root)
@@ -79,7 +106,7 @@ lint: ## gofmt, go vet, and no module requiring an AGPL Grafana server
 	if [ -n "$$agpl" ]; then echo "these go.mod files require an AGPL Grafana server: $$agpl"; exit 1; fi
 
 .PHONY: test
-test: deps tools lint build ## Run every test, BPF and network tests included (root)
+test: deps tools lint image ## Run every test, BPF and network tests included (root)
 	@if [ "$$(id -u)" != 0 ]; then echo "make test: BPF and network-namespace tests need root (sudo make test)"; exit 1; fi
 	@# The pure-Go packages under the race detector; the probes' tests (BPF,
 	@# their concurrency is the kernel's) without it.
