@@ -160,6 +160,10 @@ func TestDaemonSetInAContainer(t *testing.T) {
 			if l.GetName() == "mode" && l.GetValue() == "disabled" {
 				t.Errorf("probe %s disabled in the container", probe)
 			}
+			// DNS reaches the node's cgroup root through the mount.
+			if probe == "dns" && l.GetName() == "mode" && l.GetValue() != "cgroup_skb" {
+				t.Errorf("dns in mode %s in the container, want cgroup_skb", l.GetValue())
+			}
 		}
 	}
 	_, tag, _ := strings.Cut(image, ":")

@@ -20,8 +20,9 @@ var ErrNoRoot = errors.New("the cgroup v2 root is not mounted here: mount the ho
 // Root is the path of a cgroup v2 mount showing the hierarchy's root,
 // from /proc/self/mountinfo. Unified hosts mount it at /sys/fs/cgroup,
 // hybrid ones at /sys/fs/cgroup/unified; a container may mount it
-// anywhere. A container that sees only its own cgroup but shares the
-// host's PID namespace reaches the host's mount through /proc/1/root.
+// anywhere (the DaemonSet mounts the node's /sys/fs/cgroup). A container
+// that sees only its own cgroup but shares the host's PID namespace reaches
+// the host's mount through /proc/1/root.
 func Root() (string, error) {
 	dir, err := rootIn("/proc/self/mountinfo", "")
 	if err == nil || !errors.Is(err, ErrNoRoot) {
@@ -42,9 +43,8 @@ func rootIn(mountinfo, prefix string) (string, error) {
 	return root(f, prefix, isRoot)
 }
 
-// root reads mountinfo lines and returns the first cgroup2 mount of the
-// hierarchy's root (mount root "/") that ok confirms, its path under
-// prefix.
+// root reads mountinfo lines and returns the first cgroup2 mount that ok
+// confirms as the hierarchy's root, its path under prefix.
 func root(r io.Reader, prefix string, ok func(dir string) bool) (string, error) {
 	var seen []string
 	s := bufio.NewScanner(r)
@@ -63,7 +63,11 @@ func root(r io.Reader, prefix string, ok func(dir string) bool) (string, error) 
 		}
 		dir := prefix + unescape(f[4])
 		seen = append(seen, dir)
-		if f[3] == "/" && ok(dir) {
+		// Not the mount's root field: a container with a cgroup namespace
+		// of its own shows the host's hierarchy, bind-mounted from the
+		// node (hostPath /sys/fs/cgroup), as "/../..". The directory
+		// itself says whether it is the root.
+		if ok(dir) {
 			return dir, nil
 		}
 	}

@@ -23,7 +23,11 @@ func TestRoot(t *testing.T) {
 		{"a namespace's root first, then the host's", "50 40 0:26 / /sys/fs/cgroup ro - cgroup2 cgroup rw\n" +
 			"51 40 0:26 / /host/cgroup\\040root rw - cgroup2 cgroup2 rw\n", "/host/cgroup root",
 			func(d string) bool { return d != "/sys/fs/cgroup" }, nil},
-		{"only a sub-tree", "50 40 0:26 /kubepods/pod1 /sys/fs/cgroup ro - cgroup2 cgroup rw\n", "", all, ErrNoRoot},
+		{"only a sub-tree", "50 40 0:26 /kubepods/pod1 /sys/fs/cgroup ro - cgroup2 cgroup rw\n", "",
+			func(string) bool { return false }, ErrNoRoot},
+		{"the node's root mounted into a container with its own cgroup namespace",
+			"50 40 0:26 / /sys/fs/cgroup ro - cgroup2 cgroup rw\n" + "60 40 0:26 /../../.. /host/cgroup ro - cgroup2 cgroup2 rw\n",
+			"/host/cgroup", func(d string) bool { return d == "/host/cgroup" }, nil},
 		{"no cgroup2", "31 23 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n", "", all, ErrNoRoot},
 	} {
 		got, err := root(strings.NewReader(c.mountinfo), "", c.ok)
