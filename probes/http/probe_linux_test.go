@@ -102,16 +102,18 @@ func open(t *testing.T, mode Mode) func(port uint16) []event.HTTP {
 		time.Sleep(200 * time.Millisecond)
 		mu.Lock()
 		defer mu.Unlock()
-		// Requests carry the socket's ends; responses only the socket.
+		// Requests carry the socket's ends; responses only the socket,
+		// and a response may come before any request of its socket.
 		socks := map[uint64]bool{}
+		for _, e := range evs {
+			if e.Mono <= until && !e.Response && (e.Local.Port() == port || e.Remote.Port() == port) {
+				socks[e.Sock] = true
+			}
+		}
 		var out []event.HTTP
 		for _, e := range evs {
-			if e.Mono > until {
-				continue
-			}
-			if e.Local.Port() == port || e.Remote.Port() == port || (e.Response && socks[e.Sock]) {
+			if e.Mono <= until && socks[e.Sock] {
 				out = append(out, e)
-				socks[e.Sock] = true
 			}
 		}
 		return out

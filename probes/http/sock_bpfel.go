@@ -47,12 +47,18 @@ type sockHttpSock struct {
 		N uint8
 		B [7]uint8
 	}
-	State    uint8
-	Answered uint8
-	Line     uint8
-	Tallied  uint8
-	_        [4]byte
-	Who      uint64
+	State     uint64
+	Answered  uint8
+	Line      uint8
+	Tallied   uint8
+	_         [5]byte
+	Who       uint64
+	EarlyNs   uint64
+	EarlySeq  uint32
+	EarlySize uint32
+	EarlyHead [16]uint8
+	EarlyLen  uint16
+	_         [6]byte
 }
 
 type sockHttpTallies struct {

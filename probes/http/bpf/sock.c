@@ -11,6 +11,12 @@
 // the agent pairs them; a request still waiting when its socket closes is
 // sent as unanswered.
 //
+// The send hook fires when the call returns, after the data left: a client
+// may read the response first (its sender preempted, or Go's client, whose
+// reader runs on another thread). Such a response waits in the socket for
+// the request whose bytes were in the socket before it was read (known by
+// their TCP sequence numbers), and the two pair when the send hook comes.
+//
 // With tally on (no spans wanted), most exchanges are not sent at all: from
 // its second exchange on, a socket counts them in a few slots (storage of
 // their own, which a connection of one request never needs), one per
@@ -38,7 +44,9 @@
 #define NR_sendmsg 46
 #define NR_recvmsg 47
 
-enum { IDLE = 0, PENDING = 1, LONE = 2 };
+// A socket's state; IDLE to PENDING and IDLE to EARLY race (the send and
+// receive hooks of one exchange on two CPUs), so they are compare-and-swaps.
+enum { IDLE = 0, PENDING = 1, LONE = 2, EARLY = 3 };
 
 // Set by the loader.
 const volatile bool tally = false;        // count exchanges here rather than send them
@@ -52,11 +60,17 @@ struct http_sock {
 	struct http_record req; // the request waiting for its response (PENDING)
 	__u64 route;            // route_key of req's request line, 0 until hashed
 	struct carry carry;
-	__u8 state;
+	__u64 state;            // 64 bits: the compare-and-swap's width
 	__u8 answered;          // an exchange completed on this socket before
 	__u8 line;              // length of the request line route hashes, 0: none
 	__u8 tallied;           // the socket has tallies storage (its close flushes it)
 	__u64 who;              // bpf_get_current_pid_tgid of req's call, 0: req never filled
+	// A response read before its request's send returned (EARLY).
+	__u64 early_ns;
+	__u32 early_seq;        // the socket's write_seq when it was read
+	__u32 early_size;
+	__u8 early_head[HEAD];
+	__u16 early_len;
 };
 
 struct http_tallies {
@@ -425,6 +439,51 @@ static __always_inline void flush(struct sock *sk, struct http_tallies *t, bool 
 
 // on_request and on_response take the socket's storage when the caller
 // looked it up already (NULL: look it up here), and the call's first bytes.
+// write_seq is the sequence number of the next byte the socket's user
+// writes.
+static __always_inline __u32 write_seq(struct sock *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(sk);
+	return tp ? tp->write_seq : 0;
+}
+
+// emit_early writes the socket's early response alone: it answered no
+// request seen here.
+static __always_inline void emit_early(struct sock *sk, struct http_sock *st)
+{
+	struct http_record *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
+	if (!r) {
+		__sync_fetch_and_add(&lost, 1);
+		return;
+	}
+	r->kind = HTTP_RESPONSE;
+	r->dir = DIR_RECEIVED;
+	r->family = 0;
+	r->pid = 0;
+	r->ts_ns = st->early_ns;
+	r->end_ns = 0;
+	r->sk = (__u64)sk;
+	r->size = st->early_size;
+	r->captured = 0;
+	r->slot = 0;
+	r->cookie = 0;
+	__builtin_memcpy(r->head, st->early_head, HEAD);
+	r->head_len = st->early_len;
+	ring_submit(r);
+}
+
+// complete sends or counts the socket's request, answered by the response
+// whose first bytes are head and len, read at end.
+static __always_inline void complete(struct sock *sk, struct http_sock *st, const __u8 *head, __u16 len, __u64 end)
+{
+	__builtin_memcpy(st->req.head, head, HEAD);
+	st->req.head_len = len;
+	st->req.kind = HTTP_EXCHANGE;
+	st->req.end_ns = end;
+	if (!tally || !count(sk, st))
+		output(st);
+}
+
 static __always_inline void on_request(struct sock *sk, struct http_sock *st, __u8 dir, __u32 size,
 				       const struct peek *p)
 {
@@ -436,6 +495,7 @@ static __always_inline void on_request(struct sock *sk, struct http_sock *st, __
 	}
 	switch (st->state) {
 	case IDLE:
+	case EARLY:
 		if (tally && !(st->line && p->n >= st->line && same_line(st->req.data, p->b, st->line)))
 			st->route = 0; // another request line: hashed anew if it is tallied
 		fill_call(&st->req, sk, dir, size, p);
@@ -448,6 +508,20 @@ static __always_inline void on_request(struct sock *sk, struct http_sock *st, __
 			fill_who(&st->req, sk, who);
 			st->who = who;
 		}
+		if (__sync_val_compare_and_swap(&st->state, IDLE, PENDING) != EARLY)
+			return; // PENDING; or LONE, set meanwhile by another request
+		// A response came before this send returned. It answers this
+		// request if the request's first byte was in the socket when it
+		// was read: the call wrote size bytes up to write_seq.
+		if (dir == DIR_SENT && (__s32)(st->early_seq - (write_seq(sk) - size)) > 0) {
+			// Its latency from the send's return (as every request's) is
+			// none: the response beat it.
+			st->req.ts_ns = st->early_ns;
+			complete(sk, st, st->early_head, st->early_len, st->early_ns);
+			st->state = IDLE;
+			return;
+		}
+		emit_early(sk, st);
 		st->state = PENDING;
 		return;
 	case PENDING: // pipelining: the agent pairs this socket from now on
@@ -462,19 +536,36 @@ static __always_inline void on_request(struct sock *sk, struct http_sock *st, __
 static __always_inline void on_response(struct sock *sk, struct http_sock *st, __u8 dir, __u32 size,
 					const struct peek *p)
 {
+	// Only a client's sends can return after their answer: a server's
+	// request hook fires before its read returns the request.
 	if (!st)
-		st = bpf_sk_storage_get(&socks, sk, 0, 0);
-	if (!st || st->state != PENDING || st->req.dir == dir) {
+		st = bpf_sk_storage_get(&socks, sk, 0, dir == DIR_RECEIVED ? BPF_SK_STORAGE_GET_F_CREATE : 0);
+	if (!st) {
+		emit_response(sk, dir, size, p);
+		return;
+	}
+	__u64 state = st->state;
+	if (state == IDLE && dir == DIR_RECEIVED) {
+		if (p->b[9] == '1') // an interim answer: the final one follows
+			return;
+		__builtin_memcpy(st->early_head, p->b, HEAD);
+		st->early_len = p->n < HEAD ? p->n : HEAD;
+		st->early_ns = bpf_ktime_get_ns();
+		st->early_size = size;
+		st->early_seq = write_seq(sk);
+		state = __sync_val_compare_and_swap(&st->state, IDLE, EARLY);
+		if (state == IDLE)
+			return; // waits for its request's send
+		// The request came meanwhile (PENDING): paired below.
+	}
+	if (state != PENDING || st->req.dir == dir) {
 		emit_response(sk, dir, size, p);
 		return;
 	}
 	if (p->b[9] == '1') // 100 Continue and friends: the final answer follows
 		return;
-	fill_head(&st->req, p);
-	st->req.kind = HTTP_EXCHANGE;
-	st->req.end_ns = bpf_ktime_get_ns();
-	if (!tally || !count(sk, st))
-		output(st);
+	__u16 len = p->n < HEAD ? p->n : HEAD;
+	complete(sk, st, p->b, len, bpf_ktime_get_ns());
 	st->state = IDLE;
 }
 
@@ -558,6 +649,9 @@ int BPF_PROG(http_closed, struct sock *sk, int oldstate, int newstate)
 		st->req.end_ns = bpf_ktime_get_ns();
 		st->req.head_len = 0;
 		output(st);
+		st->state = IDLE;
+	} else if (st->state == EARLY) { // its request was never seen
+		emit_early(sk, st);
 		st->state = IDLE;
 	}
 	if (st->tallied) { // a second lookup only where there is something to find
