@@ -346,30 +346,34 @@ func TestPipelinedAndUnanswered(t *testing.T) {
 				t.Errorf("%s: %d, want %d (all: %v)", k, got[k], v, got)
 			}
 		}
-		// What each request became: its path and, where the kernel paired
-		// it, its status (0: unanswered); lone responses by status.
-		var seen []string
-		for _, e := range evs {
-			switch {
-			case e.Response:
-				seen = append(seen, fmt.Sprint(e.Status))
-			case e.Ended != 0:
-				seen = append(seen, fmt.Sprintf("%s=%d", e.Path, e.Status))
-			default:
-				seen = append(seen, e.Path)
-			}
-		}
-		sort.Strings(seen)
 		// The pipelining socket is paired by the agent in both modes; the
 		// last connection's request ends unanswered in the kernel.
 		wantSeen := "/a /a /b /b /c /c /d /d 200 200 404 404"
 		if mode := strings.Split(t.Name(), "/")[1]; mode == string(Tracepoint) {
 			wantSeen = "/a /a /b /b /c /c /d=0 /d=0 200 200 404 404"
 		}
-		if strings.Join(seen, " ") != wantSeen {
-			t.Errorf("records %q, want %q", strings.Join(seen, " "), wantSeen)
+		if seen := outcomes(evs); seen != wantSeen {
+			t.Errorf("records %q, want %q", seen, wantSeen)
 		}
 	})
+}
+
+// outcomes says what each request became, sorted: its path and, where the
+// kernel paired it, its status (0: unanswered); lone responses by status.
+func outcomes(evs []event.HTTP) string {
+	var seen []string
+	for _, e := range evs {
+		switch {
+		case e.Response:
+			seen = append(seen, fmt.Sprint(e.Status))
+		case e.Ended != 0:
+			seen = append(seen, fmt.Sprintf("%s=%d", e.Path, e.Status))
+		default:
+			seen = append(seen, e.Path)
+		}
+	}
+	sort.Strings(seen)
+	return strings.Join(seen, " ")
 }
 
 // A request answered "100 Continue" first, then its body, then the final
