@@ -2,7 +2,6 @@ package dns_test
 
 import (
 	"fmt"
-	dnsprobe "github.com/stratanet/strata/probes/dns"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/stratanet/strata/e2e/dnslab"
 	"github.com/stratanet/strata/e2e/harness"
+	dnsprobe "github.com/stratanet/strata/probes/dns"
 )
 
 const (
