@@ -36,9 +36,9 @@ func TestResponseBeforeSendReturns(t *testing.T) {
 		}
 		defer ln.Close()
 		port := ln.Addr().(*net.TCPAddr).Port
-		answered := make(chan struct{})
+		answered, drained := make(chan struct{}), make(chan struct{})
 		served := make(chan error, 1)
-		go func() { served <- serveEarly(ln, body, answered) }()
+		go func() { served <- serveEarly(ln, body, answered, drained) }()
 
 		// An answer to nothing, then a request of its own.
 		c := dialBlocking(t, port, buffers)
@@ -61,6 +61,8 @@ func TestResponseBeforeSendReturns(t *testing.T) {
 		if n := <-sent; n != len(req) {
 			t.Fatalf("the request's write returned %d of %d bytes (interrupted?)", n, len(req))
 		}
+		// The next request starts a read of its own, not the body's last.
+		<-drained
 		for i := 0; i < 3; i++ {
 			writeAll(t, c, []byte(fmt.Sprintf("GET /after/%d HTTP/1.1\r\nHost: x\r\n\r\n", i)))
 			readHead(t, c)
@@ -93,8 +95,9 @@ func TestResponseBeforeSendReturns(t *testing.T) {
 
 // serveEarly answers the first connection before it asks anything, then
 // its request; the second's upload as soon as its head is in, draining the
-// body only once answered is closed, then three more requests.
-func serveEarly(ln net.Listener, body int, answered <-chan struct{}) error {
+// body only once answered is closed (then closing drained), then three more
+// requests.
+func serveEarly(ln net.Listener, body int, answered <-chan struct{}, drained chan<- struct{}) error {
 	c, err := ln.Accept()
 	if err != nil {
 		return err
@@ -117,7 +120,9 @@ func serveEarly(ln net.Listener, body int, answered <-chan struct{}) error {
 	}
 	c.Write([]byte("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"))
 	<-answered
-	if _, err := io.CopyN(io.Discard, r, int64(body)); err != nil {
+	_, err = io.CopyN(io.Discard, r, int64(body))
+	close(drained)
+	if err != nil {
 		return fmt.Errorf("drain the upload: %w", err)
 	}
 	for i := 0; i < 3; i++ {
