@@ -416,6 +416,12 @@ func exactCounts(t *testing.T, prom *harness.Prometheus) {
 			map[string]float64{"broken.example.com/shop/checkout": r}},
 		{"strata-dns", "Top NXDOMAIN names", "A", w("checkout"), []string{"qname", "source_namespace", "source_workload"},
 			map[string]float64{"nosuch.example.com/shop/checkout": r}},
+		// Go's resolver asks for A and AAAA before each call; dnsmasq knows
+		// the name (A only): NOERROR both.
+		{"strata-dns", "Query types", "A", w("frontend"), []string{"qtype", "rcode"},
+			map[string]float64{"A/NOERROR": r, "AAAA/NOERROR": r}},
+		{"strata-external", "DNS answers for the dependency's name", "A", nil, []string{"qname", "rcode"},
+			map[string]float64{"api.twilio.com/NOERROR": 2 * r}},
 		{"strata-external", "Calls by dependency", "A", nil, []string{"destination_workload"},
 			map[string]float64{"api.twilio.com": r}},
 		{"strata-external", "Error ratio by dependency", "A", nil, []string{"destination_workload"},
