@@ -50,17 +50,27 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 
-	// Bind first: a taken port is the cheapest failure to report.
+	// Bind first: a taken port is the cheapest failure to report. Serve
+	// from now on, so the kubelet's probes get an answer (alive, not ready)
+	// while the probes load and the informers list.
 	reg := prometheus.NewRegistry()
-	srv, err := prom.Listen(log.Named("metrics"), cfg.MetricsAddr, reg)
+	reg.MustRegister(buildInfo())
+	h := newHealth(kubeWanted(cfg))
+	srv, err := prom.Listen(log.Named("metrics"), cfg.MetricsAddr, reg, h)
 	if err != nil {
 		return err
 	}
+	serving, stopServing := context.WithCancel(ctx)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(serving) }()
+	defer func() { stopServing(); <-served }()
+
 	k, err := openKernel(cfg, routes, log)
 	if err != nil {
 		return err
 	}
 	defer k.close()
+	h.loaded(k.modes, k.lost)
 
 	// Stages, in the order data flows through them.
 	resolver := process.New(log.Named("identity"), process.NewProcHost())
@@ -82,9 +92,10 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 		defer c.Wait() // after stop: informers end with kctx
 		defer stop()
-		hostNetns, err := netns.Inode("/proc/self/ns/net")
+		h.watchSync(c.Synced)
+		hostNetns, err := nodeNetns(log)
 		if err != nil {
-			return fmt.Errorf("own network namespace: %w", err)
+			return err
 		}
 		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns, Process: podOfProcess(c), Clock: monoToWall(), NetnsOf: resolver.NetnsOf}
 		gone = c.Gone
@@ -118,7 +129,6 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 		reg.MustRegister(lookups)
 	}
-	h := newHealth(k.modes, k.lost)
 	reg.MustRegister(table, requests, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	g, ctx := errgroup.WithContext(ctx)
@@ -132,6 +142,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	g.Go(func() error {
 		tick := time.NewTicker(time.Second) // idle HTTP sockets are forgotten
 		defer tick.Stop()
+		h.turn()
 		for {
 			select {
 			case batch, ok := <-records:
@@ -163,6 +174,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 				}
 				recycle(batch)
 			case <-tick.C:
+				h.turn() // /healthz: the loop is not stuck
 				requests.Tick()
 				table.Tick()
 				if lookups != nil {
@@ -176,7 +188,15 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	}
 	// Each exporter in its own goroutine, behind its own queue.
 	x.run(ctx, g)
-	g.Go(func() error { return srv.Serve(ctx) })
+	g.Go(func() error {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-served: // only a broken listener ends it early
+			served <- err // for the deferred wait
+			return fmt.Errorf("metrics server: %w", err)
+		}
+	})
 
 	log.Info("agent running", zap.String("metrics", fmt.Sprintf("http://%s/metrics", srv.Addr())),
 		zap.Stringer("sweep_interval", cfg.SweepInterval), zap.String("http", k.modes["http"]), zap.String("dns", k.modes["dns"]))
@@ -227,10 +247,15 @@ func openKernel(cfg config.Config, routes *route.Templater, log *zap.Logger) (*k
 		}
 	}
 	if cfg.DNS == "on" {
-		if k.dns, err = dnsprobe.Open(t.Events()); err != nil {
+		var fellBack error
+		if k.dns, fellBack, err = dnsprobe.Open(t.Events(), ""); err != nil {
 			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "dns"), zap.Error(err))
 		} else {
-			k.modes["dns"] = "syscall"
+			k.modes["dns"] = k.dns.Mode()
+		}
+		if fellBack != nil {
+			log.Warn("DNS capture falls back to the syscall tracepoints, which every read and write on the node pays for",
+				zap.Error(fellBack))
 		}
 	}
 	return k, nil
@@ -257,7 +282,7 @@ func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue i
 	records := make(chan []event.Record, max(1, queue/maxBatch))
 	g.Go(func() error {
 		defer close(records)
-		return r.Run(ctx, func(batch []event.Record) {
+		err := r.Run(ctx, func(batch []event.Record) {
 			select {
 			case records <- batch:
 			default:
@@ -267,6 +292,10 @@ func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue i
 				recycle(batch)
 			}
 		}, func(error) { h.decodeLost.Add(1) })
+		if ctx.Err() == nil {
+			h.readerStopped(err) // /healthz fails: nothing reads the kernel's records any more
+		}
+		return err
 	})
 	return records, nil
 }
@@ -343,6 +372,26 @@ func sweep(ctx context.Context, log *zap.Logger, k *kernel, tallied func(netns u
 		case <-tick.C:
 		}
 	}
+}
+
+// nodeNetns is the node's own network namespace: PID 1's, which the agent
+// sees with the DaemonSet's hostPID. Its own may be a pod's (hostNetwork
+// off), and then every host-network process would be taken for a pod.
+// Where PID 1's cannot be read although the agent holds CAP_SYS_PTRACE (a
+// sandbox's init may hide it), its own is taken, with a warning: right
+// when it runs on the host network, as the DaemonSet does.
+func nodeNetns(log *zap.Logger) (uint32, error) {
+	ino, err := netns.Inode("/proc/1/ns/net")
+	if err == nil {
+		return ino, nil
+	}
+	own, ownErr := netns.Inode("/proc/self/ns/net")
+	if ownErr != nil {
+		return 0, fmt.Errorf("%w: the node's network namespace (/proc/1/ns/net; the pod needs hostPID and CAP_SYS_PTRACE): %w", ErrPrivilege, err)
+	}
+	log.Warn("cannot read PID 1's network namespace; taking the agent's own as the node's (right only with hostNetwork)",
+		zap.Error(err), zap.Uint32("netns", own))
+	return own, nil
 }
 
 // monoToWall converts the kernel's CLOCK_MONOTONIC nanoseconds (what BPF

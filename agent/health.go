@@ -1,7 +1,10 @@
 package agent
 
 import (
+	"errors"
+	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stratanet/strata/exporters/export"
@@ -32,23 +35,97 @@ func probeIndex(r *event.Record) int {
 func probeOf(r *event.Record) string { return probeNames[probeIndex(r)] }
 
 // health is the agent's view of itself: what each probe runs as, what it
-// delivered and what was lost where.
+// delivered and what was lost where, and whether it is alive and ready
+// (/healthz, /readyz).
 type health struct {
-	modes      map[string]string        // probe -> mode
-	kernelLost func() map[string]uint64 // probe -> records the ring buffer refused
+	kernel     atomic.Pointer[kernelView] // nil until the probes are loaded
 	events     map[string]*atomic.Uint64
 	queueLost  map[string]*atomic.Uint64 // dropped because aggregation fell behind
 	decodeLost atomic.Uint64
+
+	now        func() time.Time
+	stall      time.Duration               // the event loop is dead after this long without a turn
+	turned     atomic.Int64                // unix nanoseconds of the loop's last turn; 0: not started
+	readerDone atomic.Pointer[error]       // why the ring-buffer reader stopped; nil while it runs
+	synced     atomic.Pointer[func() bool] // the informers' state, in Kubernetes mode
+	kube       bool                        // Kubernetes mode: ready only once synced
 }
 
-func newHealth(modes map[string]string, kernelLost func() map[string]uint64) *health {
-	h := &health{modes: modes, kernelLost: kernelLost,
-		events: map[string]*atomic.Uint64{}, queueLost: map[string]*atomic.Uint64{}}
+// kernelView is what the loaded probes tell about themselves.
+type kernelView struct {
+	modes map[string]string        // probe -> mode
+	lost  func() map[string]uint64 // probe -> records the ring buffer refused
+}
+
+// stallAfter is how long the event loop may go without a turn before
+// /healthz fails. It turns at least once a second (its tick), so this
+// leaves room for a long GC pause or a burst, and catches a loop that is
+// stuck or gone well before a kubelet's default three failed probes.
+const stallAfter = 10 * time.Second
+
+func newHealth(kube bool) *health {
+	h := &health{events: map[string]*atomic.Uint64{}, queueLost: map[string]*atomic.Uint64{},
+		now: time.Now, stall: stallAfter, kube: kube}
 	for _, p := range probeNames {
 		h.events[p] = new(atomic.Uint64)
 		h.queueLost[p] = new(atomic.Uint64)
 	}
 	return h
+}
+
+// loaded records the probes once the kernel took them.
+func (h *health) loaded(modes map[string]string, kernelLost func() map[string]uint64) {
+	h.kernel.Store(&kernelView{modes: modes, lost: kernelLost})
+}
+
+// watchSync makes readiness wait for the informers.
+func (h *health) watchSync(synced func() bool) { h.synced.Store(&synced) }
+
+// turn marks one turn of the event loop.
+func (h *health) turn() { h.turned.Store(h.now().UnixNano()) }
+
+// readerStopped records that the ring-buffer reader returned.
+func (h *health) readerStopped(err error) {
+	if err == nil {
+		err = errors.New("returned without an error")
+	}
+	h.readerDone.Store(&err)
+}
+
+// Live is /healthz: an error once the ring-buffer reader stopped or the
+// event loop has not turned for the stall time. Before the loop starts
+// (probes loading, informers listing) the agent counts as alive: /readyz
+// says it is not ready yet.
+func (h *health) Live() error {
+	if err := h.readerDone.Load(); err != nil {
+		return fmt.Errorf("ring-buffer reader stopped: %w", *err)
+	}
+	if last := h.turned.Load(); last != 0 {
+		if idle := h.now().Sub(time.Unix(0, last)); idle > h.stall {
+			return fmt.Errorf("event loop has not turned for %s (limit %s)", idle.Round(time.Second), h.stall)
+		}
+	}
+	return nil
+}
+
+// Ready is /readyz: alive, probes loaded, the event loop running and, in
+// Kubernetes mode, every informer's first list in.
+func (h *health) Ready() error {
+	if err := h.Live(); err != nil {
+		return err
+	}
+	if h.kernel.Load() == nil {
+		return errors.New("probes not loaded yet")
+	}
+	if h.turned.Load() == 0 {
+		return errors.New("event loop not started yet")
+	}
+	if h.kube {
+		if s := h.synced.Load(); s == nil || !(*s)() {
+			return errors.New("Kubernetes informers have not listed everything yet")
+		}
+	}
+	return nil
 }
 
 // count adds a batch to the per-probe event counters.
@@ -80,11 +157,17 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
-	kernel := h.kernelLost()
+	k := h.kernel.Load()
+	var kernel map[string]uint64
+	if k != nil {
+		kernel = k.lost()
+	}
 	for _, p := range probeNames {
-		ch <- prometheus.MustNewConstMetric(probeInfoDesc, prometheus.GaugeValue, 1, p, h.modes[p])
+		if k != nil {
+			ch <- prometheus.MustNewConstMetric(probeInfoDesc, prometheus.GaugeValue, 1, p, k.modes[p])
+			counter(lostDesc, kernel[p], p, "ringbuf")
+		}
 		counter(eventsDesc, h.events[p].Load(), p)
-		counter(lostDesc, kernel[p], p, "ringbuf")
 		counter(lostDesc, h.queueLost[p].Load(), p, "queue")
 	}
 	counter(lostDesc, h.decodeLost.Load(), "all", "decode")

@@ -6,9 +6,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/stratanet/strata/agent/config"
 	"github.com/stratanet/strata/identity/kube"
@@ -38,6 +40,7 @@ func kubeWanted(cfg config.Config) bool {
 // operator asked for names the agent cannot give); one that is slow to list
 // only delays names.
 func startKube(ctx context.Context, cfg config.Config, log *zap.Logger) (*kube.Cache, error) {
+	klogToZap(log)
 	rc, err := kube.Config(cfg.Kubeconfig)
 	if err != nil {
 		return nil, fmt.Errorf("%w: --kubernetes=%s: %w", ErrUsage, cfg.Kubernetes, err)
@@ -71,6 +74,11 @@ func startKube(ctx context.Context, cfg config.Config, log *zap.Logger) (*kube.C
 	}
 	return c, nil
 }
+
+// klogToZap sends what client-go logs through klog (a watch refused, a
+// relist) to the agent's logger, named client-go, rather than klog's own
+// format on stderr.
+func klogToZap(log *zap.Logger) { klog.SetLogger(zapr.NewLogger(log.Named("client-go"))) }
 
 // podOfProcess names the host-network pod a process of the node belongs
 // to, by the pod UID in its cgroup path. Answers are kept a few seconds:

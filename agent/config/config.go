@@ -325,12 +325,21 @@ func readFile(path string, cfg *Config) error {
 		}
 	}
 	for label, n := range cfg.LabelBudgets {
+		if !slices.Contains(BudgetLabels, label) {
+			// A typo would otherwise leave the label uncapped, silently.
+			return fmt.Errorf("config file %s: label_budgets.%s: no such label; budgets apply to %s", path, label, strings.Join(BudgetLabels, ", "))
+		}
 		if n < 1 {
 			return fmt.Errorf("config file %s: label_budgets.%s must be at least 1", path, label)
 		}
 	}
 	return nil
 }
+
+// BudgetLabels are the labels label_budgets can cap: the identity labels of
+// every per-connection series (agent/flow's budgets) and DNS's qname.
+var BudgetLabels = []string{"source_namespace", "source_workload", "destination_namespace",
+	"destination_workload", "destination_service", "destination_port", "qname"}
 
 // Value types, each validating as it parses.
 

@@ -747,7 +747,7 @@ func TestFileLabelBudgets(t *testing.T) {
 		want       map[string]int
 	}{
 		{"flow map", "label_budgets: {destination_workload: 50}\n", map[string]int{"destination_workload": 50}},
-		{"block map", "label_budgets:\n  destination_workload: 50\n  pod: 1\n", map[string]int{"destination_workload": 50, "pod": 1}},
+		{"block map", "label_budgets:\n  destination_workload: 50\n  qname: 1\n", map[string]int{"destination_workload": 50, "qname": 1}},
 		{"empty map", "label_budgets: {}\n", map[string]int{}},
 		{"absent", "cluster: x\n", nil},
 	} {
@@ -1014,9 +1014,11 @@ func TestUsageErrors(t *testing.T) {
 			want: []string{"config file", `"big"`}},
 		{name: "file label_budgets 0", yaml: "label_budgets: {destination_workload: 0}\n",
 			want: []string{"config file", "label_budgets.destination_workload", "at least 1"}},
-		{name: "file label_budgets negative", yaml: "label_budgets:\n  pod: 5\n  namespace: -2\n",
-			want: []string{"config file", "label_budgets.namespace", "at least 1"}},
-		{name: "file label_budgets not int", yaml: "label_budgets: {pod: many}\n",
+		{name: "file label_budgets negative", yaml: "label_budgets:\n  qname: 5\n  source_namespace: -2\n",
+			want: []string{"config file", "label_budgets.source_namespace", "at least 1"}},
+		{name: "file label_budgets typo", yaml: "label_budgets: {destination_workloads: 5}\n",
+			want: []string{"config file", "label_budgets.destination_workloads: no such label", "destination_workload, destination_service"}},
+		{name: "file label_budgets not int", yaml: "label_budgets: {qname: many}\n",
 			want: []string{"config file", "many"}},
 		{name: "file not a mapping", yaml: "- a\n- b\n",
 			want: []string{"config file"}},

@@ -30,10 +30,19 @@ type Options struct {
 	QnameBudget int // distinct qname values; more fold into ~other
 	MaxSeries   int // label sets per metric; beyond, sources and names fold into ~other
 	MaxPending  int // queries waiting for their response; beyond, new ones are not followed
+	// ExpansionWait: how long an NXDOMAIN answer waits for its client's
+	// next question, which may show it was a search-path expansion
+	// (search.go); 0: none wait, and only expansions of names asked
+	// before fold.
+	ExpansionWait time.Duration
+	// QnameIdle: a name not counted for this long gives its budget slot
+	// back and its series go; 0: names keep their slots.
+	QnameIdle time.Duration
 }
 
 func DefaultOptions() Options {
-	return Options{Timeout: 5 * time.Second, QnameBudget: 1000, MaxSeries: 20000, MaxPending: 1 << 14}
+	return Options{Timeout: 5 * time.Second, QnameBudget: 1000, MaxSeries: 20000, MaxPending: 1 << 14,
+		ExpansionWait: time.Second, QnameIdle: 15 * time.Minute}
 }
 
 // Namer names a client socket's pair (the flow table, whose budgets the
@@ -92,8 +101,12 @@ type Table struct {
 
 	mu        sync.Mutex
 	pending   map[client]query
-	qnames    map[string]struct{}
-	overflow  uint64 // qnames folded into ~other
+	qnames    map[string]uint64 // name -> when last counted (kernel ns)
+	asked     map[asker][]asked
+	held      map[asker][]held
+	nheld     int
+	suffixes  map[string]uint64 // learned search suffixes -> when last used
+	overflow  uint64            // qnames folded into ~other
 	counts    map[countKey]uint64
 	durations map[durationKey]*hist.Histogram
 	unpaired  uint64 // responses with no query waiting
@@ -106,7 +119,8 @@ type Table struct {
 // clock, wall converts it.
 func New(names Namer, cache Learner, opts Options, mono func() uint64, wall func(uint64) time.Time) *Table {
 	return &Table{names: names, cache: cache, opts: opts, mono: mono, wall: wall,
-		pending: map[client]query{}, qnames: map[string]struct{}{},
+		pending: map[client]query{}, qnames: map[string]uint64{},
+		asked: map[asker][]asked{}, held: map[asker][]held{}, suffixes: map[string]uint64{},
 		counts: map[countKey]uint64{}, durations: map[durationKey]*hist.Histogram{}}
 }
 
@@ -121,6 +135,7 @@ func (t *Table) Apply(e *event.DNS) {
 			t.malformed++
 			return
 		}
+		t.noteAsked(asker{e.Netns, e.PID}, q.Name, e.Mono)
 		k := client{e.Netns, e.Local, q.ID, e.TCP, e.Remote}
 		if _, ok := t.pending[k]; ok {
 			return // sent again with the same id: the wait counts from the first
@@ -149,10 +164,14 @@ func (t *Table) Apply(e *event.DNS) {
 	delete(t.pending, k)
 	if e.Mono-q.at > uint64(t.opts.Timeout) {
 		t.late++
-		t.complete(k, q, Timeout, q.at+uint64(t.opts.Timeout))
+		t.complete(k, q, Timeout, q.at+uint64(t.opts.Timeout), "")
 		return
 	}
-	t.complete(k, q, a.Rcode, e.Mono)
+	if a.Rcode == "NXDOMAIN" {
+		t.nxdomain(k, q, e.Mono)
+		return
+	}
+	t.complete(k, q, a.Rcode, e.Mono, "")
 }
 
 // Tick ends the queries unanswered past their timeout. The agent calls
@@ -165,29 +184,60 @@ func (t *Table) Tick() {
 	for k, q := range t.pending {
 		if now > q.at && now-q.at > limit {
 			delete(t.pending, k)
-			t.complete(k, q, Timeout, q.at+uint64(t.opts.Timeout))
+			t.complete(k, q, Timeout, q.at+uint64(t.opts.Timeout), "")
+		}
+	}
+	t.tickSearch(now)
+	t.releaseIdle(now)
+}
+
+// releaseIdle gives back the budget slots of names not counted for
+// QnameIdle, with their series: a client that looked a thousand names up
+// once must not keep the budget full for good.
+func (t *Table) releaseIdle(now uint64) {
+	if t.opts.QnameIdle <= 0 {
+		return
+	}
+	idle := map[string]bool{}
+	for name, last := range t.qnames {
+		if now > last && now-last > uint64(t.opts.QnameIdle) {
+			idle[name] = true
+			delete(t.qnames, name)
+		}
+	}
+	if len(idle) == 0 {
+		return
+	}
+	for k := range t.counts {
+		if idle[k.qname] {
+			delete(t.counts, k)
 		}
 	}
 }
 
 // complete counts one answered (or timed-out) query, once its client is
-// named.
-func (t *Table) complete(k client, q query, rcode string, end uint64) {
+// named; a search-path expansion (suffix set) under "*.suffix", with no
+// event.
+func (t *Table) complete(k client, q query, rcode string, end uint64, suffix string) {
 	who := event.TCP{Kind: event.Connect, Netns: k.netns, PID: q.pid, Comm: q.comm, Local: k.local, Remote: k.remote}
 	key, ok := t.names.Later(&who, func(key flow.Key) {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		t.count(key, k, q, rcode, end)
+		t.count(key, k, q, rcode, end, suffix)
 	})
 	if ok {
-		t.count(key, k, q, rcode, end)
+		t.count(key, k, q, rcode, end, suffix)
 	}
 }
 
-func (t *Table) count(key flow.Key, k client, q query, rcode string, end uint64) {
+func (t *Table) count(key flow.Key, k client, q query, rcode string, end uint64, suffix string) {
 	ns, wl := key.SourceNamespace, key.SourceWorkload
 	qtype := foldType(q.qtype)
-	qname := t.foldName(q.name)
+	name := q.name
+	if suffix != "" {
+		name = "*." + suffix
+	}
+	qname := t.foldName(name, end)
 	secs := 0.0
 	if end > q.at {
 		secs = float64(end-q.at) / 1e9
@@ -213,7 +263,7 @@ func (t *Table) count(key flow.Key, k client, q query, rcode string, end uint64)
 	}
 	h.Observe(buckets, secs)
 
-	if rcode != "NOERROR" && t.Events != nil {
+	if rcode != "NOERROR" && t.Events != nil && suffix == "" {
 		t.failed(key, k, q, rcode, secs, end)
 	}
 }
@@ -239,15 +289,16 @@ func (t *Table) failed(key flow.Key, k client, q query, rcode string, secs float
 }
 
 // foldName passes a name through the qname budget.
-func (t *Table) foldName(name string) string {
-	if _, ok := t.qnames[name]; ok {
+func (t *Table) foldName(name string, at uint64) string {
+	if last, ok := t.qnames[name]; ok {
+		t.qnames[name] = max(last, at)
 		return name
 	}
 	if len(t.qnames) >= t.opts.QnameBudget {
 		t.overflow++
 		return flow.Other
 	}
-	t.qnames[name] = struct{}{}
+	t.qnames[name] = at
 	return name
 }
 

@@ -47,10 +47,11 @@ type lab struct {
 	cache *dnsid.Cache
 	ev    *events
 	names *byComm
+	port  uint16 // the last client port lookup used
 }
 
 func newLab(t *testing.T, opts Options) *lab {
-	l := &lab{t: t, now: 1e9, cache: dnsid.NewCache(time.Minute, 1000), ev: &events{}, names: &byComm{}}
+	l := &lab{t: t, now: 1e9, port: 50000, cache: dnsid.NewCache(time.Minute, 1000), ev: &events{}, names: &byComm{}}
 	l.tab = New(l.names, l.cache, opts, func() uint64 { return l.now }, func(m uint64) time.Time { return time.Unix(0, int64(m)) })
 	l.tab.Events = l.ev
 	return l
@@ -93,6 +94,12 @@ func (l *lab) answer(netns uint32, local netip.AddrPort, id uint16, name string,
 		m.Answer = append(m.Answer, rr)
 	}
 	l.tab.Apply(&event.DNS{Mono: l.now, Netns: netns, Local: local, Remote: server, Response: true, Msg: pack(l.t, m)})
+}
+
+// wait lets an NXDOMAIN answer's wait for a search expansion pass.
+func (l *lab) wait() {
+	l.now += uint64(time.Second)
+	l.tab.Tick()
 }
 
 // scrape is every series as "name{labels} value" (histograms: count and sum).
@@ -191,6 +198,7 @@ func TestPairingKeys(t *testing.T) {
 	l.now += 1e6
 	l.answer(1, cli, 5, "x.example", mdns.TypeA, mdns.RcodeServerFailure)
 	l.answer(1, cli, 5, "x.example", mdns.TypeA, mdns.RcodeServerFailure) // a duplicate
+	l.wait()                                                              // b's NXDOMAIN was no search expansion
 	got := scrape(t, l.tab)
 	expect(t, got, map[string]float64{
 		requests("a", "x.example", "A", "SERVFAIL"):        1,
@@ -269,14 +277,15 @@ func TestErrorEvents(t *testing.T) {
 		l.now += 2e6
 		l.answer(1, cli, uint16(i), "nope.missing.test", mdns.TypeA, rc)
 	}
+	l.wait() // the NXDOMAIN comes last: it waited to be told no search expansion
 	var got []string
 	for _, e := range l.ev.got {
 		got = append(got, strings.Join(e.Fields, " "))
 	}
 	want := []string{
-		"source_workload getent source_addr 10.244.0.2:40000 destination_addr 10.250.0.53:53 qname nope.missing.test qtype A rcode NXDOMAIN duration 0.002000",
 		"source_workload getent source_addr 10.244.0.2:40000 destination_addr 10.250.0.53:53 qname nope.missing.test qtype A rcode SERVFAIL duration 0.002000",
 		"source_workload getent source_addr 10.244.0.2:40000 destination_addr 10.250.0.53:53 qname nope.missing.test qtype A rcode REFUSED duration 0.002000",
+		"source_workload getent source_addr 10.244.0.2:40000 destination_addr 10.250.0.53:53 qname nope.missing.test qtype A rcode NXDOMAIN duration 0.002000",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -379,6 +388,7 @@ func TestCountedOnceNamed(t *testing.T) {
 	l.query(1, cli, "curl", 10, "api.twilio.com", mdns.TypeA)
 	l.now += 2e6
 	l.answer(1, cli, 10, "api.twilio.com", mdns.TypeA, mdns.RcodeNameError)
+	l.wait()
 	if got := scrape(t, l.tab)[requests("frontend", "api.twilio.com", "A", "NXDOMAIN")]; got != 0 || len(l.ev.got) != 0 {
 		t.Fatalf("counted (%v) or reported (%d events) before the client was named", got, len(l.ev.got))
 	}

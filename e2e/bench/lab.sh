@@ -1,4 +1,4 @@
-# The benchmarks' shared lab, sourced by overhead.sh and dns_overhead.sh:
+# The benchmark's lab, sourced by overhead.sh:
 # nginx in one network namespace, wrk in another, and the agent started
 # and stopped between runs. The caller sets NAME (for messages), PREFIX
 # (two letters for the namespaces and links), NET (the /24 both ends live
@@ -44,19 +44,23 @@ http {
 	server {
 		listen $NET.1:8080;
 		location / { return 200 "ok\n"; }
+		location /big/ { alias $tmp/www/; }
 	}
 }
 CONF
+mkdir -p "$tmp/www" && head -c 16384 /dev/zero | tr '\0' x >"$tmp/www/16k"
 ip netns exec "$srv" nginx -c "$tmp/nginx.conf" &
 for _ in $(seq 50); do ip netns exec "$cli" curl -sf "http://$NET.1:8080/" >/dev/null && break; sleep 0.1; done
 
-# measure runs wrk once ($mode keepalive or close) and prints requests/s,
-# p99 in µs and the request count. wrk prints "N requests in",
+# measure runs wrk once ($mode keepalive, close, or realistic: keep-alive
+# with a 16 KiB response) and prints requests/s, p99 in µs and the
+# request count. wrk prints "N requests in",
 # "Requests/sec: N" and, with --latency, "99% X{us,ms,s}".
 measure() {
-	local out hdr=()
+	local out hdr=() path=/
 	[ "$mode" = close ] && hdr=(-H "Connection: close")
-	out=$(ip netns exec "$cli" wrk -t "$THREADS" -c "$CONNS" -d "$DURATION" --latency "${hdr[@]}" "http://$NET.1:8080/")
+	[ "$mode" = realistic ] && path=/big/16k
+	out=$(ip netns exec "$cli" wrk -t "$THREADS" -c "$CONNS" -d "$DURATION" --latency "${hdr[@]}" "http://$NET.1:8080$path")
 	awk '/requests in/ {n=$1} /^Requests\/sec:/ {r=$2}
 		$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us$/,"",v); p=v} else if (v ~ /ms$/) {sub(/ms$/,"",v); p=v*1000} else if (v ~ /s$/) {sub(/s$/,"",v); p=v*1000000}}
 		END {print r, p, n}' <<<"$out"

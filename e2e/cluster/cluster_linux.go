@@ -55,6 +55,9 @@ type Cluster struct {
 	DNS        *DNS // names for the external hosts; every pod resolves with it
 	dir        string
 	kubectl    string // built with the control plane, so their versions match
+	apiAddr    string
+	podman     *Podman // runs pods whose image it holds; nil: none
+	nodeIP     string  // the node's own address on the pod network; "": none
 
 	mu        sync.Mutex
 	pods      map[string]*pod // by UID
@@ -65,7 +68,8 @@ type Cluster struct {
 }
 
 type pod struct {
-	host    *netlab.Host
+	host    *netlab.Host // nil for a host-network container
+	ctr     *container   // a pod run by podman
 	ip      string
 	n       int // its address number
 	cmd     *exec.Cmd
@@ -95,6 +99,7 @@ func Start(t T) *Cluster {
 		"--initial-advertise-peer-urls", "http://"+peer, "--initial-cluster", "default=http://"+peer)
 
 	token := c.secrets()
+	c.apiAddr = apiAddr
 	host, port, _ := strings.Cut(apiAddr, ":")
 	c.run(apiserver,
 		"--etcd-servers=http://"+etcdAddr,
@@ -172,6 +177,14 @@ func (c *Cluster) run(name string, args ...string) {
 func (c *Cluster) stop() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	for _, p := range c.pods { // containers outlive this process otherwise
+		if p.ctr != nil {
+			if c.t.Failed() {
+				c.t.Logf("container %s log:\n%s", p.ctr.name, p.ctr.Logs())
+			}
+			p.ctr.stop()
+		}
+	}
 	for i := len(c.procs) - 1; i >= 0; i-- { // controllers, apiserver, then etcd
 		c.procs[i].Process.Kill()
 		c.procs[i].Wait()
@@ -250,6 +263,31 @@ func (c *Cluster) Apply(manifests string) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		c.t.Fatalf("kubectl apply: %v\n%s", err, out)
 	}
+}
+
+// NodeNetwork gives the machine's own namespace (the node's, PID 1's) an
+// address on the pod network and routes to this cluster's pods, so that
+// host-network processes can reach pods and be reached, as on a node.
+// Call it before the agent starts, as a node has its address before.
+func (c *Cluster) NodeNetwork() string {
+	c.t.Helper()
+	ip := fmt.Sprintf("10.244.%d.254", podBase) // no pod gets .251-.254 (start)
+	c.Lab.Node(ip, fmt.Sprintf("10.244.%d.0/24", podBase), fmt.Sprintf("10.244.%d.0/24", podBase+1))
+	c.mu.Lock()
+	c.nodeIP = ip
+	c.mu.Unlock()
+	return ip
+}
+
+// NodeIP is the node's address: on the pod network once NodeNetwork
+// gave it one, else loopback (where the API server listens).
+func (c *Cluster) NodeIP() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nodeIP != "" {
+		return c.nodeIP
+	}
+	return "127.0.0.1"
 }
 
 // PodHost is the namespace a running pod lives in (as kubectl exec would

@@ -78,7 +78,13 @@ func (c *Cluster) sync(ctx context.Context, p *corev1.Pod) {
 	if p.Status.Phase != corev1.PodRunning {
 		return
 	}
-	if code, exited := local.host.Exited(local.cmd); exited {
+	code, exited := 0, false
+	if local.ctr != nil {
+		code, exited = local.ctr.Exited()
+	} else {
+		code, exited = local.host.Exited(local.cmd)
+	}
+	if exited {
 		phase := corev1.PodSucceeded
 		if code != 0 {
 			phase = corev1.PodFailed
@@ -97,6 +103,22 @@ var podBase = 100 + 2*(os.Getpid()%50)
 
 // start gives the pod a namespace and address and runs its command there.
 func (c *Cluster) start(p *corev1.Pod) *pod {
+	c.mu.Lock()
+	rt := c.podman
+	c.mu.Unlock()
+	if rt != nil && rt.images[p.Spec.Containers[0].Image] && p.Spec.HostNetwork {
+		local := &pod{ip: c.NodeIP()}
+		ctr, err := c.startContainer(p, "")
+		if err != nil {
+			c.t.Errorf("kubelet: pod %s/%s: %v", p.Namespace, p.Name, err)
+			ctr = &container{exited: true, code: 128}
+		}
+		local.ctr = ctr
+		c.mu.Lock()
+		c.pods[string(p.UID)] = local
+		c.mu.Unlock()
+		return local
+	}
 	// The lowest free address, as an IPAM would: a deleted pod's address
 	// goes to the next pod, which is what identity must get right.
 	c.mu.Lock()
@@ -125,11 +147,20 @@ func (c *Cluster) start(p *corev1.Pod) *pod {
 		local.rules = strings.Join(rules, "\n")
 	}
 	ctr := p.Spec.Containers[0]
-	argv := append(append([]string{}, ctr.Command...), ctr.Args...)
-	if len(argv) == 0 {
-		argv = []string{"sleep", "infinity"}
+	if rt != nil && rt.images[ctr.Image] {
+		k, err := c.startContainer(p, host.NS)
+		if err != nil {
+			c.t.Errorf("kubelet: pod %s/%s: %v", p.Namespace, p.Name, err)
+			k = &container{exited: true, code: 128}
+		}
+		local.ctr = k
+	} else {
+		argv := append(append([]string{}, ctr.Command...), ctr.Args...)
+		if len(argv) == 0 {
+			argv = []string{"sleep", "infinity"}
+		}
+		local.cmd = host.Start(argv[0], argv[1:]...)
 	}
-	local.cmd = host.Start(argv[0], argv[1:]...)
 	c.mu.Lock()
 	c.pods[string(p.UID)] = local
 	c.mu.Unlock()
@@ -187,7 +218,10 @@ func (c *Cluster) remove(uid string) {
 	local := c.pods[uid]
 	delete(c.pods, uid)
 	c.mu.Unlock()
-	if local != nil {
+	if local != nil && local.ctr != nil {
+		local.ctr.stop()
+	}
+	if local != nil && local.host != nil {
 		local.host.Remove()
 		c.mu.Lock()
 		delete(c.used, local.n)

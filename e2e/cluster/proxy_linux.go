@@ -24,7 +24,7 @@ func (c *Cluster) services(ctx context.Context) {
 	c.mu.Lock()
 	var stale []*pod
 	for _, p := range c.pods {
-		if p.rules != want {
+		if p.host != nil && p.rules != want { // host-network pods: the node's rules
 			stale = append(stale, p)
 		}
 	}

@@ -59,6 +59,7 @@ func TestDNS(t *testing.T) {
 		a.Expect(t, duration, timing(resolver, "NOERROR"), 5, 0)
 		a.Expect(t, duration, timing(getent, "NOERROR"), 3, 0)
 		a.Expect(t, conns, connection(resolver, "api.twilio.com"), 5, 2*time.Second)
+		a.Expect(t, "strata_agent_probe_info", labels{"probe": "dns", "mode": "cgroup_skb"}, 1, 0)
 		mfs, _ := a.Scrape()
 		if s := harness.Series(mfs, conns, labels{"source_workload": resolver, "destination_workload": "world"}); len(s) != 0 {
 			t.Fatalf("connections counted as world: %v", labelsOf(s[0]))
@@ -98,6 +99,29 @@ func TestDNS(t *testing.T) {
 		w.lookup(t, 3, "nope.missing.test.", false)
 		a.Expect(t, requests, query(getent, "nope.missing.test", "NXDOMAIN"), 3, 0)
 		a.Expect(t, duration, timing(getent, "NXDOMAIN"), 3, 2*time.Second)
+	})
+
+	t.Run("search-path expansions fold under their suffix", func(t *testing.T) {
+		// A pod's resolv.conf: with ndots:5, glibc tries the search list
+		// before the name itself.
+		dnslab.Resolver(t, w.client, "nameserver "+dnsIP, "search shop.svc.cluster.local svc.cluster.local cluster.local",
+			"options ndots:5 timeout:1 attempts:1")
+		defer dnslab.Resolver(t, w.client, "nameserver "+dnsIP, "options timeout:1 attempts:1")
+		w.lookup(t, 2, "api.twilio.com", true)
+		w.lookup(t, 1, "nope2.missing.test", false)
+		for _, s := range []string{"*.shop.svc.cluster.local", "*.svc.cluster.local", "*.cluster.local"} {
+			a.Expect(t, requests, query(getent, s, "NXDOMAIN"), 3, 0)
+		}
+		a.Expect(t, requests, query(getent, "api.twilio.com", "NOERROR"), 5, 0) // 3 before
+		a.Expect(t, requests, query(getent, "nope2.missing.test", "NXDOMAIN"), 1, 0)
+		// NXDOMAIN: 3 from the subtest before, 9 expansions, nope2's own.
+		a.Expect(t, duration, timing(getent, "NXDOMAIN"), 13, 2*time.Second)
+		mfs, _ := a.Scrape()
+		for _, m := range harness.Series(mfs, requests, labels{"source_workload": getent}) {
+			if q := labelsOf(m)["qname"]; strings.HasSuffix(q, ".cluster.local") && !strings.HasPrefix(q, "*.") {
+				t.Errorf("an expansion under its own name: %v", labelsOf(m))
+			}
+		}
 	})
 
 	t.Run("unanswered queries time out", func(t *testing.T) {

@@ -16,63 +16,6 @@ import (
 	"github.com/stratanet/strata/e2e/harness"
 )
 
-// backend is a Deployment of two tcpservers behind a Service (80 -> 8080)
-// in namespace ns.
-func backend(c *cluster.Cluster, ns string) string {
-	c.Apply(fmt.Sprintf(`
-apiVersion: v1
-kind: Namespace
-metadata: {name: %[1]s}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: backend, namespace: %[1]s}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: backend}}
-  template:
-    metadata: {labels: {app: backend}}
-    spec:
-      containers:
-      - {name: server, image: local/tcpserver, command: [%[2]q, "-listen", ":8080", "-request", "100", "-reply", "200"]}
----
-apiVersion: v1
-kind: Service
-metadata: {name: backend, namespace: %[1]s}
-spec:
-  selector: {app: backend}
-  ports: [{port: 80, targetPort: 8080}]
-`, ns, filepath.Join(bin, "tcpserver")))
-	c.WaitRunning(ns, "app=backend", 2)
-	svc, err := c.Client.CoreV1().Services(ns).Get(context.Background(), "backend", metav1.GetOptions{})
-	if err != nil {
-		panic(err)
-	}
-	return svc.Spec.ClusterIP
-}
-
-// clients is a Deployment of n pods, each opening count connections to
-// addr (100 bytes sent, 200 received on each) as soon as it starts, then
-// running then (a shell command), then idling.
-func clients(c *cluster.Cluster, ns, name string, n int, addr string, count int, then string) {
-	c.Apply(fmt.Sprintf(`
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: %[2]s, namespace: %[1]s}
-spec:
-  replicas: %[3]d
-  selector: {matchLabels: {app: %[2]s}}
-  template:
-    metadata: {labels: {app: %[2]s}}
-    spec:
-      containers:
-      - name: client
-        image: local/tcpclient
-        command: ["sh", "-c", "%[4]s -connect %[5]s -count %[6]d -send 100 -expect 200; %[7]s; exec sleep 100000"]
-`, ns, name, n, filepath.Join(bin, "tcpclient"), addr, count, then))
-	c.WaitRunning(ns, "app="+name, n)
-}
-
 // TestWorkloadIdentity: a frontend Deployment calling a backend Service and
 // api.twilio.com is counted under their workload, Service and DNS names at
 // both ends, never under pod addresses. The clients connect the moment
@@ -83,8 +26,8 @@ func TestWorkloadIdentity(t *testing.T) {
 	agent := harness.StartAgent(t, filepath.Join(bin, "strata-agent"), "--config", roomyBudgets(t),
 		"--kubernetes=on", "--kubeconfig", c.Kubeconfig, "--sweep-interval", "1s")
 	c.External("api.twilio.com", "10.250.1.10", filepath.Join(bin, "tcpserver"), "-listen", ":443", "-request", "10", "-reply", "30")
-	vip := backend(c, "shop")
-	clients(c, "shop", "frontend", 2, vip+":80", 5,
+	_, vip := c.Backend("shop", filepath.Join(bin, "tcpserver"))
+	c.Clients("shop", "frontend", 2, filepath.Join(bin, "tcpclient"), vip+":80", 5,
 		filepath.Join(bin, "tcpclient")+" -connect api.twilio.com:443 -count 3 -send 10 -expect 30; "+
 			filepath.Join(bin, "dnsquery")+" nosuch.example.com")
 

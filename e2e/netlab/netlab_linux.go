@@ -175,6 +175,26 @@ func (h *Host) Exited(cmd *exec.Cmd) (code int, exited bool) {
 	return 0, false
 }
 
+// Node plugs the machine's own network namespace into the bridge with
+// addr (a /32) and routes to prefixes through it: a node's address on its
+// pod network, for processes on the host network. The pair of interfaces
+// goes with the lab's bridge namespace.
+func (l *Lab) Node(addr string, prefixes ...string) {
+	l.t.Helper()
+	l.mu.Lock()
+	l.n++
+	n := l.n
+	l.mu.Unlock()
+	in, out := fmt.Sprintf("%sn%d", l.id, n), fmt.Sprintf("%sb%d", l.id, n)
+	l.ip("link", "add", in, "type", "veth", "peer", "name", out, "netns", l.bridge)
+	l.ipIn(l.bridge, "link", "set", out, "master", "br0", "up")
+	l.ip("addr", "add", addr+"/32", "dev", in)
+	l.ip("link", "set", in, "up")
+	for _, p := range prefixes {
+		l.ip("route", "add", p, "dev", in, "src", addr)
+	}
+}
+
 // Remove kills what runs in the host and deletes its namespace, as when a
 // pod goes away.
 func (h *Host) Remove() {

@@ -23,15 +23,25 @@ type result struct {
 
 func client(t *testing.T, h *netlab.Host, args ...string) result {
 	t.Helper()
-	out, err := h.Run(filepath.Join(bin, "tcpclient"), args...)
+	r, err := runClient(h, args...)
 	if err != nil {
-		t.Fatalf("tcpclient %v: %v\n%s", args, err, out)
-	}
-	var r result
-	if err := json.Unmarshal([]byte(lastLine(out)), &r); err != nil {
-		t.Fatalf("tcpclient output %q: %v", out, err)
+		t.Fatal(err)
 	}
 	return r
+}
+
+// runClient runs tcpclient and reads its result; safe off the test's
+// goroutine (t.Fatal is not).
+func runClient(h *netlab.Host, args ...string) (result, error) {
+	var r result
+	out, err := h.Run(filepath.Join(bin, "tcpclient"), args...)
+	if err != nil {
+		return r, fmt.Errorf("tcpclient %v: %v\n%s", args, err, out)
+	}
+	if err := json.Unmarshal([]byte(lastLine(out)), &r); err != nil {
+		return r, fmt.Errorf("tcpclient output %q: %v", out, err)
+	}
+	return r, nil
 }
 
 func lastLine(s string) string {
@@ -162,17 +172,23 @@ func TestTCPGoldenSignals(t *testing.T) {
 	t.Run("long-lived connection reports while open", func(t *testing.T) {
 		const port = 8085
 		server(t, srv, port, "-request", "1000", "-reply", "1000")
-		done := make(chan result, 1)
+		done := make(chan error, 1)
+		var r result
 		go func() {
-			done <- client(t, cli, "-connect", fmt.Sprintf("%s:%d", srv.IP, port),
+			var err error
+			r, err = runClient(cli, "-connect", fmt.Sprintf("%s:%d", srv.IP, port),
 				"-count", "1", "-requests", "8", "-send", "1000", "-expect", "1000", "-hold", "1s")
+			done <- err
 		}()
 		l := pair(port, "client")
 		var sent []float64
 		var rtt float64
 		for open := true; open; {
 			select {
-			case r := <-done:
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
 				if r.OK != 1 {
 					t.Fatalf("client: %+v", r)
 				}

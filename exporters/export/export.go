@@ -103,7 +103,8 @@ func Condition(err error) string {
 		return fmt.Sprintf("HTTP %d", se.Code)
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return "connection refused"
-	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout(),
+		status.Code(err) == codes.DeadlineExceeded: // gRPC's word for it
 		return "timeout"
 	case errors.Is(err, syscall.ECONNRESET):
 		return "connection reset"

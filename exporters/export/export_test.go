@@ -82,6 +82,7 @@ func TestRetryableAndCondition(t *testing.T) {
 		{"http client timeout", httpTimeoutErr(t), true, "timeout"},
 		{"ECONNRESET", fmt.Errorf("read: %w", syscall.ECONNRESET), true, "connection reset"},
 		{"gRPC unavailable", status.Error(codes.Unavailable, "connection error"), true, "gRPC Unavailable"},
+		{"gRPC deadline", fmt.Errorf("export timeout: %w", status.Error(codes.DeadlineExceeded, "context deadline exceeded")), true, "timeout"},
 		{"gRPC permission", status.Error(codes.PermissionDenied, "no"), true, "gRPC PermissionDenied"},
 		{"gRPC unknown", status.Error(codes.Unknown, "?"), true, "error"},
 		{"DNS", &net.DNSError{Err: "no such host", Name: "mimir.example", IsNotFound: true}, true, "DNS: no such host"},

@@ -21,8 +21,15 @@ type Server struct {
 	srv *http.Server
 }
 
+// Checks answer the kubelet's probes: Live for /healthz, Ready for
+// /readyz. A nil error is a pass; an error's text is the reply's body.
+type Checks interface {
+	Live() error
+	Ready() error
+}
+
 // Listen binds addr now, so a port already taken fails at start, not later.
-func Listen(log *zap.Logger, addr string, reg *prometheus.Registry) (*Server, error) {
+func Listen(log *zap.Logger, addr string, reg *prometheus.Registry, checks Checks) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics address %s: %w", addr, err)
@@ -33,8 +40,21 @@ func Listen(log *zap.Logger, addr string, reg *prometheus.Registry) (*Server, er
 		EnableOpenMetrics: true,
 		Timeout:           10 * time.Second,
 	}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.Handle("/healthz", check(log, "healthz", checks.Live))
+	mux.Handle("/readyz", check(log, "readyz", checks.Ready))
 	return &Server{log: log, ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}, nil
+}
+
+// check serves one probe: 200 "ok", or 503 and why.
+func check(log *zap.Logger, name string, f func() error) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		if err := f(); err != nil {
+			log.Debug("probe failed", zap.String("probe", name), zap.Error(err))
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	}
 }
 
 // Addr is where the server listens.

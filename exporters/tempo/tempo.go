@@ -14,7 +14,10 @@ import (
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/stratanet/strata/exporters/export"
 )
@@ -72,9 +75,11 @@ func New(log *zap.Logger, cfg Config) (*Exporter, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
+	e := &Exporter{log: log, cfg: cfg, queue: make(chan Span, cfg.Queue), health: export.NewHealth(log, "spans to "+cfg.Endpoint)}
 	opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(cfg.Endpoint), otlptracegrpc.WithTimeout(10 * time.Second),
 		// The queue is ours; the client must not hold batches for minutes.
-		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: 15 * time.Second})}
+		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: retryFor}),
+		otlptracegrpc.WithDialOption(grpc.WithUnaryInterceptor(e.attempt))}
 	switch {
 	case cfg.Insecure:
 		opts = append(opts, otlptracegrpc.WithInsecure())
@@ -88,8 +93,32 @@ func New(log *zap.Logger, cfg Config) (*Exporter, error) {
 	if len(cfg.Headers) > 0 {
 		opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
 	}
-	return &Exporter{log: log, cfg: cfg, client: otlptracegrpc.NewClient(opts...), queue: make(chan Span, cfg.Queue),
-		health: export.NewHealth(log, "spans to "+cfg.Endpoint)}, nil
+	e.client = otlptracegrpc.NewClient(opts...)
+	return e, nil
+}
+
+// retryFor is how long the client retries a batch before it is dropped.
+const retryFor = 15 * time.Second
+
+// attempt sees each upload attempt. A failure the client will retry is
+// said here, once per condition: retries that ride out an outage would
+// otherwise hide it, and its end, from the log.
+func (e *Exporter) attempt(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoke grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoke(ctx, method, req, reply, cc, opts...)
+	if err != nil && retried(err) {
+		e.health.Failed(err, "retrying each batch for up to "+retryFor.String()+", then dropping its spans,")
+	}
+	return err
+}
+
+// retried says whether the OTLP client retries an attempt that failed so
+// (the gRPC codes the OTLP specification calls retryable).
+func retried(err error) bool {
+	switch status.Code(err) {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange, codes.Unavailable, codes.DataLoss:
+		return true
+	}
+	return false
 }
 
 // Export queues a span; false when the queue is full (the span is counted

@@ -6,36 +6,93 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/stratanet/strata/probes/cgroup"
 	"github.com/stratanet/strata/probes/tracepoint"
+)
+
+// Modes, as strata_agent_probe_info reports them.
+const (
+	// ModeCgroupSKB: programs on the packets of every socket (cgroup_skb
+	// on the cgroup v2 root). Nothing but packets pays for them.
+	ModeCgroupSKB = "cgroup_skb"
+	// ModeSyscall: the syscall tracepoints of reads and writes, the
+	// fallback: every read and write on the node pays for them.
+	ModeSyscall = "syscall"
 )
 
 // Probe is the loaded DNS capture.
 type Probe struct {
-	objs  dnsObjects
-	links []link.Link
+	mode  string
+	lost  *ebpf.Variable
+	close []func() error
 }
 
-// Open loads the programs, writing into the shared ring events, and
-// attaches them to the syscall tracepoints. Either every hook attaches or
-// the probe is not there: a client library whose calls went unseen would
-// look like one whose queries all time out.
-func Open(events *ebpf.Map) (*Probe, error) {
-	spec, err := loadDns()
+// Open loads the capture, writing into the shared ring events: on the
+// packets if the cgroup v2 root is reachable and the kernel takes the
+// programs, else (when mode is "" or ModeSyscall) from the syscall
+// tracepoints. mode forces one ("" chooses). The error of the packet
+// hooks is returned with a probe that fell back, for the log.
+func Open(events *ebpf.Map, mode string) (p *Probe, fellBack error, err error) {
+	if mode == "" || mode == ModeCgroupSKB {
+		p, err := openSKB(events)
+		if err == nil || mode == ModeCgroupSKB {
+			return p, nil, err
+		}
+		fellBack = err
+	}
+	p, err = openSyscall(events)
+	return p, fellBack, err
+}
+
+func openSKB(events *ebpf.Map) (*Probe, error) {
+	root, err := cgroup.Root()
 	if err != nil {
 		return nil, err
 	}
-	spec.Maps["events"].MaxEntries = events.MaxEntries()
-	p := &Probe{}
-	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
-	if err := spec.LoadAndAssign(&p.objs, opts); err != nil {
+	var objs skbObjects
+	if err := load(loadSkb, &objs, events); err != nil {
+		return nil, fmt.Errorf("load DNS packet programs: %w", err)
+	}
+	p := &Probe{mode: ModeCgroupSKB, lost: objs.Lost, close: []func() error{objs.Close}}
+	for _, a := range []struct {
+		prog   *ebpf.Program
+		attach ebpf.AttachType
+	}{{objs.DnsEgress, ebpf.AttachCGroupInetEgress}, {objs.DnsIngress, ebpf.AttachCGroupInetIngress}} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: a.attach, Program: a.prog})
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("attach DNS packet programs to the cgroup v2 root %s: %w", root, err)
+		}
+		p.close = append([]func() error{l.Close}, p.close...)
+	}
+	return p, nil
+}
+
+// load loads an object's programs into objs, writing into events.
+func load(spec func() (*ebpf.CollectionSpec, error), objs any, events *ebpf.Map) error {
+	s, err := spec()
+	if err != nil {
+		return err
+	}
+	s.Maps["events"].MaxEntries = events.MaxEntries()
+	return s.LoadAndAssign(objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}})
+}
+
+// openSyscall attaches to the syscall tracepoints. Either every hook
+// attaches or the probe is not there: a client library whose calls went
+// unseen would look like one whose queries all time out.
+func openSyscall(events *ebpf.Map) (*Probe, error) {
+	var objs dnsObjects
+	if err := load(loadDns, &objs, events); err != nil {
 		return nil, fmt.Errorf("load DNS probe: %w", err)
 	}
+	p := &Probe{mode: ModeSyscall, lost: objs.Lost, close: []func() error{objs.Close}}
 	if err := tracepoint.EnsureTracefs(); err != nil {
 		p.Close()
 		return nil, err
 	}
-	progs := p.objs.dnsPrograms
-	p.links, err = tracepoint.AttachSyscalls(map[string]*ebpf.Program{
+	progs := objs.dnsPrograms
+	links, err := tracepoint.AttachSyscalls(map[string]*ebpf.Program{
 		"sys_enter_write": progs.EnterWrite, "sys_enter_writev": progs.EnterWritev,
 		"sys_enter_sendto": progs.EnterSendto, "sys_enter_sendmsg": progs.EnterSendmsg,
 		"sys_enter_sendmmsg": progs.EnterSendmmsg,
@@ -52,20 +109,26 @@ func Open(events *ebpf.Map) (*Probe, error) {
 		p.Close()
 		return nil, err
 	}
+	for _, l := range links {
+		p.close = append([]func() error{l.Close}, p.close...)
+	}
 	return p, nil
 }
+
+// Mode is how the probe is attached: ModeCgroupSKB or ModeSyscall.
+func (p *Probe) Mode() string { return p.mode }
 
 // Lost is how many records the kernel could not queue.
 func (p *Probe) Lost() uint64 {
 	var n uint64
-	p.objs.Lost.Get(&n)
+	p.lost.Get(&n)
 	return n
 }
 
 // Close detaches everything.
 func (p *Probe) Close() error {
-	for _, l := range p.links {
-		l.Close()
+	for _, c := range p.close {
+		c()
 	}
-	return p.objs.Close()
+	return nil
 }

@@ -27,15 +27,18 @@ import (
 
 // capture loads the probe into a ring of the test's own and returns a
 // function giving the records made so far in namespace netns.
-func capture(t *testing.T) func(netns uint32) []event.DNS {
+func capture(t *testing.T, mode string) func(netns uint32) []event.DNS {
 	t.Helper()
 	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 22})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := Open(events)
+	p, _, err := Open(events, mode)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.Mode() != mode {
+		t.Fatalf("mode %s, want %s", p.Mode(), mode)
 	}
 	r, err := ring.Open(events, 10*time.Millisecond, Decode, func() []event.DNS { return make([]event.DNS, 0, 64) })
 	if err != nil {
@@ -68,6 +71,7 @@ func capture(t *testing.T) func(netns uint32) []event.DNS {
 // lab is a DNS server and a client namespace on one bridge, plus the
 // probe's records of the client's namespace since the last call.
 type lab struct {
+	mode           string
 	server, client *netlab.Host
 	bin            string
 	records        func() []event.DNS
@@ -75,16 +79,16 @@ type lab struct {
 
 const serverIP = "10.250.0.53"
 
-func newLab(t *testing.T) *lab {
+func newLab(t *testing.T, mode string) *lab {
 	dnslab.Require(t)
 	bin := t.TempDir()
 	if err := harness.Build(bin, map[string]string{"resolve": "../../e2e/cmd/resolve"}); err != nil {
 		t.Fatal(err)
 	}
-	records := capture(t)
+	records := capture(t, mode)
 	nl := netlab.New(t)
 	// One /8: the external server and the client reach each other on-link.
-	l := &lab{server: nl.Host("dns", serverIP+"/8"), client: nl.Host("cli", "10.244.0.2/8"), bin: bin}
+	l := &lab{mode: mode, server: nl.Host("dns", serverIP+"/8"), client: nl.Host("cli", "10.244.0.2/8"), bin: bin}
 	dnslab.Serve(t, l.server, dnslab.Zone{TTL: 5,
 		A:     map[string]string{"api.twilio.com": "10.250.1.10"},
 		CNAME: map[string]string{"www.twilio.test": "api.twilio.com"}})
@@ -141,40 +145,78 @@ func expect(t *testing.T, evs []event.DNS, want ...string) {
 	}
 }
 
-// ends checks every record is the client's, to the server's port 53.
-func ends(t *testing.T, evs []event.DNS, comm string, tcp bool) {
+// inOrder checks the records are exactly the given query and response
+// pairs, in any order, each query before its response and the queries in
+// the order given.
+func inOrder(t *testing.T, evs []event.DNS, pairs ...string) {
+	t.Helper()
+	got := summary(t, evs)
+	at := map[string]int{}
+	for i, g := range got {
+		if _, dup := at[g]; dup {
+			t.Fatalf("records %q: %s twice", got, g)
+		}
+		at[g] = i
+	}
+	last := -1
+	for i := 0; i+1 < len(pairs); i += 2 {
+		q, okq := at[pairs[i]]
+		r, okr := at[pairs[i+1]]
+		if !okq || !okr || r < q || q < last {
+			t.Fatalf("records %q: want the pairs %q, each query before its response", got, pairs)
+		}
+		last = q
+	}
+	if len(got) != len(pairs) {
+		t.Fatalf("records %q: want the pairs %q", got, pairs)
+	}
+}
+
+// ends checks every record is the client's, to the server's port 53,
+// and queries name their sender. Responses on the packet hooks come in
+// softirq: they name no one (the agent takes the query's owner).
+func (l *lab) ends(t *testing.T, evs []event.DNS, comm string, tcp bool) {
 	t.Helper()
 	server := netip.MustParseAddrPort(serverIP + ":53")
 	for _, e := range evs {
-		if e.Comm != comm || e.PID == 0 || e.Remote != server || e.Local.Port() == 0 || e.Local.Port() == 53 ||
+		wantComm, owned := comm, true
+		if e.Response && l.mode == ModeCgroupSKB {
+			wantComm, owned = "", false
+		}
+		if e.Comm != wantComm || (e.PID != 0) != owned || e.Remote != server || e.Local.Port() == 0 || e.Local.Port() == 53 ||
 			e.TCP != tcp || int(e.Size) != len(e.Msg) || e.Mono == 0 {
-			t.Errorf("record %+v: want %s, %v -> %v, tcp %v", e, comm, e.Local, server, tcp)
+			t.Errorf("record %+v: want %q, %v -> %v, tcp %v", e, wantComm, e.Local, server, tcp)
 		}
 	}
 }
 
+var modes = []string{ModeCgroupSKB, ModeSyscall}
+
 func TestRealClients(t *testing.T) {
-	l := newLab(t)
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) { testRealClients(t, newLab(t, mode)) })
+	}
+}
+
+func testRealClients(t *testing.T, l *lab) {
 	resolve := filepath.Join(l.bin, "resolve")
 
 	t.Run("glibc send and recvfrom", func(t *testing.T) {
 		evs := l.run(t, "getent", "ahostsv4", "api.twilio.com.")
 		expect(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1")
-		ends(t, evs, "getent", false)
+		l.ends(t, evs, "getent", false)
 		if evs[0].Local.Addr() != netip.MustParseAddr("10.244.0.2") || evs[0].Local != evs[1].Local {
 			t.Errorf("glibc connects its socket: local %v then %v", evs[0].Local, evs[1].Local)
 		}
 	})
 	t.Run("glibc sendmmsg A and AAAA", func(t *testing.T) {
 		evs := l.run(t, "getent", "ahosts", "api.twilio.com.")
-		got := summary(t, evs)
-		// Both queries leave in one call; the responses come in either order.
-		if len(got) != 4 || got[0] != "query api.twilio.com A" || got[1] != "query api.twilio.com AAAA" ||
-			!(got[2] == "response api.twilio.com A NOERROR 1" && got[3] == "response api.twilio.com AAAA NOERROR 0" ||
-				got[3] == "response api.twilio.com A NOERROR 1" && got[2] == "response api.twilio.com AAAA NOERROR 0") {
-			t.Fatalf("records %q", got)
-		}
-		ends(t, evs, "getent", false)
+		// Both queries leave in one call; the responses come in either
+		// order, and the packets may see the first before the second
+		// query leaves.
+		inOrder(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1",
+			"query api.twilio.com AAAA", "response api.twilio.com AAAA NOERROR 0")
+		l.ends(t, evs, "getent", false)
 	})
 	t.Run("glibc CNAME chain and NXDOMAIN", func(t *testing.T) {
 		evs := l.run(t, "getent", "ahostsv4", "www.twilio.test.")
@@ -189,7 +231,7 @@ func TestRealClients(t *testing.T) {
 		expect(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1",
 			"query api.twilio.com A", "response api.twilio.com A NOERROR 1",
 			"query api.twilio.com A", "response api.twilio.com A NOERROR 1")
-		ends(t, evs, "resolve", false)
+		l.ends(t, evs, "resolve", false)
 		for i := 0; i < len(evs); i += 2 {
 			if evs[i].Local != evs[i+1].Local || binary.BigEndian.Uint16(evs[i].Msg) != binary.BigEndian.Uint16(evs[i+1].Msg) {
 				t.Errorf("query %v id %x, response %v id %x", evs[i].Local, evs[i].Msg[:2], evs[i+1].Local, evs[i+1].Msg[:2])
@@ -200,10 +242,10 @@ func TestRealClients(t *testing.T) {
 		dnslab.Resolver(t, l.client, "nameserver "+serverIP, "options timeout:1 attempts:1 use-vc")
 		evs := l.run(t, resolve, "api.twilio.com.")
 		expect(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1")
-		ends(t, evs, "resolve", true)
+		l.ends(t, evs, "resolve", true)
 		evs = l.run(t, "getent", "ahostsv4", "api.twilio.com.")
 		expect(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1")
-		ends(t, evs, "getent", true)
+		l.ends(t, evs, "getent", true)
 		dnslab.Resolver(t, l.client, "nameserver "+serverIP, "options timeout:1 attempts:1")
 	})
 	t.Run("unanswered query", func(t *testing.T) {
@@ -247,7 +289,12 @@ var server4 = [4]byte{10, 250, 0, 53}
 // The other ways clients move datagrams: musl's sendto and recvfrom on an
 // unconnected socket, sendmsg/recvmsg, sendmmsg/recvmmsg.
 func TestSocketCalls(t *testing.T) {
-	l := newLab(t)
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) { testSocketCalls(t, newLab(t, mode)) })
+	}
+}
+
+func testSocketCalls(t *testing.T, l *lab) {
 	udp := func(connect bool) (int, error) {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, 0)
 		if err != nil {
@@ -275,9 +322,15 @@ func TestSocketCalls(t *testing.T) {
 			return err
 		})
 		expect(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1")
-		ends(t, evs, "dns.test", false)
-		if !evs[0].Local.Addr().IsUnspecified() || evs[0].Local != evs[1].Local {
-			t.Errorf("unbound socket: local %v then %v", evs[0].Local, evs[1].Local)
+		l.ends(t, evs, "dns.test", false)
+		// The socket is bound to no address: the syscalls see none, the
+		// packets the one the route chose.
+		want := netip.IPv4Unspecified()
+		if l.mode == ModeCgroupSKB {
+			want = netip.MustParseAddr("10.244.0.2")
+		}
+		if evs[0].Local.Addr() != want || evs[0].Local != evs[1].Local {
+			t.Errorf("unbound socket: local %v then %v, want %v", evs[0].Local, evs[1].Local, want)
 		}
 	})
 	t.Run("recvfrom without asking who sent", func(t *testing.T) {
@@ -294,7 +347,7 @@ func TestSocketCalls(t *testing.T) {
 			return err
 		})
 		expect(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1")
-		ends(t, evs, "dns.test", false)
+		l.ends(t, evs, "dns.test", false)
 	})
 	t.Run("sendmsg and recvmsg", func(t *testing.T) {
 		evs := l.inClient(t, func() error {
@@ -310,7 +363,7 @@ func TestSocketCalls(t *testing.T) {
 			return err
 		})
 		expect(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1")
-		ends(t, evs, "dns.test", false)
+		l.ends(t, evs, "dns.test", false)
 	})
 	t.Run("sendmmsg and recvmmsg", func(t *testing.T) {
 		evs := l.inClient(t, func() error {
@@ -338,11 +391,34 @@ func TestSocketCalls(t *testing.T) {
 			}
 			return nil
 		})
-		got := summary(t, evs)
-		if len(got) != 4 || got[0] != "query api.twilio.com A" || got[1] != "query www.twilio.test A" {
-			t.Fatalf("records %q", got)
-		}
-		ends(t, evs, "dns.test", false)
+		inOrder(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1",
+			"query www.twilio.test A", "response www.twilio.test A NOERROR 2")
+		l.ends(t, evs, "dns.test", false)
+	})
+	t.Run("TCP: the length written alone, then the message", func(t *testing.T) {
+		evs := l.inClient(t, func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // two segments
+			unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 2})
+			if err := unix.Connect(fd, &unix.SockaddrInet4{Addr: server4, Port: 53}); err != nil {
+				return err
+			}
+			q := query(t, "api.twilio.com", 0x2345)
+			if _, err := unix.Write(fd, []byte{byte(len(q) >> 8), byte(len(q))}); err != nil {
+				return err
+			}
+			if _, err := unix.Write(fd, q); err != nil {
+				return err
+			}
+			_, err = unix.Read(fd, buf)
+			return err
+		})
+		expect(t, evs, "query api.twilio.com A", "response api.twilio.com A NOERROR 1")
+		l.ends(t, evs, "dns.test", true)
 	})
 	t.Run("not DNS: other ports, files, garbage", func(t *testing.T) {
 		evs := l.inClient(t, func() error {

@@ -7,6 +7,7 @@ import (
 	"math"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/stratanet/strata/probes/event"
@@ -40,6 +41,10 @@ type Options struct {
 	// segments (route.isID) share a tally slot; right unless user route
 	// patterns name such segments literally.
 	CollapseIDs bool
+	// Floor (Tracepoint mode, benchmarks only): the programs find each
+	// call's buffer and read its first bytes, then stop; nothing is
+	// recorded. What capture from these hooks costs at least.
+	Floor bool
 }
 
 // Probe is the loaded HTTP capture.
@@ -69,6 +74,12 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 		return p, nil
 	}
 	mode := o.Mode
+	if mode == Tracepoint {
+		// Said in one line rather than as the attach's opaque EINVAL.
+		if hook := missingTracepoint(); hook != "" {
+			return nil, fmt.Errorf("HTTP probe (tracepoint): this kernel has no %s tracepoint (Linux 6.3+): %w", hook, ebpf.ErrNotSupported)
+		}
+	}
 	load, opts := loadSock, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
 	if mode == Syscall {
 		load = loadSyscall
@@ -131,6 +142,23 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 	return p, nil
 }
 
+// missingTracepoint names the first tracepoint Tracepoint mode rests on
+// that the kernel's BTF lacks (tp_btf attaches by its btf_trace_ type), ""
+// when it has both or its BTF cannot be read (then the load says why).
+func missingTracepoint() string {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return ""
+	}
+	for _, hook := range []string{"sock_send_length", "sock_recv_length"} {
+		var td *btf.Typedef
+		if err := spec.TypeByName("btf_trace_"+hook, &td); errors.Is(err, btf.ErrNotFound) {
+			return hook
+		}
+	}
+	return ""
+}
+
 // setTally sets the sock object's tally constants: on or off, and the
 // latency buckets, event.HTTPBuckets in nanoseconds.
 func setTally(spec *ebpf.CollectionSpec, o Options) error {
@@ -141,7 +169,7 @@ func setTally(spec *ebpf.CollectionSpec, o Options) error {
 	for i, b := range event.HTTPBuckets {
 		bounds[i] = uint64(math.Round(b * 1e9))
 	}
-	for name, v := range map[string]any{"tally": o.Tally, "collapse_ids": o.CollapseIDs, "bounds_ns": bounds} {
+	for name, v := range map[string]any{"tally": o.Tally, "collapse_ids": o.CollapseIDs, "bounds_ns": bounds, "floor_only": o.Floor} {
 		if err := spec.Variables[name].Set(v); err != nil {
 			return fmt.Errorf("HTTP probe: set %s: %w", name, err)
 		}

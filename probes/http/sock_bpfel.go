@@ -123,6 +123,7 @@ const (
 	sockProgHttpSent        = "http_sent"
 	sockVarBoundsNs         = "bounds_ns"
 	sockVarCollapseIds      = "collapse_ids"
+	sockVarFloorOnly        = "floor_only"
 	sockVarLost             = "lost"
 	sockVarTally            = "tally"
 	sockVarUnusedHttpRecord = "unused_http_record"
@@ -194,6 +195,7 @@ type sockMapSpecs struct {
 type sockVariableSpecs struct {
 	BoundsNs         *ebpf.VariableSpec `ebpf:"bounds_ns"`
 	CollapseIds      *ebpf.VariableSpec `ebpf:"collapse_ids"`
+	FloorOnly        *ebpf.VariableSpec `ebpf:"floor_only"`
 	Lost             *ebpf.VariableSpec `ebpf:"lost"`
 	Tally            *ebpf.VariableSpec `ebpf:"tally"`
 	UnusedHttpRecord *ebpf.VariableSpec `ebpf:"unused_http_record"`
@@ -243,6 +245,7 @@ func (m *sockMaps) Close() error {
 type sockVariables struct {
 	BoundsNs         *ebpf.Variable `ebpf:"bounds_ns"`
 	CollapseIds      *ebpf.Variable `ebpf:"collapse_ids"`
+	FloorOnly        *ebpf.Variable `ebpf:"floor_only"`
 	Lost             *ebpf.Variable `ebpf:"lost"`
 	Tally            *ebpf.Variable `ebpf:"tally"`
 	UnusedHttpRecord *ebpf.Variable `ebpf:"unused_http_record"`

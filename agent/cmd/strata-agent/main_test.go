@@ -6,11 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
 
 var agentBin string
+
+// testVersion is stamped in as make build stamps git describe.
+const testVersion = "v0.0.0-7-gabc1234-test"
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "strata-cli-")
@@ -18,7 +22,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	agentBin = filepath.Join(dir, "strata-agent")
-	if out, err := exec.Command("go", "build", "-o", agentBin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-ldflags", "-X github.com/stratanet/strata/agent.Version="+testVersion, "-o", agentBin, ".").CombinedOutput(); err != nil {
 		os.Stderr.Write(out)
 		os.Exit(1)
 	}
@@ -104,6 +108,14 @@ current-context: x
 	code, stderr = run(t, nil, nil, "--kubernetes=on", "--kubeconfig", kc, "--metrics-addr", "127.0.0.1:0")
 	if code != 1 || !strings.Contains(stderr, "kubernetes API server https://127.0.0.1:1") || !strings.Contains(stderr, "connection refused") {
 		t.Errorf("unreachable API server: exit %d, stderr %q; want 1 and the server's address", code, stderr)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(agentBin, "--version").Output()
+	want := "strata-agent " + testVersion + " " + runtime.Version() + "\n"
+	if err != nil || string(out) != want {
+		t.Fatalf("--version: %q, %v; want %q", out, err, want)
 	}
 }
 

@@ -16,38 +16,10 @@
 #include "bpf_endian.h"
 #include "ring.h"
 #include "fd.h"
+#include "dns.h"
 
-#define AF_INET 2
-#define AF_INET6 10
-#define IPPROTO_TCP 6
-#define IPPROTO_UDP 17
-#define DNS_PORT 53
-#define MSG_MAX 512 // what the agent keeps of a message
-#define HDR 12      // DNS header
 #define BATCH 4     // messages of one sendmmsg/recvmmsg looked at (glibc sends 2)
-
-// Kinds continue after HTTP's (probes/http/bpf/http.c): one ring.
-enum { DNS_QUERY = 40, DNS_RESPONSE = 41 };
 enum { BUF_PLAIN = 0, BUF_IOVEC = 1, BUF_MSGHDR = 2, BUF_MMSG = 3 };
-
-struct dns_record {
-	__u8 kind;  // first, as in every record of the ring
-	__u8 proto; // IPPROTO_UDP or IPPROTO_TCP
-	__u16 family;
-	__u32 netns;
-	__u64 ts_ns;
-	__u32 pid;
-	__u32 size;     // bytes of the message (TCP: without the length prefix)
-	__u32 captured; // bytes of data that are valid
-	__u16 sport;    // local port
-	__u16 dport;    // remote port
-	__u8 saddr[16];
-	__u8 daddr[16];
-	char comm[16];
-	__u8 data[MSG_MAX];
-};
-
-const struct dns_record *unused_dns_record __attribute__((unused));
 
 // A remote end: from a sockaddr the call named, or the connected socket's.
 struct peer {
@@ -144,18 +116,6 @@ static __always_inline struct sock *inet_sock_of(int fd)
 	return proto == IPPROTO_UDP || proto == IPPROTO_TCP ? sk : 0;
 }
 
-// A standard query: QR 0, opcode 0, one question, no answers or authority.
-static __always_inline bool is_query(const __u8 *h)
-{
-	return (h[2] & 0xf8) == 0 && h[4] == 0 && h[5] == 1 && h[6] == 0 && h[7] == 0 && h[8] == 0 && h[9] == 0;
-}
-
-// A standard response with its question.
-static __always_inline bool is_response(const __u8 *h)
-{
-	return (h[2] & 0xf8) == 0x80 && h[4] == 0 && h[5] == 1;
-}
-
 static __always_inline __u16 be16(const __u8 *p) { return (__u16)p[0] << 8 | p[1]; }
 
 // The peer a sockaddr names; false if none or not IP.
@@ -228,7 +188,10 @@ static __always_inline void emit(struct sock *sk, __u8 kind, const struct peer *
 	} else {
 		__builtin_memcpy(r->daddr, server->addr, 16);
 	}
-	__u32 n = len < MSG_MAX ? len : MSG_MAX;
+	// Clamped in the register the read is given: 5.10's and 6.1's verifiers
+	// lost the bound of clang's select ("R2 min value is negative").
+	__u64 n = len;
+	asm volatile("if %[n] <= %[max] goto +1\n\t%[n] = %[max]" : [n] "+r"(n) : [max] "i"(MSG_MAX));
 	r->captured = n;
 	if (bpf_probe_read_user(r->data, n, (void *)buf))
 		r->captured = 0;

@@ -44,6 +44,9 @@ enum { IDLE = 0, PENDING = 1, LONE = 2 };
 const volatile bool tally = false;        // count exchanges here rather than send them
 const volatile bool collapse_ids = false; // key routes with identifier segments as one
 const volatile __u64 bounds_ns[NBOUNDS] = {}; // the latency buckets' upper bounds
+// The benchmark's floor: find each call's buffer and read its first bytes,
+// then stop. What any capture from these hooks must pay at least.
+const volatile bool floor_only = false;
 
 struct http_sock {
 	struct http_record req; // the request waiting for its response (PENDING)
@@ -485,7 +488,7 @@ int BPF_PROG(http_sent, struct sock *sk, int ret, int flags)
 	if (!buf || len < 8)
 		return 0;
 	struct peek *p = peek(buf, len, 0);
-	if (!p)
+	if (!p || floor_only)
 		return 0;
 	switch (classify(p->b)) {
 	case HTTP_REQUEST:
@@ -507,6 +510,10 @@ int BPF_PROG(http_received, struct sock *sk, int ret, int flags)
 	__u64 buf = call_buf(&len);
 	if (!buf)
 		return 0;
+	if (floor_only) {
+		peek(buf, len, 0);
+		return 0;
+	}
 	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, 0);
 	struct carry cur = {};
 	if (st)

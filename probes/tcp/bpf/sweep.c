@@ -21,7 +21,8 @@ int sweep(struct bpf_iter__tcp *ctx)
 		r->kind = REC_SWEEP_END;
 		r->sweep = sweep_gen;
 		r->drops = sweep_drops;
-		struct task_struct *task = bpf_get_current_task_btf();
+		// Not bpf_get_current_task_btf(): 5.10 has no such helper (5.11+).
+		struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 		r->netns = BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
 		submit(r);
 		return 0;

@@ -1,0 +1,33 @@
+// Command httpfloor attaches the HTTP probe's hooks in floor mode (find
+// each call's buffer, read its first bytes, record nothing) until it is
+// stopped: the benchmark's measure of what any capture from those hooks
+// costs at least, run beside an agent with HTTP capture off.
+package main
+
+import (
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+
+	httpprobe "github.com/stratanet/strata/probes/http"
+)
+
+func main() {
+	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
+	if err != nil {
+		log.Fatal(err)
+	}
+	p, err := httpprobe.Open(events, httpprobe.Options{Mode: httpprobe.Tracepoint, Floor: true})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("attached")
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
+	<-stop
+	p.Close()
+}
