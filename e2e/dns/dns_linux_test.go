@@ -11,6 +11,7 @@ import (
 
 	"github.com/stratanet/strata/e2e/dnslab"
 	"github.com/stratanet/strata/e2e/harness"
+	dnsprobe "github.com/stratanet/strata/probes/dns"
 )
 
 const (
@@ -59,7 +60,11 @@ func TestDNS(t *testing.T) {
 		a.Expect(t, duration, timing(resolver, "NOERROR"), 5, 0)
 		a.Expect(t, duration, timing(getent, "NOERROR"), 3, 0)
 		a.Expect(t, conns, connection(resolver, "api.twilio.com"), 5, 2*time.Second)
-		a.Expect(t, "strata_agent_probe_info", labels{"probe": "dns", "mode": "cgroup_skb"}, 1, 0)
+		mode := dnsprobe.ModeCgroupSKB
+		if !dnsprobe.PacketsSupported() { // before 6.2: the syscall hooks
+			mode = dnsprobe.ModeSyscall
+		}
+		a.Expect(t, "strata_agent_probe_info", labels{"probe": "dns", "mode": mode}, 1, 0)
 		mfs, _ := a.Scrape()
 		if s := harness.Series(mfs, conns, labels{"source_workload": resolver, "destination_workload": "world"}); len(s) != 0 {
 			t.Fatalf("connections counted as world: %v", labelsOf(s[0]))

@@ -1,9 +1,11 @@
 package dns
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/stratanet/strata/probes/cgroup"
@@ -45,6 +47,10 @@ func Open(events *ebpf.Map, mode string) (p *Probe, fellBack error, err error) {
 }
 
 func openSKB(events *ebpf.Map) (*Probe, error) {
+	if !PacketsSupported() {
+		// Said in one line instead of the loader's "fixing up kfuncs".
+		return nil, fmt.Errorf("DNS probe (cgroup_skb): this kernel has no bpf_cast_to_kern_ctx kfunc (Linux 6.2+): %w", ebpf.ErrNotSupported)
+	}
 	root, err := cgroup.Root()
 	if err != nil {
 		return nil, err
@@ -66,6 +72,18 @@ func openSKB(events *ebpf.Map) (*Probe, error) {
 		p.close = append([]func() error{l.Close}, p.close...)
 	}
 	return p, nil
+}
+
+// PacketsSupported says whether the kernel has what the packet programs
+// need: the kfunc they reach the socket with (Linux 6.2+; kfuncs are BTF
+// functions). True when its BTF cannot be read: then the load says why.
+func PacketsSupported() bool {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return true
+	}
+	var fn *btf.Func
+	return !errors.Is(spec.TypeByName("bpf_cast_to_kern_ctx", &fn), btf.ErrNotFound)
 }
 
 // load loads an object's programs into objs, writing into events.
