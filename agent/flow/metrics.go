@@ -63,9 +63,17 @@ func (t *Table) Collect(ch chan<- prometheus.Metric) {
 			emit("strata_tcp_rtt_seconds", s.rtt.Metric(rttDesc, rttBuckets, lv...), len(rttBuckets)+3)
 		}
 	}
-	for label, n := range t.gov.overflow {
-		ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(n), label)
+	// Every budgeted label from the start, at 0 until it folds: a series
+	// born at its first fold would hide that fold from rate() and increase(),
+	// and a budget hit once (a burst of new names) would never show.
+	// Only the identity labels: label_budgets also holds qname, which the
+	// DNS table counts and exposes.
+	for _, label := range KeyLabels {
+		if _, ok := t.gov.budgets.Labels[label]; ok {
+			ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(t.gov.overflow[label]), label)
+		}
 	}
+	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(t.gov.overflow["flows"]), "flows")
 	for name, n := range series {
 		ch <- prometheus.MustNewConstMetric(seriesDesc, prometheus.GaugeValue, float64(n), name)
 	}

@@ -289,6 +289,12 @@ func TestBudgetsFoldIntoOther(t *testing.T) {
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP strata_agent_overflow_total Label values folded into ~other because a budget was full.
 # TYPE strata_agent_overflow_total counter
+strata_agent_overflow_total{label="destination_namespace"} 0
+strata_agent_overflow_total{label="destination_port"} 0
+strata_agent_overflow_total{label="destination_service"} 0
+strata_agent_overflow_total{label="destination_workload"} 0
+strata_agent_overflow_total{label="flows"} 0
+strata_agent_overflow_total{label="source_namespace"} 0
 strata_agent_overflow_total{label="source_workload"} 7
 `), "strata_agent_overflow_total"); err != nil {
 		t.Fatal(err)

@@ -85,7 +85,11 @@ type Sample struct {
 }
 
 // Query runs a PromQL instant query now.
-func (p *Prometheus) Query(promql string) ([]Sample, error) {
+func (p *Prometheus) Query(promql string) ([]Sample, error) { return p.QueryAt(promql, time.Time{}) }
+
+// QueryAt runs a PromQL instant query evaluated at a past moment (the zero
+// time: now), as a dashboard showing that moment would.
+func (p *Prometheus) QueryAt(promql string, at time.Time) ([]Sample, error) {
 	var r struct {
 		Data struct {
 			Result []struct {
@@ -94,7 +98,11 @@ func (p *Prometheus) Query(promql string) ([]Sample, error) {
 			} `json:"result"`
 		} `json:"data"`
 	}
-	if err := p.call("POST", "/api/v1/query", url.Values{"query": {promql}}, nil, &r); err != nil {
+	params := url.Values{"query": {promql}}
+	if !at.IsZero() {
+		params.Set("time", fmt.Sprintf("%.3f", float64(at.UnixMilli())/1000))
+	}
+	if err := p.call("POST", "/api/v1/query", params, nil, &r); err != nil {
 		return nil, err
 	}
 	var out []Sample

@@ -55,7 +55,8 @@ modes() {
 	"$bin/strata-agent" --kubernetes=off --http=on --dns=on --metrics-addr 127.0.0.1:9810 >"$log" 2>&1 &
 	local pid=$! i
 	for i in $(seq 1 120); do
-		curl -sf http://127.0.0.1:9810/metrics -o /tmp/metrics && break
+		# /metrics answers from the start; the probes are in it once ready.
+		curl -sf http://127.0.0.1:9810/readyz >/dev/null && curl -sf http://127.0.0.1:9810/metrics -o /tmp/metrics && break
 		kill -0 $pid 2>/dev/null || break
 		sleep 1
 	done
