@@ -61,7 +61,7 @@ func TestDNS(t *testing.T) {
 		a.Expect(t, duration, timing(getent, "NOERROR"), 3, 0)
 		a.Expect(t, conns, connection(resolver, "api.twilio.com"), 5, 2*time.Second)
 		mode := dnsprobe.ModeCgroupSKB
-		if !dnsprobe.PacketsSupported() { // before 6.2: the syscall hooks
+		if dnsprobe.PacketsSupported() != nil { // an older kernel: the syscall hooks
 			mode = dnsprobe.ModeSyscall
 		}
 		a.Expect(t, "strata_agent_probe_info", labels{"probe": "dns", "mode": mode}, 1, 0)

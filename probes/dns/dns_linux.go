@@ -5,7 +5,9 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/stratanet/strata/probes/cgroup"
@@ -47,9 +49,9 @@ func Open(events *ebpf.Map, mode string) (p *Probe, fellBack error, err error) {
 }
 
 func openSKB(events *ebpf.Map) (*Probe, error) {
-	if !PacketsSupported() {
-		// Said in one line instead of the loader's "fixing up kfuncs".
-		return nil, fmt.Errorf("DNS probe (cgroup_skb): this kernel has no bpf_cast_to_kern_ctx kfunc (Linux 6.2+): %w", ebpf.ErrNotSupported)
+	if err := PacketsSupported(); err != nil {
+		// Said in one line instead of the loader's verifier log.
+		return nil, fmt.Errorf("DNS probe (cgroup_skb): %w", err)
 	}
 	root, err := cgroup.Root()
 	if err != nil {
@@ -74,16 +76,29 @@ func openSKB(events *ebpf.Map) (*Probe, error) {
 	return p, nil
 }
 
-// PacketsSupported says whether the kernel has what the packet programs
-// need: the kfunc they reach the socket with (Linux 6.2+; kfuncs are BTF
-// functions). True when its BTF cannot be read: then the load says why.
-func PacketsSupported() bool {
+// PacketsSupported says whether the kernel lets the packet programs do what
+// they do: reach the socket through the bpf_cast_to_kern_ctx kfunc (Linux
+// 6.2+; kfuncs are BTF functions), and name a query's sender with
+// bpf_get_current_pid_tgid and bpf_get_current_comm from a cgroup_skb
+// program (refused there by 6.12, taken by 6.18). Probed, not guessed by
+// version: backports differ.
+func PacketsSupported() error {
 	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return true
+	if err == nil {
+		var fn *btf.Func
+		if errors.Is(spec.TypeByName("bpf_cast_to_kern_ctx", &fn), btf.ErrNotFound) {
+			return fmt.Errorf("this kernel has no bpf_cast_to_kern_ctx kfunc (Linux 6.2+): %w", ebpf.ErrNotSupported)
+		}
 	}
-	var fn *btf.Func
-	return !errors.Is(spec.TypeByName("bpf_cast_to_kern_ctx", &fn), btf.ErrNotFound)
+	for _, h := range []struct {
+		fn   asm.BuiltinFunc
+		name string
+	}{{asm.FnGetCurrentPidTgid, "bpf_get_current_pid_tgid"}, {asm.FnGetCurrentComm, "bpf_get_current_comm"}} {
+		if err := features.HaveProgramHelper(ebpf.CGroupSKB, h.fn); errors.Is(err, ebpf.ErrNotSupported) {
+			return fmt.Errorf("this kernel does not let cgroup_skb programs call %s: %w", h.name, ebpf.ErrNotSupported)
+		}
+	}
+	return nil
 }
 
 // load loads an object's programs into objs, writing into events.
