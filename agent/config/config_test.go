@@ -10,10 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stratanet/strata/agent/flow"
 )
 
 // fixtures is a directory of real files for the settings that must name a
@@ -1958,5 +1961,21 @@ func TestDNSSettingErrors(t *testing.T) {
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v, want a usage error with %q", tc.args, err, tc.want)
 		}
+	}
+}
+
+// BudgetLabels is kept by hand beside the budgets it names: every label
+// agent/flow budgets, and DNS's qname, and nothing else.
+func TestBudgetLabelsAreFlowsAndQname(t *testing.T) {
+	var want []string
+	for label := range flow.DefaultBudgets().Labels {
+		want = append(want, label)
+	}
+	want = append(want, "qname")
+	got := slices.Clone(BudgetLabels)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("BudgetLabels %v, want flow's budgeted labels and qname: %v", got, want)
 	}
 }
