@@ -71,7 +71,7 @@ start_agent() { # extra agent arguments
 	"$AGENT" --kubernetes=off --metrics-addr "$METRICS" --log-level warn $EXTRA_ARGS "$@" >"$tmp/agent.log" 2>&1 &
 	agent_pid=$!
 	for _ in $(seq 300); do
-		curl -sf "http://$METRICS/metrics" >/dev/null && return 0
+		curl -sf "http://$METRICS/readyz" >/dev/null && return 0 # probes loaded, not merely serving
 		kill -0 "$agent_pid" 2>/dev/null || break
 		sleep 0.1
 	done

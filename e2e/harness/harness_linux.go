@@ -95,15 +95,21 @@ func StartAgent(t *testing.T, binary string, args ...string) *Agent {
 			t.Logf("agent log:\n%s", a.log.String())
 		}
 	})
+	// Ready, not merely serving: the agent answers /metrics while its
+	// probes still load, and traffic sent then is never seen.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if _, err := a.Scrape(); err == nil {
-			return a
+		resp, err := http.Get("http://" + a.Addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return a
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent did not serve /metrics within 30s:\n%s", a.log.String())
+			t.Fatalf("agent not ready within 30s:\n%s", a.log.String())
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -218,6 +224,23 @@ func (a *Agent) Expect(t *testing.T, metric string, want Labels, v float64, sett
 				}
 				v, _ := ValueIn(t, map[string]*dto.MetricFamily{metric: {Metric: []*dto.Metric{m}}}, metric, nil)
 				t.Logf("present: %s%v %v", metric, l, v)
+			}
+			// The agent's own counters say where records went.
+			for name, mf := range mfs {
+				if !strings.HasPrefix(name, "strata_agent_") {
+					continue
+				}
+				for _, m := range mf.GetMetric() {
+					v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+					if v == 0 {
+						continue
+					}
+					l := Labels{}
+					for _, lp := range m.GetLabel() {
+						l[lp.GetName()] = lp.GetValue()
+					}
+					t.Logf("agent: %s%v %v", name, l, v)
+				}
 			}
 		}
 		t.Fatalf("%s%v = %v (present %v), want %v", metric, want, got, ok, v)

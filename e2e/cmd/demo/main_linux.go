@@ -132,7 +132,7 @@ func setUp(r *runner, agent, addr string, agentFlags []string) *demo {
 	d.agentDone = make(chan struct{})
 	go func() { d.agentErr = d.agent.Wait(); close(d.agentDone) }()
 	deadline := time.Now().Add(60 * time.Second)
-	for !d.serving() {
+	for !d.ready() {
 		select {
 		case <-d.agentDone:
 			r.quit("the agent exited: %v\nits log:\n%s", d.agentErr, d.agentLog())
@@ -140,15 +140,17 @@ func setUp(r *runner, agent, addr string, agentFlags []string) *demo {
 		}
 		if time.Now().After(deadline) {
 			d.stopAgent()
-			r.quit("the agent did not serve http://%s/metrics within 60s\nits log:\n%s", addr, d.agentLog())
+			r.quit("the agent was not ready (http://%s/readyz) within 60s\nits log:\n%s", addr, d.agentLog())
 		}
 	}
 	return d
 }
 
-func (d *demo) serving() bool {
+// ready is /readyz: probes loaded and informers synced (the agent serves
+// /metrics before that).
+func (d *demo) ready() bool {
 	client := &http.Client{Timeout: time.Second}
-	resp, err := client.Get("http://" + d.addr + "/metrics")
+	resp, err := client.Get("http://" + d.addr + "/readyz")
 	if err != nil {
 		return false
 	}
