@@ -35,13 +35,14 @@ run() {
 	local name=$1 dir=$2 timeout=$3; shift 3
 	[[ $name =~ ${STRATA_ONLY:-.} ]] || return 0
 	local out=/tmp/$name.out start=$SECONDS
-	(cd "$dir" && timeout -k 10 "$timeout" "$@" -test.v -test.count=1 >"$out" 2>&1)
+	(cd "$dir" && timeout -k 10 "$timeout" "$@" -test.v -test.count="${STRATA_COUNT:-1}" >"$out" 2>&1)
 	local rc=$?
 	local pass fail skip
 	pass=$(grep -c -- '^--- PASS' "$out")
 	fail=$(grep -c -- '^--- FAIL' "$out")
 	skip=$(grep -c -- '^--- SKIP' "$out")
-	if [ $rc -ne 0 ]; then
+	# A focused run (-run) shows its whole output, logs of passing tests too.
+	if [ $rc -ne 0 ] || [ -n "${STRATA_RUN:-}" ]; then
 		sed "s/^/  | /" "$out"
 		[ $rc -eq 124 ] && echo "  | (timed out after $timeout)"
 	fi
@@ -72,7 +73,7 @@ modes() {
 
 for t in "$bin"/probes/*.test; do
 	n=$(basename "$t" .test)
-	run "probes-$n" "$repo/probes/$n" 20m "$t"
+	run "probes-$n" "$repo/probes/$n" 20m "$t" ${STRATA_RUN:+"-test.run=$STRATA_RUN"}
 done
 [[ modes =~ ${STRATA_ONLY:-.} ]] && modes
 run e2e-tcp "$repo/e2e/tcp" 20m "$bin/e2e/tcp.test" -test.run '^TestTCPGoldenSignals$'

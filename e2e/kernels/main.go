@@ -26,18 +26,27 @@ func main() {
 	cpus := flag.Int("cpus", 2, "VM vCPUs")
 	timeout := flag.Duration("timeout", 45*time.Minute, "per VM")
 	only := flag.String("only", "", "run only the guest's steps matching this regexp (probes-tcp, modes, e2e-http, ...)")
+	runTests := flag.String("run", "", "pass -test.run to the probes' test binaries (no spaces: it travels on the kernel's command line)")
+	count := flag.Int("count", 1, "run each test this many times (-test.count), to catch a flaky one")
 	flag.Parse()
-	if *only != "" && *out != "" {
-		fmt.Fprintln(os.Stderr, "test-kernels: -only makes a partial table; not writing it to", *out)
+	if (*only != "" || *runTests != "" || *count != 1) && *out != "" {
+		fmt.Fprintln(os.Stderr, "test-kernels: -only, -run or -count make a partial table; not writing it to", *out)
 		*out = ""
 	}
-	if err := run(*kernels, *cache, *out, *mem, *cpus, *timeout, *only); err != nil {
+	if strings.ContainsAny(*runTests+*only, " \t\n\"'") {
+		fmt.Fprintln(os.Stderr, "test-kernels: -run and -only travel on the kernel's command line: no spaces or quotes")
+		os.Exit(2)
+	}
+	guestEnv := []string{"STRATA_ONLY=" + *only, "STRATA_RUN=" + *runTests, fmt.Sprintf("STRATA_COUNT=%d", *count)}
+	if err := run(*kernels, *cache, *out, *mem, *cpus, *timeout, *only != "" || *runTests != "", guestEnv); err != nil {
 		fmt.Fprintln(os.Stderr, "test-kernels:", err)
 		os.Exit(1)
 	}
 }
 
-func run(series, cache, out, mem string, cpus int, timeout time.Duration, only string) error {
+// partial: only some of the guest's steps or tests run; guestEnv is passed
+// to guest.sh (STRATA_ONLY, STRATA_RUN, STRATA_COUNT).
+func run(series, cache, out, mem string, cpus int, timeout time.Duration, partial bool, guestEnv []string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (virtiofsd shares the host's root; the tests load BPF in the VM)")
 	}
@@ -91,7 +100,7 @@ func run(series, cache, out, mem string, cpus int, timeout time.Duration, only s
 	var rows []row
 	failed := false
 	for _, k := range ks {
-		r := row{Series: k.Series, Partial: only != ""}
+		r := row{Series: k.Series, Partial: partial}
 		u, err := fetch(cache, k)
 		if err != nil {
 			return err
@@ -103,7 +112,7 @@ func run(series, cache, out, mem string, cpus int, timeout time.Duration, only s
 		}
 		v := vm{Kernel: u, Initramfs: img, Memory: mem, CPUs: cpus, Timeout: timeout,
 			Command: []string{guest, bin, repo},
-			Env:     []string{"STRATA_MODULES=" + u.modules(), "CI=" + os.Getenv("CI"), "STRATA_ONLY=" + only}}
+			Env:     append([]string{"STRATA_MODULES=" + u.modules(), "CI=" + os.Getenv("CI")}, guestEnv...)}
 		fmt.Printf("== %s (%s): booting\n", k.Series, u.Package)
 		t0 := time.Now()
 		code, err := v.run(context.Background(), bin, func(l string) {

@@ -151,6 +151,24 @@ func tally(evs []event.HTTP, port uint16) map[string]int {
 	return n
 }
 
+// logRecords shows what a failing test was given, in the kernel's order.
+func logRecords(t *testing.T, evs []event.HTTP) {
+	t.Helper()
+	for _, e := range evs {
+		what := "request " + e.Method + " " + e.Path
+		if e.Response {
+			what = fmt.Sprint("response ", e.Status)
+		} else if e.Ended != 0 {
+			what += fmt.Sprint(" = ", e.Status)
+		}
+		dir := "sent"
+		if e.Received {
+			dir = "received"
+		}
+		t.Logf("  %d sock %#x %s -> %s %s %s", e.Mono, e.Sock, e.Local, e.Remote, dir, what)
+	}
+}
+
 // Keep-alive requests from Go's client to Go's server: one record per
 // request and per response on each end, none for the bodies.
 func TestOneRecordPerRequestAndResponse(t *testing.T) {
