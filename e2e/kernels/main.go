@@ -78,7 +78,6 @@ func run(series, cache, out, mem string, cpus int, timeout time.Duration, partia
 			}
 		}
 	}
-	// Not under /tmp: the guest mounts its own /tmp over the host's.
 	bin, err := os.MkdirTemp(cache, "run-")
 	if err != nil {
 		return err
