@@ -244,6 +244,10 @@ func openKernel(cfg config.Config, routes *route.Templater, log *zap.Logger) (*k
 			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "http"), zap.Error(err))
 		} else {
 			k.modes["http"] = string(k.http.Mode())
+			if why := k.http.FellBack(); why != nil {
+				log.Warn("HTTP capture falls back to the syscall tracepoints, which every read and write on the node pays for",
+					zap.String("probe", "http"), zap.Error(why))
+			}
 		}
 	}
 	if cfg.DNS == "on" {
@@ -255,7 +259,7 @@ func openKernel(cfg config.Config, routes *route.Templater, log *zap.Logger) (*k
 		}
 		if fellBack != nil {
 			log.Warn("DNS capture falls back to the syscall tracepoints, which every read and write on the node pays for",
-				zap.Error(fellBack))
+				zap.String("probe", "dns"), zap.Error(fellBack))
 		}
 	}
 	return k, nil

@@ -67,8 +67,8 @@ modes() {
 	else
 		echo "strata-mode agent failed"
 	fi
-	# Why a probe is disabled: the agent's one line about it.
-	grep 'probe disabled' "$log" | sed -n 's/.*"probe": "\([^"]*\)", "error": "\(.*\)"}$/strata-why \1: \2/p'
+	# Why a probe is disabled or fell back: the agent's one line about it.
+	grep -E 'probe disabled|falls back' "$log" | sed -n 's/.*"probe": "\([^"]*\)", "error": "\(.*\)"}$/strata-why \1: \2/p'
 	kill $pid 2>/dev/null; wait $pid 2>/dev/null
 }
 

@@ -49,11 +49,12 @@ type Options struct {
 
 // Probe is the loaded HTTP capture.
 type Probe struct {
-	mode  Mode
-	lost  *ebpf.Variable
-	close func() error
-	links []link.Link
-	iter  *link.Iter // the tally iterator; nil without Tally
+	mode     Mode
+	fellBack error // why Auto did not get Tracepoint
+	lost     *ebpf.Variable
+	close    func() error
+	links    []link.Link
+	iter     *link.Iter // the tally iterator; nil without Tally
 }
 
 // Open loads the programs, writing into the shared ring events, and
@@ -71,6 +72,7 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 		if err2 != nil {
 			return nil, errors.Join(err, err2)
 		}
+		p.fellBack = err
 		return p, nil
 	}
 	mode := o.Mode
@@ -198,6 +200,10 @@ func (p *Probe) Tally() error {
 
 // Mode is how the probe runs.
 func (p *Probe) Mode() Mode { return p.mode }
+
+// FellBack is why a probe opened in Auto mode took Syscall (the missing
+// hook, in one line); nil when it did not.
+func (p *Probe) FellBack() error { return p.fellBack }
 
 // Lost is how many records the kernel could not queue.
 func (p *Probe) Lost() uint64 {

@@ -55,6 +55,27 @@ func refused(t *testing.T, m Mode) bool {
 	return true
 }
 
+// Auto takes the tracepoints where the kernel has them, else the syscall
+// fallback, and then says in one line which hook was missing (the agent
+// logs it).
+func TestAutoSaysWhyItFellBack(t *testing.T) {
+	p, err := Open(openRing(t), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	missing := missingTracepoint()
+	switch why := p.FellBack(); {
+	case missing == "" && (p.Mode() != Tracepoint || why != nil):
+		t.Errorf("mode %s (fell back: %v), want tracepoint", p.Mode(), why)
+	case missing != "" && (p.Mode() != Syscall || why == nil ||
+		!strings.Contains(why.Error(), "no "+missing+" tracepoint (Linux 6.3+)") || strings.Contains(why.Error(), "\n")):
+		t.Errorf("mode %s, fell back: %v; want syscall, and %s named in one line", p.Mode(), why, missing)
+	default:
+		t.Logf("mode %s (fell back: %v)", p.Mode(), why)
+	}
+}
+
 // openRing makes a ring of the test's own (in the agent it is the one the
 // TCP probes write), as root: in CI a test without root fails.
 func openRing(t *testing.T) *ebpf.Map {
