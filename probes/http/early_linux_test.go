@@ -93,22 +93,6 @@ func TestResponseBeforeSendReturns(t *testing.T) {
 		if t.Failed() {
 			logRecords(t, evs)
 		}
-		{ // DIAG (temporary): a socket address taken by two connections
-			ends := map[uint64]map[string]bool{}
-			for _, e := range evs {
-				if e.Local.IsValid() {
-					if ends[e.Sock] == nil {
-						ends[e.Sock] = map[string]bool{}
-					}
-					ends[e.Sock][e.Local.String()+">"+e.Remote.String()] = true
-				}
-			}
-			for sk, m := range ends {
-				if len(m) > 1 {
-					t.Logf("DIAG-REUSE sock %#x: %v", sk, m)
-				}
-			}
-		}
 	})
 }
 
