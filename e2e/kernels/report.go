@@ -173,7 +173,15 @@ starts the agent with ` + "`--http=on`" + ` to read each probe's mode from
 exact TCP counts between two namespaces and a refused connect; e2e/dns TestDNS: dnsmasq answers;
 e2e/http TestHTTPGoldenSignals: exact HTTP counts against nginx). Tests passed counts top-level
 tests. VM time is boot plus tests under emulation (about 10-50 times slower than the host).
+The lines under the table are the agent's own, one per probe that fell back or was refused on
+that kernel: the feature it missed.
 
-` + table
+` + table + `
+No fentry or kprobe mode for HTTP on 5.10-6.2 (e.g. on ` + "`tcp_sendmsg`/`tcp_recvmsg`" + `): the
+issue wanted one only where it measures better than the syscall fallback, and nothing here can
+measure that. The fallback already counts exactly on 5.10 and 6.1 (above), so such a mode could
+only win on cost; the kernels that would run it exist here only under TCG emulation, where
+timing is the emulator's, and this host's own 6.18 has the tracepoints (and refuses fentry).
+`
 	return os.WriteFile(path, []byte(doc), 0o644)
 }
