@@ -18,6 +18,7 @@ import (
 
 	"github.com/stratanet/strata/agent/config"
 	"github.com/stratanet/strata/agent/dnsflow"
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/agent/httpflow"
 	"github.com/stratanet/strata/agent/route"
@@ -112,7 +113,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		opts.Events = x.loki
 	}
 	table := flow.NewTable(log.Named("flow"), id, opts)
-	var sink httpflow.Spans
+	var sink emit.Spans
 	if x.tempo != nil {
 		sink = x.tempo
 	}

@@ -20,7 +20,6 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stratanet/strata/agent/route"
-	"github.com/stratanet/strata/exporters/export"
 )
 
 // Config is everything the agent can be told.
@@ -69,35 +68,68 @@ type Config struct {
 	OTLPQueue            int           `yaml:"otlp_queue"`
 }
 
+// Backend is how to reach one pushing backend. Its fields are those of
+// exporters/export.HTTP, which the agent converts it to: configuration
+// names what the user said and imports no exporter.
+type Backend struct {
+	Tenant          string // X-Scope-OrgID
+	Username        string // basic auth, with PasswordFile
+	PasswordFile    string
+	BearerTokenFile string
+	CAFile          string // trust this CA for https (else the system's)
+}
+
 // Mimir is how to reach the remote-write backend.
-func (c Config) Mimir() export.HTTP {
-	return export.HTTP{Tenant: c.MimirTenant, Username: c.MimirUsername, PasswordFile: c.MimirPasswordFile,
+func (c Config) Mimir() Backend {
+	return Backend{Tenant: c.MimirTenant, Username: c.MimirUsername, PasswordFile: c.MimirPasswordFile,
 		BearerTokenFile: c.MimirBearerTokenFile, CAFile: c.MimirCAFile}
 }
 
 // Loki is how to reach the log backend.
-func (c Config) Loki() export.HTTP {
-	return export.HTTP{Tenant: c.LokiTenant, Username: c.LokiUsername, PasswordFile: c.LokiPasswordFile,
+func (c Config) Loki() Backend {
+	return Backend{Tenant: c.LokiTenant, Username: c.LokiUsername, PasswordFile: c.LokiPasswordFile,
 		BearerTokenFile: c.LokiBearerTokenFile, CAFile: c.LokiCAFile}
 }
 
 // OTLP is how to reach the trace backend (no basic auth: gRPC takes a token).
-func (c Config) OTLP() export.HTTP {
-	return export.HTTP{Tenant: c.OTLPTenant, BearerTokenFile: c.OTLPBearerTokenFile, CAFile: c.OTLPCAFile}
+func (c Config) OTLP() Backend {
+	return Backend{Tenant: c.OTLPTenant, BearerTokenFile: c.OTLPBearerTokenFile, CAFile: c.OTLPCAFile}
+}
+
+// check reports settings of b that cannot work, naming the setting.
+func (b Backend) check(prefix string) error {
+	if b.Username != "" && b.PasswordFile == "" {
+		return fmt.Errorf("%s-username needs %s-password-file", prefix, prefix)
+	}
+	if b.PasswordFile != "" && b.Username == "" {
+		return fmt.Errorf("%s-password-file needs %s-username", prefix, prefix)
+	}
+	if b.PasswordFile != "" && b.BearerTokenFile != "" {
+		return fmt.Errorf("%s: basic auth and a bearer token are exclusive", prefix)
+	}
+	for _, f := range []struct{ setting, path string }{{"password-file", b.PasswordFile}, {"bearer-token-file", b.BearerTokenFile}, {"ca-file", b.CAFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s-%s: %w", prefix, f.setting, err)
+		}
+	}
+	return nil
 }
 
 // check finds settings that are fine alone but not together.
 func (c Config) check() error {
-	if err := c.Mimir().Check("mimir"); err != nil {
+	if err := c.Mimir().check("mimir"); err != nil {
 		return err
 	}
-	if err := c.Loki().Check("loki"); err != nil {
+	if err := c.Loki().check("loki"); err != nil {
 		return err
 	}
 	if c.OTLPInsecure == "on" && (c.OTLPCAFile != "" || c.OTLPBearerTokenFile != "") {
 		return errors.New("otlp-insecure=on sends in plaintext: it cannot use otlp-ca-file or otlp-bearer-token-file")
 	}
-	return c.OTLP().Check("otlp")
+	return c.OTLP().check("otlp")
 }
 
 // Default is what the agent runs with when told nothing.

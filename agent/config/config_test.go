@@ -1979,3 +1979,49 @@ func TestBudgetLabelsAreFlowsAndQname(t *testing.T) {
 		t.Errorf("BudgetLabels %v, want flow's budgeted labels and qname: %v", got, want)
 	}
 }
+
+func TestBackendCheck(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	token := filepath.Join(dir, "token")
+	ca := filepath.Join(dir, "ca.pem")
+	for _, f := range []string{pw, token, ca} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := filepath.Join(dir, "missing")
+	for _, tc := range []struct {
+		name string
+		b    Backend
+		want string // "" for no error
+	}{
+		{"nothing", Backend{}, ""},
+		{"tenant only", Backend{Tenant: "team-a"}, ""},
+		{"basic auth", Backend{Username: "u", PasswordFile: pw}, ""},
+		{"bearer and CA", Backend{BearerTokenFile: token, CAFile: ca}, ""},
+		{"username without password", Backend{Username: "u"}, "mimir-username needs mimir-password-file"},
+		{"password without username", Backend{PasswordFile: pw}, "mimir-password-file needs mimir-username"},
+		{"basic and bearer", Backend{Username: "u", PasswordFile: pw, BearerTokenFile: token}, "mimir: basic auth and a bearer token are exclusive"},
+		{"missing password file", Backend{Username: "u", PasswordFile: missing}, "mimir-password-file: stat " + missing + ": no such file or directory"},
+		{"missing token file", Backend{BearerTokenFile: missing}, "mimir-bearer-token-file: stat " + missing + ": no such file or directory"},
+		{"missing CA file", Backend{CAFile: missing}, "mimir-ca-file: stat " + missing + ": no such file or directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.b.check("mimir")
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Check = %v, want nil", err)
+			case tc.want != "" && err == nil:
+				t.Errorf("Check = nil, want %q", tc.want)
+			case tc.want != "" && err.Error() != tc.want:
+				t.Errorf("Check = %q, want %q", err.Error(), tc.want)
+			}
+		})
+	}
+	// The file errors wrap the os error.
+	err := Backend{CAFile: missing}.check("loki")
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Check(missing CA) = %v, want it to wrap os.ErrNotExist", err)
+	}
+}

@@ -12,9 +12,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/agent/hist"
-	"github.com/stratanet/strata/exporters/loki"
 	dnsid "github.com/stratanet/strata/identity/dns"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -97,7 +97,7 @@ type Table struct {
 	wall  func(mono uint64) time.Time // kernel ns to wall clock
 	// Events receives failed lookups as dns_error events; nil: counted
 	// only. Set before the first record.
-	Events flow.Events
+	Events emit.Events
 
 	mu        sync.Mutex
 	pending   map[client]query
@@ -285,7 +285,7 @@ func (t *Table) failed(key flow.Key, k client, q query, rcode string, secs float
 	if rcode == Timeout {
 		f = append(f, "error", "no response within "+t.opts.Timeout.String())
 	}
-	t.Events.Push(loki.Event{Time: t.wall(end), Kind: loki.DNSError, Namespace: key.SourceNamespace, Fields: f})
+	t.Events.Push(emit.Event{Time: t.wall(end), Kind: emit.DNSError, Namespace: key.SourceNamespace, Fields: f})
 }
 
 // foldName passes a name through the qname budget.

@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
-	"github.com/stratanet/strata/exporters/loki"
 	dnsid "github.com/stratanet/strata/identity/dns"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -35,9 +35,9 @@ func (b *byComm) Later(e *event.TCP, then func(flow.Key)) (flow.Key, bool) {
 	return flow.Key{SourceWorkload: e.Comm, DestinationWorkload: "world", DestinationPort: "53", Reporter: "client"}, true
 }
 
-type events struct{ got []loki.Event }
+type events struct{ got []emit.Event }
 
-func (e *events) Push(ev loki.Event) bool { e.got = append(e.got, ev); return true }
+func (e *events) Push(ev emit.Event) bool { e.got = append(e.got, ev); return true }
 
 // lab is a table with a clock the test moves (kernel ns).
 type lab struct {
@@ -262,7 +262,7 @@ func TestTimeout(t *testing.T) {
 	}
 	for _, e := range l.ev.got {
 		line := strings.Join(e.Fields, " ")
-		if e.Kind != loki.DNSError || e.Namespace != "" || !strings.Contains(line, "rcode timeout") ||
+		if e.Kind != emit.DNSError || e.Namespace != "" || !strings.Contains(line, "rcode timeout") ||
 			!strings.Contains(line, "error no response within 5s") || !strings.Contains(line, "duration 5.000000") ||
 			!e.Time.Equal(time.Unix(0, int64(start+5e9))) {
 			t.Errorf("event %+v", e)

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/hist"
-	"github.com/stratanet/strata/exporters/loki"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -58,7 +58,7 @@ type Options struct {
 	BurstWindow   time.Duration
 	// Events receives failed connects, resets and retransmit bursts; nil:
 	// counted only.
-	Events Events
+	Events emit.Events
 	// LateWindow is how long a connection whose ends the identifier may
 	// name later (identity.Pair.Pending) waits for them before it is
 	// counted under its best guess.
@@ -72,10 +72,6 @@ type Options struct {
 
 // GoneFunc says since when no workload of this name exists in namespace.
 type GoneFunc func(namespace, workload string) (since time.Time, ok bool)
-
-// Events is where connection events go (the Loki exporter). Push never
-// blocks: it drops and counts when it must.
-type Events interface{ Push(loki.Event) bool }
 
 func DefaultOptions() Options {
 	return Options{Budgets: DefaultBudgets(), MaxConns: 1 << 18, BurstSegments: 10, BurstWindow: time.Second, LateWindow: 10 * time.Second}
@@ -177,7 +173,7 @@ func (t *Table) apply(e *event.TCP) {
 		k := t.keyOf(e)
 		r := Result(e.Err)
 		t.flow(k).connections[r]++
-		t.notify(loki.ConnectFailed, k, e, "error", resultNames[r], "errno", errnoName(e.Err))
+		t.notify(emit.ConnectFailed, k, e, "error", resultNames[r], "errno", errnoName(e.Err))
 	case event.Snapshot:
 		if e.State == event.StateListen {
 			return
@@ -207,10 +203,10 @@ func (t *Table) apply(e *event.TCP) {
 		}
 		if e.Kind == event.ResetSent {
 			t.flow(k).resetsSent++
-			t.notify(loki.Reset, k, e, "direction", "sent")
+			t.notify(emit.Reset, k, e, "direction", "sent")
 		} else {
 			t.flow(k).resetsReceived++
-			t.notify(loki.Reset, k, e, "direction", "received")
+			t.notify(emit.Reset, k, e, "direction", "received")
 		}
 	case event.Retransmit:
 		if c := t.conns[e.Sock]; c != nil {
@@ -309,7 +305,7 @@ func (t *Table) burst(c *conn, e *event.TCP) {
 	}
 	c.burstCount++
 	if c.burstCount == t.opts.BurstSegments {
-		t.notify(loki.RetransmitBurst, c.key, e, "segments", strconv.Itoa(c.burstCount), "within", t.opts.BurstWindow.String())
+		t.notify(emit.RetransmitBurst, c.key, e, "segments", strconv.Itoa(c.burstCount), "within", t.opts.BurstWindow.String())
 	}
 }
 
@@ -331,7 +327,7 @@ func (t *Table) notify(kind string, k Key, e *event.TCP, detail ...string) {
 	}
 	f = append(f, "source_addr", src.String(), "destination_addr", dst.String())
 	f = append(f, detail...)
-	t.opts.Events.Push(loki.Event{Time: t.now(), Kind: kind, Namespace: k.SourceNamespace, Fields: f})
+	t.opts.Events.Push(emit.Event{Time: t.now(), Kind: kind, Namespace: k.SourceNamespace, Fields: f})
 }
 
 // errnoName is the socket error as C names it (ECONNREFUSED), "" for none.

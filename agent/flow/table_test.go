@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/exporters/loki"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
@@ -318,7 +319,7 @@ func TestMaxFlowsBoundsMemory(t *testing.T) {
 // events records what the table sends to Loki, as lines.
 type events []string
 
-func (ev *events) Push(e loki.Event) bool {
+func (ev *events) Push(e emit.Event) bool {
 	*ev = append(*ev, e.Kind+" ns="+e.Namespace+" "+loki.Line(e))
 	return true
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/agent/hist"
 	"github.com/stratanet/strata/agent/route"
@@ -54,12 +55,12 @@ type Table struct {
 	names     Namer
 	templater *route.Templater
 	now       func() time.Time
-	spans     Spans                       // nil: no spans
+	spans     emit.Spans                  // nil: no spans
 	wall      func(mono uint64) time.Time // kernel monotonic ns to wall clock
 	cluster   string
 	// Events receives failed requests (5xx, or no answer) as http_error
 	// events; nil: counted only. Set before the first record.
-	Events flow.Events
+	Events emit.Events
 	// Gone and GoneGrace drop the series of deleted workloads, as the flow
 	// table does. Set before the first record.
 	Gone      flow.GoneFunc
@@ -81,7 +82,7 @@ type Table struct {
 }
 
 // New makes a table; spans may be nil. wall converts kernel time.
-func New(names Namer, routes *route.Templater, spans Spans, wall func(uint64) time.Time, cluster string) *Table {
+func New(names Namer, routes *route.Templater, spans emit.Spans, wall func(uint64) time.Time, cluster string) *Table {
 	return &Table{names: names, templater: routes, now: time.Now, spans: spans, wall: wall, cluster: cluster,
 		socks: map[uint64]*sock{}, tallies: map[uint64]*tallied{}, talliedIn: map[uint32]int{}, series: map[seriesKey]*histogram{}, routes: map[string]string{}}
 }

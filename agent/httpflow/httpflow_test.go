@@ -10,17 +10,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/exporters/loki"
-	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/http"
 )
 
-type spans []tempo.Span
+type spans []emit.Span
 
-func (s *spans) Export(sp tempo.Span) bool { *s = append(*s, sp); return true }
+func (s *spans) Export(sp emit.Span) bool { *s = append(*s, sp); return true }
 
 type names struct{}
 
@@ -235,9 +235,9 @@ func TestReusedAddressWithoutClose(t *testing.T) {
 	}
 }
 
-type events []loki.Event
+type events []emit.Event
 
-func (ev *events) Push(e loki.Event) bool { *ev = append(*ev, e); return true }
+func (ev *events) Push(e emit.Event) bool { *ev = append(*ev, e); return true }
 
 func TestFailedRequestsAreEvents(t *testing.T) {
 	var ev events
@@ -258,7 +258,7 @@ func TestFailedRequestsAreEvents(t *testing.T) {
 		`source_workload=curl destination_workload=nginx destination_port=80 reporter=server source_addr=10.0.0.1:5000 destination_addr=10.0.0.2:80 method=GET route=/hang status_code=0 duration=0.004000 error="no response before the connection closed"`,
 	}
 	for i, e := range ev {
-		if e.Kind != loki.HTTPError || e.Namespace != "" || loki.Line(e) != want[i] {
+		if e.Kind != emit.HTTPError || e.Namespace != "" || loki.Line(e) != want[i] {
 			t.Errorf("event %d: %s %q\n%s\nwant\n%s", i, e.Kind, e.Namespace, loki.Line(e), want[i])
 		}
 	}

@@ -5,15 +5,9 @@ import (
 	"encoding/hex"
 	"strconv"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
-	"github.com/stratanet/strata/exporters/loki"
-	"github.com/stratanet/strata/exporters/tempo"
 )
-
-// Spans receives one span per completed request.
-type Spans interface {
-	Export(tempo.Span) bool
-}
 
 // failed sends a failed request as an event.
 func (t *Table) failed(d done, secs float64, trace [16]byte) {
@@ -36,19 +30,19 @@ func (t *Table) failed(d done, secs float64, trace [16]byte) {
 	if trace != [16]byte{} {
 		f = append(f, "trace_id", hex.EncodeToString(trace[:]))
 	}
-	t.Events.Push(loki.Event{Time: t.wall(d.end), Kind: loki.HTTPError, Namespace: d.key.SourceNamespace, Fields: f})
+	t.Events.Push(emit.Event{Time: t.wall(d.end), Kind: emit.HTTPError, Namespace: d.key.SourceNamespace, Fields: f})
 }
 
 // span is the request as OTel semantic conventions describe it.
-func (t *Table) span(d done, key flow.Key, trace [16]byte) tempo.Span {
+func (t *Table) span(d done, key flow.Key, trace [16]byte) emit.Span {
 	p, status := d.p, d.status
-	sp := tempo.Span{TraceID: trace, ParentID: p.parent.span, Name: p.method + " " + p.route, Server: d.server,
+	sp := emit.Span{TraceID: trace, ParentID: p.parent.span, Name: p.method + " " + p.route, Server: d.server,
 		Start: t.wall(p.at), End: t.wall(d.end)}
 	rand.Read(sp.SpanID[:])
 	server, client := d.who.Local, d.who.Remote
-	sp.Resource = tempo.Resource{Service: key.SourceWorkload, Namespace: key.SourceNamespace, Cluster: t.cluster}
+	sp.Resource = emit.Resource{Service: key.SourceWorkload, Namespace: key.SourceNamespace, Cluster: t.cluster}
 	if d.server {
-		sp.Resource = tempo.Resource{Service: key.DestinationWorkload, Namespace: key.DestinationNamespace, Cluster: t.cluster}
+		sp.Resource = emit.Resource{Service: key.DestinationWorkload, Namespace: key.DestinationNamespace, Cluster: t.cluster}
 	} else {
 		server, client = client, server
 	}
