@@ -176,6 +176,8 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 				recycle(batch)
 			case <-tick.C:
 				h.turn() // /healthz: the loop is not stuck
+				// Each stage counts what waited for names (flow.Late),
+				// asking the table; the table calls no stage back.
 				requests.Tick()
 				table.Tick()
 				if lookups != nil {

@@ -48,9 +48,13 @@ func DefaultOptions() Options {
 // Namer names a client socket's pair (the flow table, whose budgets the
 // source labels share with every other series).
 type Namer interface {
-	// Later names e's pair if it can now (ok), else calls then with it
-	// once it can: a lookup from a pod not reported yet waits for its name.
-	Later(e *event.TCP, then func(flow.Key)) (k flow.Key, ok bool)
+	// Name names e's pair if it can now (ok), else fills w to wait with: a
+	// lookup from a pod not reported yet waits for its name. With w nil it
+	// names the pair now, by guess.
+	Name(e *event.TCP, w *flow.Wait) (flow.Key, bool)
+	// Settle is a waiting pair's key once its names are in or its wait is
+	// over (ok).
+	Settle(w *flow.Wait) (flow.Key, bool)
 }
 
 // Learner takes the answers (identity/dns.Cache).
@@ -109,10 +113,20 @@ type Table struct {
 	overflow  uint64            // qnames folded into ~other
 	counts    map[countKey]uint64
 	durations map[durationKey]*hist.Histogram
-	unpaired  uint64 // responses with no query waiting
-	late      uint64 // responses after their query timed out
-	malformed uint64 // records that did not parse
-	dropped   uint64 // queries not followed: too many pending
+	unpaired  uint64              // responses with no query waiting
+	late      uint64              // responses after their query timed out
+	malformed uint64              // records that did not parse
+	dropped   uint64              // queries not followed: too many pending
+	unnamed   flow.Late[answered] // completed lookups waiting for their client's name
+}
+
+// answered is a completed lookup, to be counted once its client is named.
+type answered struct {
+	k      client
+	q      query
+	rcode  string
+	end    uint64
+	suffix string
 }
 
 // New makes a table. cache may be nil; mono is the kernel's monotonic
@@ -174,11 +188,12 @@ func (t *Table) Apply(e *event.DNS) {
 	t.complete(k, q, a.Rcode, e.Mono, "")
 }
 
-// Tick ends the queries unanswered past their timeout. The agent calls
-// it about once a second.
+// Tick counts the lookups whose client was named, and ends the queries
+// unanswered past their timeout. The agent calls it about once a second.
 func (t *Table) Tick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.named()
 	now := t.mono()
 	limit := uint64(t.opts.Timeout + deliverySlack)
 	for k, q := range t.pending {
@@ -220,14 +235,25 @@ func (t *Table) releaseIdle(now uint64) {
 // event.
 func (t *Table) complete(k client, q query, rcode string, end uint64, suffix string) {
 	who := event.TCP{Kind: event.Connect, Netns: k.netns, PID: q.pid, Comm: q.comm, Local: k.local, Remote: k.remote}
-	key, ok := t.names.Later(&who, func(key flow.Key) {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		t.count(key, k, q, rcode, end, suffix)
-	})
-	if ok {
-		t.count(key, k, q, rcode, end, suffix)
+	w := new(flow.Wait)
+	if t.unnamed.Full() {
+		w = nil // named now, by guess
 	}
+	if key, ok := t.names.Name(&who, w); ok {
+		t.count(key, k, q, rcode, end, suffix)
+		return
+	}
+	t.unnamed.Add(w, answered{k, q, rcode, end, suffix})
+}
+
+// named counts the lookups whose client was named (or whose wait is over).
+func (t *Table) named() {
+	if t.unnamed.Len() == 0 {
+		return
+	}
+	t.unnamed.Settle(t.names.Settle, func(a answered, key flow.Key) {
+		t.count(key, a.k, a.q, a.rcode, a.end, a.suffix)
+	})
 }
 
 func (t *Table) count(key flow.Key, k client, q query, rcode string, end uint64, suffix string) {

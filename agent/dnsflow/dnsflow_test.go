@@ -23,16 +23,24 @@ import (
 type byComm struct {
 	asked   []event.TCP
 	wait    bool
-	waiting []func(flow.Key)
+	named   *flow.Key // once set, what waits is named so
+	waiting int       // Settle calls
 }
 
-func (b *byComm) Later(e *event.TCP, then func(flow.Key)) (flow.Key, bool) {
+func (b *byComm) Name(e *event.TCP, w *flow.Wait) (flow.Key, bool) {
 	b.asked = append(b.asked, *e)
-	if b.wait {
-		b.waiting = append(b.waiting, then)
+	if b.wait && w != nil {
 		return flow.Key{}, false
 	}
 	return flow.Key{SourceWorkload: e.Comm, DestinationWorkload: "world", DestinationPort: "53", Reporter: "client"}, true
+}
+
+func (b *byComm) Settle(*flow.Wait) (flow.Key, bool) {
+	b.waiting++
+	if b.named == nil {
+		return flow.Key{}, false
+	}
+	return *b.named, true
 }
 
 type events struct{ got []emit.Event }
@@ -392,10 +400,14 @@ func TestCountedOnceNamed(t *testing.T) {
 	if got := scrape(t, l.tab)[requests("frontend", "api.twilio.com", "A", "NXDOMAIN")]; got != 0 || len(l.ev.got) != 0 {
 		t.Fatalf("counted (%v) or reported (%d events) before the client was named", got, len(l.ev.got))
 	}
-	if len(l.names.waiting) != 1 {
-		t.Fatalf("%d lookups waiting, want 1", len(l.names.waiting))
+	if n := l.tab.unnamed.Len(); n != 1 {
+		t.Fatalf("%d lookups waiting, want 1", n)
 	}
-	l.names.waiting[0](flow.Key{SourceNamespace: "shop", SourceWorkload: "frontend"})
+	l.names.named = &flow.Key{SourceNamespace: "shop", SourceWorkload: "frontend"}
+	l.wait()
+	if n := l.tab.unnamed.Len(); n != 0 || l.names.waiting != 1 {
+		t.Fatalf("%d lookups waiting after the name came (asked %d times), want 0 (1: the NXDOMAIN waited a tick for a search expansion first)", n, l.names.waiting)
+	}
 	got := scrape(t, l.tab)
 	expect(t, got, map[string]float64{
 		"strata_dns_requests_total{qname=api.twilio.com,qtype=A,rcode=NXDOMAIN,source_namespace=shop,source_workload=frontend}": 1,

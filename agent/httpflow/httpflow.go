@@ -78,7 +78,9 @@ type Table struct {
 	unpaired  uint64            // responses with no request in flight
 	malformed uint64            // records that were not HTTP after all
 	dropped   uint64            // requests not followed because a bound was reached
+	late      flow.Late[done]   // requests waiting for their ends' names
 	who       event.TCP         // scratch for the namer (complete)
+	wait      flow.Wait         // scratch for the namer (complete)
 }
 
 // New makes a table; spans may be nil. wall converts kernel time.
@@ -87,11 +89,13 @@ func New(names Namer, routes *route.Templater, spans emit.Spans, wall func(uint6
 		socks: map[uint64]*sock{}, tallies: map[uint64]*tallied{}, talliedIn: map[uint32]int{}, series: map[seriesKey]*histogram{}, routes: map[string]string{}}
 }
 
-// Tick forgets sockets whose close went unseen. The agent calls it often;
-// it looks only every IdleAfter/4.
+// Tick counts the requests whose names came, and forgets sockets whose
+// close went unseen. The agent calls it about once a second; it looks for
+// idle sockets only every IdleAfter/4.
 func (t *Table) Tick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.settle()
 	now := t.now()
 	if t.Gone != nil && now.Sub(t.pruned) >= flow.PruneEvery(t.GoneGrace) {
 		t.pruned = now

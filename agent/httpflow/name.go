@@ -5,7 +5,7 @@ import (
 	"github.com/stratanet/strata/probes/event"
 )
 
-// done is a completed request, named, to be counted.
+// done is a completed request, to be counted once named.
 type done struct {
 	key    flow.Key
 	who    event.TCP
@@ -16,50 +16,45 @@ type done struct {
 	slot   *slot // the tally slot it opened, nil if none
 }
 
-// Namer names a socket's pair (e.Kind is Accept for the server end): the
-// connection's own when known, else by resolving its addresses afresh.
+// Namer names a socket's pair (the flow table; e.Kind is Accept for the
+// server end): the connection's own when known, else by resolving its
+// addresses afresh; where an end may be named later (a pod not reported
+// yet), it says what to wait with (flow.Table.Name, Settle).
 type Namer interface {
-	KeyFor(e *event.TCP) flow.Key
+	Name(e *event.TCP, w *flow.Wait) (flow.Key, bool)
+	Settle(w *flow.Wait) (flow.Key, bool)
 }
 
 // complete names a finished request after its connection: the table's
 // own pair when it follows the socket, else what its ends resolve to now.
+// A request whose ends are not named yet waits, as its connection does,
+// and is counted from Tick once they are.
 func (t *Table) complete(who event.TCP, server bool, p pending, status string, end uint64, sl *slot) {
 	d := done{who: who, server: server, p: p, status: status, end: end, slot: sl}
-	// The namer gets the table's own copy of who: a pointer to d would move
-	// d to the heap, once per request.
+	// The namer gets the table's own copies: pointers to locals would move
+	// them to the heap, once per request.
 	t.who = who
-	l, ok := t.names.(laterNamer)
-	if !ok {
-		d.key = t.names.KeyFor(&t.who)
-		t.observe(d)
-		return
+	w := &t.wait
+	if t.late.Full() {
+		w = nil // named now, by guess
 	}
-	if key, ok := l.Named(&t.who); ok { // most requests
+	if key, ok := t.names.Name(&t.who, w); ok { // most requests
 		d.key = key
 		t.observe(d)
 		return
 	}
-	t.later(l, d)
+	wait := new(flow.Wait)
+	*wait = t.wait
+	t.late.Add(wait, d)
 }
 
-// later counts a request on a connection whose ends are not named yet (a
-// pod not reported yet) once they are, like the connection.
-func (t *Table) later(l laterNamer, d done) {
-	key, now := l.Later(&d.who, func(k flow.Key) {
-		t.mu.Lock()
-		defer t.mu.Unlock()
+// settle counts the requests whose names came (or whose wait is over).
+func (t *Table) settle() {
+	if t.late.Len() == 0 {
+		return
+	}
+	t.late.Settle(t.names.Settle, func(d done, k flow.Key) {
 		d.key = k
 		t.observe(d)
 	})
-	if now {
-		d.key = key
-		t.observe(d)
-	}
-}
-
-// laterNamer is a Namer that can wait for names (the flow table).
-type laterNamer interface {
-	Named(e *event.TCP) (flow.Key, bool)
-	Later(e *event.TCP, then func(flow.Key)) (flow.Key, bool)
 }
