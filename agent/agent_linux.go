@@ -187,7 +187,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 	})
 	if k.tcp.CanSweep() {
-		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, requests.TalliedIn, cfg.SweepInterval); return nil })
+		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, table.Holds, cfg.SweepInterval); return nil })
 	}
 	// Each exporter in its own goroutine, behind its own queue.
 	x.run(ctx, g)
@@ -347,8 +347,8 @@ func (k *kernel) close() {
 
 // sweep reads every network namespace's sockets each interval, starting
 // now: their TCP counters, and what the HTTP probe counted on them where
-// tallied says it counts any.
-func sweep(ctx context.Context, log *zap.Logger, k *kernel, tallied func(netns uint32) bool, every time.Duration) {
+// the flow table holds live sockets (held); it asks no later stage.
+func sweep(ctx context.Context, log *zap.Logger, k *kernel, held func(netns uint32) bool, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for gen := uint32(1); ; gen++ {
@@ -359,7 +359,7 @@ func sweep(ctx context.Context, log *zap.Logger, k *kernel, tallied func(netns u
 		for ino, path := range all {
 			err := netns.Do(path, func() error {
 				var counted error
-				if k.http != nil && tallied(ino) {
+				if k.http != nil && held(ino) {
 					counted = k.http.Tally()
 				}
 				return errors.Join(k.tcp.Sweep(gen), counted)

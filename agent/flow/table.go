@@ -407,6 +407,17 @@ func (t *Table) connOf(e *event.TCP) *conn {
 	return t.older[ts]
 }
 
+// Holds reports whether the table follows live sockets in network
+// namespace netns. The sweep reads the HTTP probe's counts only there: a
+// socket whose exchanges the kernel counts is one the table follows (from
+// its connect or accept, or the sweep's snapshot of it), and namespaces
+// with none are skipped, their walks can be long (TIME_WAIT).
+func (t *Table) Holds(netns uint32) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.byNetns[netns]) > 0
+}
+
 // Tracked returns how many live sockets the table follows.
 func (t *Table) Tracked() int {
 	t.mu.Lock()

@@ -406,3 +406,25 @@ func TestClosedSocketsBounded(t *testing.T) {
 		t.Fatal("the first closed socket is still remembered")
 	}
 }
+
+// The sweep reads HTTP counts only in namespaces where the table follows
+// live sockets.
+func TestHolds(t *testing.T) {
+	tb := NewTable(zap.NewNop(), &fakeID{}, DefaultOptions())
+	if tb.Holds(1) {
+		t.Fatal("an empty table holds namespace 1")
+	}
+	tb.Apply(clientEvent(event.Connect, 1, 0, 0))
+	tb.Apply(clientEvent(event.Connect, 2, 0, 0))
+	if !tb.Holds(1) || tb.Holds(2) {
+		t.Fatalf("Holds(1) = %v, Holds(2) = %v; want true, false", tb.Holds(1), tb.Holds(2))
+	}
+	tb.Apply(clientEvent(event.Close, 1, 0, 0))
+	if !tb.Holds(1) {
+		t.Fatal("one of two sockets closed: namespace 1 no longer held")
+	}
+	tb.Apply(clientEvent(event.Close, 2, 0, 0))
+	if tb.Holds(1) {
+		t.Fatal("namespace 1 held after its last socket closed")
+	}
+}

@@ -69,7 +69,6 @@ type Table struct {
 	mu        sync.Mutex
 	socks     map[uint64]*sock
 	tallies   map[uint64]*tallied // by socket
-	talliedIn map[uint32]int      // tallied sockets per network namespace
 	lastMono  uint64              // latest record's kernel time
 	swept     time.Time           // last sweep for idle sockets
 	pruned    time.Time           // last look for series of deleted workloads
@@ -86,7 +85,7 @@ type Table struct {
 // New makes a table; spans may be nil. wall converts kernel time.
 func New(names Namer, routes *route.Templater, spans emit.Spans, wall func(uint64) time.Time, cluster string) *Table {
 	return &Table{names: names, templater: routes, now: time.Now, spans: spans, wall: wall, cluster: cluster,
-		socks: map[uint64]*sock{}, tallies: map[uint64]*tallied{}, talliedIn: map[uint32]int{}, series: map[seriesKey]*histogram{}, routes: map[string]string{}}
+		socks: map[uint64]*sock{}, tallies: map[uint64]*tallied{}, series: map[seriesKey]*histogram{}, routes: map[string]string{}}
 }
 
 // Tick counts the requests whose names came, and forgets sockets whose

@@ -445,8 +445,8 @@ func TestTallies(t *testing.T) {
 	users := map[string]string{"route": "/users/{id}", "status_code": "200", "method": "GET"}
 	tb.Apply(opening(1, 11, 1, "GET /users/7 HTTP/1.1\r\n", 200))
 	tb.Apply(opening(1, 11, 2, "GET /missing HTTP/1.1\r\n", 404))
-	if !tb.TalliedIn(0) || tb.TalliedIn(5) {
-		t.Errorf("TalliedIn(0) = %v, TalliedIn(5) = %v; want the opening's namespace only", tb.TalliedIn(0), tb.TalliedIn(5))
+	if len(tb.tallies) != 1 {
+		t.Errorf("%d tallied sockets after the openings, want 1", len(tb.tallies))
 	}
 	tb.Tally(counted(1, 11, 0, 200, 2, 40, 40*2e6, false)) // 40 more of /users, 2 ms each
 	c := counted(1, 11, 0, 200, 3, 5, 5*4e6, true)         // the close: 5 more, and 2 of /missing
@@ -476,8 +476,8 @@ func TestTallies(t *testing.T) {
 			t.Errorf("sum %v, want %v", s, want)
 		}
 	}
-	if len(tb.tallies) != 0 || tb.TalliedIn(0) {
-		t.Errorf("%d tallied sockets after the final tally (in netns 0: %v), want none", len(tb.tallies), tb.TalliedIn(0))
+	if len(tb.tallies) != 0 {
+		t.Errorf("%d tallied sockets after the final tally, want none", len(tb.tallies))
 	}
 
 	// Counts of a socket whose opening exchange never came (a lost record),
@@ -503,8 +503,8 @@ func TestTallies(t *testing.T) {
 	tb.Closed(2, 0)
 	tb.now = func() time.Time { return time.Now().Add(2 * IdleAfter) }
 	tb.Tick()
-	if len(tb.tallies) != 0 || len(tb.talliedIn) != 0 {
-		t.Errorf("%d tallied sockets (%v by netns) an idle sweep after their close, want 0", len(tb.tallies), tb.talliedIn)
+	if len(tb.tallies) != 0 {
+		t.Errorf("%d tallied sockets an idle sweep after their close, want 0", len(tb.tallies))
 	}
 }
 

@@ -11,7 +11,6 @@ import (
 // (event.HTTPTally); each slot's first exchange came as a record.
 type tallied struct {
 	cookie uint64
-	netns  uint32
 	seen   time.Time // its latest record
 	closed time.Time // its TCP close; zero while open
 	slots  [event.TallySlots]*slot
@@ -39,9 +38,8 @@ func (t *Table) slot(e *event.HTTP) *slot {
 			return nil
 		}
 		t.forget(e.Sock)
-		ts = &tallied{cookie: e.Cookie, netns: e.Netns}
+		ts = &tallied{cookie: e.Cookie}
 		t.tallies[e.Sock] = ts
-		t.talliedIn[e.Netns]++
 	}
 	ts.seen = t.now()
 	sl := &slot{status: e.Status}
@@ -94,23 +92,4 @@ func (t *Table) Tally(c *event.HTTPTally) {
 }
 
 // forget drops a tallied socket's state.
-func (t *Table) forget(sock uint64) {
-	ts := t.tallies[sock]
-	if ts == nil {
-		return
-	}
-	delete(t.tallies, sock)
-	if t.talliedIn[ts.netns]--; t.talliedIn[ts.netns] <= 0 {
-		delete(t.talliedIn, ts.netns)
-	}
-}
-
-// TalliedIn reports whether network namespace netns holds sockets whose
-// exchanges the kernel counts: only those namespaces need reading for
-// counts (the sweep skips the rest, whose walks can be long: TIME_WAIT).
-// Counts of sockets the table has not heard of yet wait in the kernel.
-func (t *Table) TalliedIn(netns uint32) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.talliedIn[netns] > 0
-}
+func (t *Table) forget(sock uint64) { delete(t.tallies, sock) }
