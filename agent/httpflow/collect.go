@@ -25,30 +25,51 @@ var (
 
 func (t *Table) Describe(chan<- *prometheus.Desc) {}
 
-func (t *Table) Collect(ch chan<- prometheus.Metric) {
+// sample is one series as a scrape reads it.
+type sample struct {
+	key       seriesKey
+	h         hist.Histogram
+	exemplars []prometheus.Exemplar
+}
+
+// snapshot copies what a scrape reads under the lock; the metrics are built
+// from the copy outside it, so a scrape holds the event loop up only for
+// the copy, not for building and sending every series.
+func (t *Table) snapshot() (series []sample, unpaired, malformed, dropped uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	series = make([]sample, 0, len(t.series))
 	for k, h := range t.series {
-		d := clientDesc
-		if k.server {
-			d = serverDesc
-		}
-		m := h.Metric(d, buckets, append(k.Key.Values(), k.method, k.status, k.path)...)
-		var ex []prometheus.Exemplar
+		s := sample{key: k}
+		s.h.Add(&h.Histogram)
 		for _, e := range h.exemplars {
 			if e != nil {
-				ex = append(ex, *e)
+				s.exemplars = append(s.exemplars, *e)
 			}
 		}
-		if len(ex) > 0 {
-			if withEx, err := prometheus.NewMetricWithExemplars(m, ex...); err == nil {
+		series = append(series, s)
+	}
+	return series, t.unpaired, t.malformed, t.dropped
+}
+
+func (t *Table) Collect(ch chan<- prometheus.Metric) {
+	series, unpaired, malformed, dropped := t.snapshot()
+	for i := range series {
+		s := &series[i]
+		d := clientDesc
+		if s.key.server {
+			d = serverDesc
+		}
+		m := s.h.Metric(d, buckets, append(s.key.Key.Values(), s.key.method, s.key.status, s.key.path)...)
+		if len(s.exemplars) > 0 {
+			if withEx, err := prometheus.NewMetricWithExemplars(m, s.exemplars...); err == nil {
 				m = withEx
 			}
 		}
 		ch <- m
 	}
-	t.collectGraph(ch)
-	for outcome, n := range map[string]uint64{"unpaired": t.unpaired, "malformed": t.malformed, "dropped": t.dropped} {
+	collectGraph(ch, series)
+	for outcome, n := range map[string]uint64{"unpaired": unpaired, "malformed": malformed, "dropped": dropped} {
 		ch <- prometheus.MustNewConstMetric(healthDesc, prometheus.CounterValue, float64(n), outcome)
 	}
 }
@@ -64,9 +85,10 @@ type edgeStats struct {
 // collectGraph folds the request series into Grafana's service-graph
 // metrics. A request is counted once: where its server is observed, or at
 // its client when the server is outside (world), where no agent sees it.
-func (t *Table) collectGraph(ch chan<- prometheus.Metric) {
+func collectGraph(ch chan<- prometheus.Metric, series []sample) {
 	edges := map[edge]*edgeStats{}
-	for k, h := range t.series {
+	for i := range series {
+		k, h := series[i].key, &series[i].h
 		e := edge{serviceName(k.SourceNamespace, k.SourceWorkload), serviceName(k.DestinationNamespace, k.DestinationWorkload)}
 		st := edges[e]
 		if st == nil {
@@ -74,9 +96,9 @@ func (t *Table) collectGraph(ch chan<- prometheus.Metric) {
 			edges[e] = st
 		}
 		if k.server {
-			st.server.Add(&h.Histogram)
+			st.server.Add(h)
 		} else {
-			st.client.Add(&h.Histogram)
+			st.client.Add(h)
 		}
 		if k.server || k.DestinationWorkload == identity.World {
 			st.requests += h.Count()
