@@ -117,7 +117,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if x.tempo != nil {
 		sink = x.tempo
 	}
-	requests := httpflow.New(table, routes, sink, monoToWall(), cfg.Cluster)
+	requests := httpflow.New(table, routes, sink, monoToWall(), cfg.Cluster, httpOptions(cfg))
 	requests.Gone, requests.GoneGrace = gone, cfg.DeletedGrace
 	if x.loki != nil {
 		requests.Events = x.loki
@@ -214,6 +214,11 @@ func flowOptions(cfg config.Config) flow.Options {
 		opts.Budgets.Labels[label] = n
 	}
 	return opts
+}
+
+func httpOptions(cfg config.Config) httpflow.Options {
+	return httpflow.Options{MaxSockets: cfg.HTTPMaxSockets, MaxPending: cfg.HTTPMaxPending,
+		MaxSeries: cfg.HTTPMaxSeries, MaxRoutes: cfg.HTTPMaxRoutes}
 }
 
 // kernel is every loaded probe and the mode each runs in.

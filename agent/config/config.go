@@ -24,26 +24,30 @@ import (
 
 // Config is everything the agent can be told.
 type Config struct {
-	Kubernetes    string         `yaml:"kubernetes"`
-	Kubeconfig    string         `yaml:"kubeconfig"`
-	HTTP          string         `yaml:"http"`
-	HTTPRoutes    []string       `yaml:"http_routes"`
-	DNS           string         `yaml:"dns"`
-	DNSTimeout    time.Duration  `yaml:"dns_timeout"`
-	CIDRNames     CIDRNames      `yaml:"cidr_names"`
-	OTLPEndpoint  string         `yaml:"otlp_endpoint"`
-	OTLPInsecure  string         `yaml:"otlp_insecure"`
-	MetricsAddr   string         `yaml:"metrics_addr"`
-	SweepInterval time.Duration  `yaml:"sweep_interval"`
-	LogLevel      string         `yaml:"log_level"`
-	Cluster       string         `yaml:"cluster"`
-	RingBuffer    Size           `yaml:"ring_buffer_size"`
-	EventQueue    int            `yaml:"event_queue"`
-	MaxSockets    int            `yaml:"max_sockets"`
-	MaxSeries     int            `yaml:"max_series"`
-	LabelBudgets  map[string]int `yaml:"label_budgets"`
-	Node          string         `yaml:"node"`
-	DeletedGrace  time.Duration  `yaml:"deleted_workload_grace"`
+	Kubernetes     string         `yaml:"kubernetes"`
+	Kubeconfig     string         `yaml:"kubeconfig"`
+	HTTP           string         `yaml:"http"`
+	HTTPRoutes     []string       `yaml:"http_routes"`
+	HTTPMaxSockets int            `yaml:"http_max_sockets"`
+	HTTPMaxPending int            `yaml:"http_max_pending"`
+	HTTPMaxSeries  int            `yaml:"http_max_series"`
+	HTTPMaxRoutes  int            `yaml:"http_max_routes"`
+	DNS            string         `yaml:"dns"`
+	DNSTimeout     time.Duration  `yaml:"dns_timeout"`
+	CIDRNames      CIDRNames      `yaml:"cidr_names"`
+	OTLPEndpoint   string         `yaml:"otlp_endpoint"`
+	OTLPInsecure   string         `yaml:"otlp_insecure"`
+	MetricsAddr    string         `yaml:"metrics_addr"`
+	SweepInterval  time.Duration  `yaml:"sweep_interval"`
+	LogLevel       string         `yaml:"log_level"`
+	Cluster        string         `yaml:"cluster"`
+	RingBuffer     Size           `yaml:"ring_buffer_size"`
+	EventQueue     int            `yaml:"event_queue"`
+	MaxSockets     int            `yaml:"max_sockets"`
+	MaxSeries      int            `yaml:"max_series"`
+	LabelBudgets   map[string]int `yaml:"label_budgets"`
+	Node           string         `yaml:"node"`
+	DeletedGrace   time.Duration  `yaml:"deleted_workload_grace"`
 
 	// Pushing exporters, each off until given a URL or endpoint.
 	MimirURL             string        `yaml:"mimir_url"`
@@ -135,24 +139,28 @@ func (c Config) check() error {
 // Default is what the agent runs with when told nothing.
 func Default() Config {
 	return Config{
-		Kubernetes:    "auto",
-		HTTP:          "off", // on once its overhead at saturation meets the target (docs/metrics.md)
-		DNS:           "on",
-		DNSTimeout:    5 * time.Second,
-		OTLPInsecure:  "off",
-		MetricsAddr:   ":9810",
-		SweepInterval: 10 * time.Second,
-		DeletedGrace:  5 * time.Minute,
-		LogLevel:      "info",
-		RingBuffer:    8 << 20,
-		EventQueue:    65536,
-		MaxSockets:    1 << 18,
-		MaxSeries:     20000,
-		MimirInterval: 15 * time.Second,
-		MimirQueue:    100000,
-		LokiQueue:     10000,
-		LokiRate:      10,
-		OTLPQueue:     4096,
+		Kubernetes:     "auto",
+		HTTP:           "off", // on once its overhead at saturation meets the target (docs/metrics.md)
+		DNS:            "on",
+		DNSTimeout:     5 * time.Second,
+		OTLPInsecure:   "off",
+		MetricsAddr:    ":9810",
+		SweepInterval:  10 * time.Second,
+		DeletedGrace:   5 * time.Minute,
+		LogLevel:       "info",
+		RingBuffer:     8 << 20,
+		EventQueue:     65536,
+		MaxSockets:     1 << 18,
+		MaxSeries:      20000,
+		HTTPMaxSockets: 1 << 17,
+		HTTPMaxPending: 64,
+		HTTPMaxSeries:  20000,
+		HTTPMaxRoutes:  500,
+		MimirInterval:  15 * time.Second,
+		MimirQueue:     100000,
+		LokiQueue:      10000,
+		LokiRate:       10,
+		OTLPQueue:      4096,
 	}
 }
 
@@ -196,6 +204,14 @@ var settings = []setting{
 		func(c *Config) flag.Value { return (*onOff)(&c.HTTP) }},
 	{"http-routes", "comma-separated route patterns tried before the heuristic, e.g. /api/users/{user}/orders/{order}",
 		func(c *Config) flag.Value { return (*patterns)(&c.HTTPRoutes) }},
+	{"http-max-sockets", "sockets HTTP follows at most with requests in flight, and apart with exchanges the kernel counts; requests on more are dropped and counted",
+		func(c *Config) flag.Value { return (*positive)(&c.HTTPMaxSockets) }},
+	{"http-max-pending", "HTTP requests in flight per socket at most (pipelining), 1 to " + strconv.Itoa(maxHTTPPending) + "; more are dropped and counted",
+		func(c *Config) flag.Value { return upTo{&c.HTTPMaxPending, maxHTTPPending} }},
+	{"http-max-series", "HTTP request series at most (identity, method, status code, route); requests of more are dropped and counted",
+		func(c *Config) flag.Value { return (*positive)(&c.HTTPMaxSeries) }},
+	{"http-max-routes", "distinct HTTP routes at most; more fold into ~other",
+		func(c *Config) flag.Value { return (*positive)(&c.HTTPMaxRoutes) }},
 	{"dns", "DNS capture: query metrics, dns_error events, and outside destinations named after what clients resolved: on or off",
 		func(c *Config) flag.Value { return (*onOff)(&c.DNS) }},
 	{"dns-timeout", "a DNS query unanswered this long counts as rcode=\"timeout\" (>= 1s)",
@@ -523,6 +539,32 @@ func (p *positive) Set(v string) error {
 		return fmt.Errorf("must be a positive whole number, not %q", v)
 	}
 	*p = positive(n)
+	return nil
+}
+
+// maxHTTPPending bounds --http-max-pending: the requests in flight on
+// every followed socket are held in memory, and no client pipelines more.
+const maxHTTPPending = 1024
+
+// upTo is a whole number from 1 to max.
+type upTo struct {
+	n   *int
+	max int
+}
+
+func (u upTo) String() string {
+	if u.n == nil { // the flag package's zero value
+		return "0"
+	}
+	return strconv.Itoa(*u.n)
+}
+
+func (u upTo) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > u.max {
+		return fmt.Errorf("must be a whole number from 1 to %d, not %q", u.max, v)
+	}
+	*u.n = n
 	return nil
 }
 

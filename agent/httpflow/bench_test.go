@@ -25,7 +25,7 @@ func (fixed) Identify(e *event.TCP) identity.Pair {
 // BenchmarkPaired is the agent's share of a keep-alive request at a busy
 // server: one exchange paired in the kernel, named through the flow table.
 func BenchmarkPaired(b *testing.B) {
-	tb := New(flow.NewTable(zap.NewNop(), fixed{}, flow.DefaultOptions()), nil, nil, wall, "")
+	tb := New(flow.NewTable(zap.NewNop(), fixed{}, flow.DefaultOptions()), nil, nil, wall, "", DefaultOptions())
 	evs := make([]*event.HTTP, 32)
 	for i := range evs {
 		evs[i] = paired(uint64(i+1), 0, 1e6, "GET /api/users/"+strconv.Itoa(i)+" HTTP/1.1\r\nHost: 10.0.0.2\r\n\r\n", 200)

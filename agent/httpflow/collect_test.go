@@ -12,7 +12,7 @@ import (
 // outside it: records apply while a slow scraper reads, and what it reads
 // is the table as it was when the scrape began.
 func TestCollectSendsOutsideTheLock(t *testing.T) {
-	tb := New(names, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	for i := range 10 {
 		tb.Apply(req(1, uint64(100*i), "GET /r"+strconv.Itoa(i)+" HTTP/1.1\r\n"))
 		tb.Apply(resp(1, uint64(100*i+50), "HTTP/1.1 200 OK\r\n"))

@@ -20,13 +20,21 @@ import (
 // Noanswer is the status_code of requests whose connection closed first.
 const Noanswer = "0"
 
-// Limits that keep memory bounded whatever the traffic.
-const (
-	maxPending = 64      // requests in flight per socket (pipelining)
-	maxSockets = 1 << 17 // sockets with requests in flight
-	maxSeries  = 20000
-	maxRoutes  = 500 // distinct routes; more fold into ~other
-)
+// Options bound what the table holds whatever the traffic.
+type Options struct {
+	// MaxSockets: sockets followed with requests in flight, and apart,
+	// sockets whose exchanges the kernel counts; requests on more are
+	// dropped and counted (strata_agent_http_records_total{outcome="dropped"}).
+	MaxSockets int
+	MaxPending int // requests in flight per socket (pipelining); more are dropped and counted
+	MaxSeries  int // request series; requests of more are dropped and counted
+	MaxRoutes  int // distinct routes; more fold into ~other
+}
+
+// DefaultOptions suit one node.
+func DefaultOptions() Options {
+	return Options{MaxSockets: 1 << 17, MaxPending: 64, MaxSeries: 20000, MaxRoutes: 500}
+}
 
 // IdleAfter forgets a socket with nothing in flight that has been quiet
 // this long (its close may have been lost); it comes back with its next
@@ -53,6 +61,7 @@ type histogram struct {
 // Table is the HTTP pairing and aggregation.
 type Table struct {
 	names     Namer
+	opts      Options
 	templater *route.Templater
 	now       func() time.Time
 	spans     emit.Spans                  // nil: no spans
@@ -83,8 +92,8 @@ type Table struct {
 }
 
 // New makes a table; spans may be nil. wall converts kernel time.
-func New(names Namer, routes *route.Templater, spans emit.Spans, wall func(uint64) time.Time, cluster string) *Table {
-	return &Table{names: names, templater: routes, now: time.Now, spans: spans, wall: wall, cluster: cluster,
+func New(names Namer, routes *route.Templater, spans emit.Spans, wall func(uint64) time.Time, cluster string, opts Options) *Table {
+	return &Table{names: names, opts: opts, templater: routes, now: time.Now, spans: spans, wall: wall, cluster: cluster,
 		socks: map[uint64]*sock{}, tallies: map[uint64]*tallied{}, series: map[seriesKey]*histogram{}, routes: map[string]string{}}
 }
 
@@ -171,7 +180,7 @@ func (t *Table) observe(d done) {
 func (t *Table) histogram(k seriesKey) *histogram {
 	h := t.series[k]
 	if h == nil {
-		if len(t.series) >= maxSeries {
+		if len(t.series) >= t.opts.MaxSeries {
 			return nil
 		}
 		h = &histogram{exemplars: make([]*prometheus.Exemplar, len(buckets)+1)}

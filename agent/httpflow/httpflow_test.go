@@ -90,7 +90,7 @@ func count(mfs map[string]*dto.MetricFamily, name string, labels map[string]stri
 }
 
 func TestKeepAliveAndPipelining(t *testing.T) {
-	tb := New(names, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	// keep-alive: three in a row
 	for i := uint64(0); i < 3; i++ {
 		tb.Apply(req(1, 100*i, "GET /users/"+string(rune('1'+i))+" HTTP/1.1\r\n"))
@@ -127,7 +127,7 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 }
 
 func TestUnansweredAtClose(t *testing.T) {
-	tb := New(names, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	tb.Apply(req(7, 0, "GET /slow HTTP/1.1\r\n"))
 	tb.Apply(resp(7, 5e8, "HTTP/1.1 200 OK\r\n"))
 	tb.Apply(req(7, 6e8, "GET /never HTTP/1.1\r\n"))
@@ -147,7 +147,7 @@ func TestUnansweredAtClose(t *testing.T) {
 }
 
 func TestGarbageNeverBecomesSeries(t *testing.T) {
-	tb := New(names, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	tb.Apply(req(1, 0, "GET /x HTTP/9.9\r\n"))
 	tb.Apply(req(1, 0, "\x16\x03\x01\x00"))
 	tb.Apply(resp(1, 0, "HTTP/1.1 200 OK\r\n")) // no request in flight
@@ -166,7 +166,7 @@ func TestGarbageNeverBecomesSeries(t *testing.T) {
 
 func TestTraceparentJoinsTraceAndExemplar(t *testing.T) {
 	var sp spans
-	tb := New(names, nil, &sp, wall, "prod")
+	tb := New(names, nil, &sp, wall, "prod", DefaultOptions())
 	const tid, pid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	tb.Apply(req(3, 1000, "GET /users/42 HTTP/1.1\r\nHost: x\r\ntraceparent: 00-"+tid+"-"+pid+"-01\r\n\r\n"))
 	tb.Apply(resp(3, 51_000_000, "HTTP/1.1 500 Oops\r\n"))
@@ -205,12 +205,12 @@ func TestTraceparentJoinsTraceAndExemplar(t *testing.T) {
 }
 
 func TestRoutesAreBounded(t *testing.T) {
-	tb := New(names, nil, nil, wall, "")
-	for i := 0; i < maxRoutes+100; i++ {
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
+	for i := 0; i < DefaultOptions().MaxRoutes+100; i++ {
 		tb.Apply(req(1, 0, "GET /page-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+"/"+hex.EncodeToString([]byte{byte(i), byte(i >> 8)})+"z HTTP/1.1\r\n"))
 		tb.Apply(resp(1, 1, "HTTP/1.1 200 OK\r\n"))
 	}
-	if len(tb.routes) > maxRoutes {
+	if len(tb.routes) > DefaultOptions().MaxRoutes {
 		t.Fatalf("%d routes kept", len(tb.routes))
 	}
 	if got := count(gather(t, tb), "strata_http_server_request_duration_seconds", map[string]string{"route": flow.Other}); got == 0 {
@@ -221,7 +221,7 @@ func TestRoutesAreBounded(t *testing.T) {
 // A socket address reused by a new connection whose predecessor's close
 // was not seen: the old request ends unanswered, the new one pairs.
 func TestReusedAddressWithoutClose(t *testing.T) {
-	tb := New(names, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	tb.Apply(req(5, 100, "POST /a HTTP/1.1\r\n"))
 	second := req(5, 300, "POST /a HTTP/1.1\r\n")
 	second.Remote = netip.MustParseAddrPort("10.0.0.1:5001") // the next connection
@@ -245,7 +245,7 @@ func (ev *events) Push(e emit.Event) bool { *ev = append(*ev, e); return true }
 
 func TestFailedRequestsAreEvents(t *testing.T) {
 	var ev events
-	tb := New(names, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	tb.Events = &ev
 	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
 	tb.Apply(req(3, 0, "POST /api/users/42 HTTP/1.1\r\ntraceparent: 00-"+tid+"-00f067aa0ba902b7-01\r\n\r\n"))
@@ -283,7 +283,7 @@ func (worldNames) keyFor(e *event.TCP) flow.Key {
 }
 
 func TestServiceGraph(t *testing.T) {
-	tb := New(at(worldNames{}.keyFor), nil, nil, wall, "")
+	tb := New(at(worldNames{}.keyFor), nil, nil, wall, "", DefaultOptions())
 	// The server's view of three requests: 200, 500, never answered.
 	tb.Apply(req(1, 0, "GET /a HTTP/1.1\r\n"))
 	tb.Apply(resp(1, 2e6, "HTTP/1.1 200 OK\r\n"))
@@ -355,7 +355,7 @@ func (shopNames) keyFor(e *event.TCP) flow.Key {
 }
 
 func TestSeriesOfDeletedWorkloadsGo(t *testing.T) {
-	tb := New(at(shopNames{}.keyFor), nil, nil, wall, "")
+	tb := New(at(shopNames{}.keyFor), nil, nil, wall, "", DefaultOptions())
 	now := time.Unix(5000, 0)
 	tb.now = func() time.Time { return now }
 	gone := map[string]time.Time{}
@@ -386,7 +386,7 @@ func paired(sock, at, end uint64, head string, status int) *event.HTTP {
 }
 
 func TestPairedInTheKernel(t *testing.T) {
-	tb := New(names, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	tb.Apply(paired(1, 0, 2e8, "GET /users/7 HTTP/1.1\r\n", 200))
 	tb.Apply(paired(1, 3e8, 4e8, "GET /users/8 HTTP/1.1\r\n", 200))
 	tb.Apply(paired(1, 5e8, 9e8, "POST /orders HTTP/1.1\r\n", 503))
@@ -440,7 +440,7 @@ func counted(sock, cookie uint64, slot, status, b int, n uint32, sum uint64, fin
 }
 
 func TestTallies(t *testing.T) {
-	tb := New(names, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	const name = "strata_http_server_request_duration_seconds"
 	users := map[string]string{"route": "/users/{id}", "status_code": "200", "method": "GET"}
 	tb.Apply(opening(1, 11, 1, "GET /users/7 HTTP/1.1\r\n", 200))
@@ -529,7 +529,7 @@ func (l *later) Settle(*flow.Wait) (flow.Key, bool) {
 // are held, and counted with it once named.
 func TestTallyWaitsForNames(t *testing.T) {
 	l := &later{}
-	tb := New(l, nil, nil, wall, "")
+	tb := New(l, nil, nil, wall, "", DefaultOptions())
 	tb.Apply(opening(1, 11, 1, "GET /x HTTP/1.1\r\n", 200))
 	tb.Tally(counted(1, 11, 0, 200, 1, 9, 9e5, false))
 	const name = "strata_http_server_request_duration_seconds"

@@ -76,7 +76,7 @@ func (t *Table) Apply(e *event.HTTP) {
 			return
 		}
 		s := t.sock(e, e.Received)
-		if s == nil || len(s.queue) >= maxPending {
+		if s == nil || len(s.queue) >= t.opts.MaxPending {
 			t.dropped++
 			return
 		}
@@ -150,7 +150,7 @@ func (t *Table) sock(e *event.HTTP, server bool) *sock {
 		s = nil
 	}
 	if s == nil {
-		if len(t.socks) >= maxSockets {
+		if len(t.socks) >= t.opts.MaxSockets {
 			return nil
 		}
 		s = &sock{server: server, who: who(e, server)}
@@ -184,7 +184,7 @@ func (t *Table) route(path string) string {
 	if r, ok := t.routes[string(b)]; ok { // no copy: most requests take a known route
 		return r
 	}
-	if len(t.routes) >= maxRoutes {
+	if len(t.routes) >= t.opts.MaxRoutes {
 		return flow.Other
 	}
 	r := string(b)

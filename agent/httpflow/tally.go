@@ -33,7 +33,7 @@ func (t *Table) slot(e *event.HTTP) *slot {
 	}
 	ts := t.tallies[e.Sock]
 	if ts == nil || ts.cookie != e.Cookie { // a new socket at a freed one's address
-		if ts == nil && len(t.tallies) >= maxSockets {
+		if ts == nil && len(t.tallies) >= t.opts.MaxSockets {
 			t.dropped++ // its later counts will be dropped too, and counted so
 			return nil
 		}
