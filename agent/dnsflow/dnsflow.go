@@ -118,6 +118,7 @@ type Table struct {
 	malformed uint64              // records that did not parse
 	dropped   uint64              // queries not followed: too many pending
 	unnamed   flow.Late[answered] // completed lookups waiting for their client's name
+	wait      flow.Wait           // scratch for the namer (complete)
 }
 
 // answered is a completed lookup, to be counted once its client is named.
@@ -235,7 +236,7 @@ func (t *Table) releaseIdle(now uint64) {
 // event.
 func (t *Table) complete(k client, q query, rcode string, end uint64, suffix string) {
 	who := event.TCP{Kind: event.Connect, Netns: k.netns, PID: q.pid, Comm: q.comm, Local: k.local, Remote: k.remote}
-	w := new(flow.Wait)
+	w := &t.wait // the table's own: a local would move to the heap, once per lookup
 	if t.unnamed.Full() {
 		w = nil // named now, by guess
 	}
@@ -243,7 +244,9 @@ func (t *Table) complete(k client, q query, rcode string, end uint64, suffix str
 		t.count(key, k, q, rcode, end, suffix)
 		return
 	}
-	t.unnamed.Add(w, answered{k, q, rcode, end, suffix})
+	wait := new(flow.Wait)
+	*wait = t.wait
+	t.unnamed.Add(wait, answered{k, q, rcode, end, suffix})
 }
 
 // named counts the lookups whose client was named (or whose wait is over).

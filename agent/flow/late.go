@@ -124,20 +124,3 @@ func (t *Table) guess(w *Wait) Key {
 func (t *Table) waiting(p identity.Pair, since, now time.Time) bool {
 	return p.Pending && now.Sub(since) < t.opts.LateWindow
 }
-
-// Tick names again the connections waiting for names and counts those named
-// or out of time, and drops the series of deleted workloads. The agent calls
-// it about once a second.
-func (t *Table) Tick() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	now := t.now()
-	t.lates.Settle(func(w *Wait) (Key, bool) {
-		k := t.guess(w)
-		return k, !t.waiting(w.pair, w.since, now)
-	}, t.settle)
-	if t.opts.Gone != nil && now.Sub(t.pruned) >= PruneEvery(t.opts.GoneGrace) {
-		t.pruned = now
-		t.prune(now)
-	}
-}

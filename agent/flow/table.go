@@ -425,6 +425,23 @@ func (t *Table) Tracked() int {
 	return len(t.conns)
 }
 
+// Tick names again the connections waiting for names and counts those named
+// or out of time, and drops the series of deleted workloads. The agent calls
+// it about once a second.
+func (t *Table) Tick() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.now()
+	t.lates.Settle(func(w *Wait) (Key, bool) {
+		k := t.guess(w)
+		return k, !t.waiting(w.pair, w.since, now)
+	}, t.settle)
+	if t.opts.Gone != nil && now.Sub(t.pruned) >= PruneEvery(t.opts.GoneGrace) {
+		t.pruned = now
+		t.prune(now)
+	}
+}
+
 // PruneEvery is how often series of deleted workloads are looked for: often
 // enough that they go within half a grace period of its end, rarely enough
 // that the look (one pass over every series) costs nothing.
