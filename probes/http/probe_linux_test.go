@@ -22,7 +22,7 @@ import (
 	"github.com/stratanet/strata/probes/ring"
 )
 
-var modes = []Mode{Tracepoint, Syscall}
+var modes = []Mode{Packet, Tracepoint, Syscall}
 
 // eachMode runs a test with the probe in each mode the kernel offers.
 func eachMode(t *testing.T, test func(t *testing.T, records func(port uint16) []event.HTTP)) {

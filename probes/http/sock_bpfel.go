@@ -53,6 +53,9 @@ type sockHttpSock struct {
 	Tallied   uint8
 	_         [5]byte
 	Who       uint64
+	StartSeq  [2]uint32
+	Seen      uint8
+	_         [7]byte
 	EarlyNs   uint64
 	EarlySeq  uint32
 	EarlySize uint32
