@@ -157,7 +157,7 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 // cgroup v2 root, the socket-state hook that names owners and sends
 // unanswered requests, and the tally iterator.
 func openPacket(events *ebpf.Map, o Options) (*Probe, error) {
-	if err := packetsSupported(); err != nil {
+	if err := PacketsSupported(); err != nil {
 		return nil, fmt.Errorf("HTTP probe (cgroup_skb): %w", err)
 	}
 	root, err := cgroup.Root()
@@ -203,11 +203,11 @@ func openPacket(events *ebpf.Map, o Options) (*Probe, error) {
 	return p, nil
 }
 
-// packetsSupported says whether the kernel lets a cgroup_skb program name
+// PacketsSupported says whether the kernel lets a cgroup_skb program name
 // a request's sender with bpf_get_current_pid_tgid and
 // bpf_get_current_comm (refused there by 6.12, taken by 6.18). Probed, not
 // guessed by version: backports differ.
-func packetsSupported() error {
+func PacketsSupported() error {
 	for _, h := range []struct {
 		fn   asm.BuiltinFunc
 		name string
