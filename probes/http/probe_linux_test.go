@@ -38,18 +38,31 @@ func eachMode(t *testing.T, test func(t *testing.T, records func(port uint16) []
 
 // refused says whether this kernel lacks the hooks of mode, after checking
 // that Open then refuses it with the one-line reason the agent logs
-// (kernels before 6.3 have no sock_*_length tracepoints).
+// (kernels before 6.3 have no sock_*_length tracepoints; 6.12 does not let
+// cgroup_skb programs call bpf_get_current_comm).
 func refused(t *testing.T, m Mode) bool {
 	t.Helper()
-	if m != Tracepoint || missingTracepoint() == "" {
+	var why string
+	switch {
+	case m == Tracepoint && missingTracepoint() != "":
+		why = "_length tracepoint (Linux 6.3+)"
+	case m == Packet && PacketsSupported() != nil:
+		why = "cgroup_skb programs call"
+	default:
 		return false
 	}
 	_, err := Open(openRing(t), Options{Mode: m})
-	if !errors.Is(err, ebpf.ErrNotSupported) || !strings.Contains(err.Error(), "_length tracepoint (Linux 6.3+)") {
-		t.Fatalf("Open(%s) on a kernel without its tracepoints: %v, want the missing hook named", m, err)
+	if !errors.Is(err, ebpf.ErrNotSupported) || !strings.Contains(err.Error(), why) {
+		t.Fatalf("Open(%s) on a kernel without its hooks: %v, want the reason named", m, err)
 	}
 	t.Logf("refused here, as it should be: %v", err)
 	return true
+}
+
+// pairing says whether the test runs a mode that pairs in the kernel.
+func pairing(t *testing.T) bool {
+	mode := Mode(strings.Split(t.Name(), "/")[1])
+	return mode == Tracepoint || mode == Packet
 }
 
 // openRing makes a ring of the test's own (in the agent it is the one the
@@ -349,7 +362,7 @@ func TestPipelinedAndUnanswered(t *testing.T) {
 		// The pipelining socket is paired by the agent in both modes; the
 		// last connection's request ends unanswered in the kernel.
 		wantSeen := "/a /a /b /b /c /c /d /d 200 200 404 404"
-		if mode := strings.Split(t.Name(), "/")[1]; mode == string(Tracepoint) {
+		if pairing(t) {
 			wantSeen = "/a /a /b /b /c /c /d=0 /d=0 200 200 404 404"
 		}
 		if seen := outcomes(evs); seen != wantSeen {
@@ -421,7 +434,7 @@ func TestContinueThenFinalResponse(t *testing.T) {
 		}
 		sort.Strings(seen)
 		want := "100 100 201 201 POST /upload POST /upload"
-		if mode := strings.Split(t.Name(), "/")[1]; mode == string(Tracepoint) {
+		if pairing(t) {
 			want = "POST /upload=201 POST /upload=201"
 		}
 		if strings.Join(seen, " ") != want {
