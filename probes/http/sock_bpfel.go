@@ -56,6 +56,7 @@ type sockHttpSock struct {
 	StartSeq  [2]uint32
 	Seen      uint8
 	_         [7]byte
+	Cookie    uint64
 	EarlyNs   uint64
 	EarlySeq  uint32
 	EarlySize uint32

@@ -12,6 +12,14 @@
 #define TCP_SYN_SENT 2
 #define TCP_CLOSE 7
 
+// The socket's cookie when an exchange opens a tally slot. sock.c asks the
+// kernel; skb.c's packet programs may ask only of a packet
+// (bpf_get_socket_cookie takes the skb there), so it keeps the cookie
+// taken when the socket's storage was made and defines this first.
+#ifndef slot_cookie
+#define slot_cookie(sk, st) bpf_get_socket_cookie(sk)
+#endif
+
 // A socket's state. In sock.c, IDLE to PENDING and IDLE to EARLY race (the
 // send and receive hooks of one exchange on two CPUs), so they are
 // compare-and-swaps; skb.c has no EARLY: a packet's request is seen before
@@ -43,6 +51,7 @@ struct http_sock {
 	// direction's bit.
 	__u32 start_seq[2];
 	__u8 seen;
+	__u64 cookie;           // skb.c: the socket's cookie (slot_cookie)
 	// sock.c: a response read before its request's send returned (EARLY).
 	__u64 early_ns;
 	__u32 early_seq;        // the socket's write_seq when it was read
@@ -300,7 +309,7 @@ static __always_inline bool count(struct sock *sk, struct http_sock *st)
 			s->dir = st->req.dir;
 			s->sampled = 1u << b;
 			st->req.slot = i + 1;
-			st->req.cookie = bpf_get_socket_cookie(sk);
+			st->req.cookie = slot_cookie(sk, st);
 			output(st);
 			st->req.slot = 0;
 			s->key = route;

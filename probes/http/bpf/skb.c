@@ -36,6 +36,7 @@
 //   - A request whose segment completes a handshake (the client's last ACK
 //     lost, TCP Fast Open) reaches ingress with the listener for socket,
 //     and is not seen.
+#define slot_cookie(sk, st) ((st)->cookie)
 #include "pair.h"
 #include "bpf_tracing.h"
 
@@ -112,13 +113,16 @@ static __always_inline void name(struct sock *sk, struct http_sock *st)
 	st->req.pid = st->who >> 32;
 }
 
-static __always_inline void on_request(struct sock *sk, __u8 dir, __u32 seq, __u32 size, const struct peek *p)
+static __always_inline void on_request(struct __sk_buff *skb, struct sock *sk, __u8 dir, __u32 seq, __u32 size,
+				       const struct peek *p)
 {
 	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
 		__sync_fetch_and_add(&lost, 1);
 		return;
 	}
+	if (!st->cookie) // new storage
+		st->cookie = bpf_get_socket_cookie(skb);
 	if (repeated(st, dir, seq))
 		return;
 	__u64 state = st->state;
@@ -191,7 +195,7 @@ static __always_inline int on_skb(struct __sk_buff *skb, __u8 dir)
 	if (sk->__sk_common.skc_state == TCP_LISTEN)
 		return 1; // a handshake's last segment: its socket is not made yet
 	if (kind == HTTP_REQUEST)
-		on_request(sk, dir, seq, size, p);
+		on_request(skb, sk, dir, seq, size, p);
 	else
 		on_response(sk, dir, seq, size, p);
 	return 1;
