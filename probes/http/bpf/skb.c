@@ -177,7 +177,7 @@ static __always_inline int on_skb(struct __sk_buff *skb, __u8 dir)
 		return 1;
 	__u32 size = skb->len - off;
 	if (kind == HTTP_REQUEST) {
-		__u32 n = size < PREFIX - 8 ? size : PREFIX - 8;
+		__u64 n = size < PREFIX - 8 ? size : PREFIX - 8;
 		asm volatile("" : "+r"(n)); // keep both bounds for the verifier
 		if (n < HEAD || n > PREFIX - 8 || bpf_skb_load_bytes(skb, off, p->b, n))
 			return 1;
