@@ -7,9 +7,7 @@ import (
 	"math"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/stratanet/strata/probes/cgroup"
@@ -203,21 +201,9 @@ func openPacket(events *ebpf.Map, o Options) (*Probe, error) {
 	return p, nil
 }
 
-// PacketsSupported says whether the kernel lets a cgroup_skb program name
-// a request's sender with bpf_get_current_pid_tgid and
-// bpf_get_current_comm (refused there by 6.12, taken by 6.18). Probed, not
-// guessed by version: backports differ.
-func PacketsSupported() error {
-	for _, h := range []struct {
-		fn   asm.BuiltinFunc
-		name string
-	}{{asm.FnGetCurrentPidTgid, "bpf_get_current_pid_tgid"}, {asm.FnGetCurrentComm, "bpf_get_current_comm"}} {
-		if err := features.HaveProgramHelper(ebpf.CGroupSKB, h.fn); errors.Is(err, ebpf.ErrNotSupported) {
-			return fmt.Errorf("this kernel does not let cgroup_skb programs call %s: %w", h.name, ebpf.ErrNotSupported)
-		}
-	}
-	return nil
-}
+// PacketsSupported says whether the kernel takes Packet mode's programs:
+// they name a request's sender (cgroup.NamesSender).
+func PacketsSupported() error { return cgroup.NamesSender() }
 
 // missingTracepoint names the first tracepoint Tracepoint mode rests on
 // that the kernel's BTF lacks (tp_btf attaches by its btf_trace_ type), ""
