@@ -5,10 +5,13 @@
 #   default  the agent as shipped (no flags)
 #   tcp      TCP probes only (--http=off --dns=off): the base the others add to
 #   dns      TCP + DNS capture (--http=off --dns=on)
-#   floor    TCP + the HTTP hooks in floor mode (e2e/cmd/httpfloor: find
-#            each call's buffer, read its first bytes, record nothing): what
-#            any capture from those hooks costs at least
+#   floor    TCP + the hooks HTTP capture uses, in floor mode
+#            (e2e/cmd/httpfloor: find each segment's payload, read its
+#            first bytes, record nothing): what any capture from those
+#            hooks costs at least
 #   http     TCP + HTTP capture (--http=on --dns=off)
+# and, when named in SETUPS, floor-tp: the floor of the sock_*_length
+# tracepoint hooks (the fallback mode) for comparison.
 #
 # Two instruments:
 #  1. one exchange (e2e/cmd/pingpong: one thread, one loopback connection,
@@ -60,14 +63,22 @@ start_setup() {
 	default) start_agent ;;
 	tcp) start_agent --http=off --dns=off ;;
 	dns) start_agent --http=off --dns=on ;;
-	floor)
+	floor | floor-tp)
 		start_agent --http=off --dns=off
-		"$tmp/httpfloor" >"$tmp/floor.log" 2>&1 &
+		local mode=""
+		if [ "$1" = floor-tp ]; then mode=tracepoint; fi
+		"$tmp/httpfloor" -mode="$mode" >"$tmp/floor.log" 2>&1 &
 		floor_pid=$!
 		for _ in $(seq 100); do grep -q attached "$tmp/floor.log" && return 0; sleep 0.1; done
 		echo "bench-overhead: httpfloor did not attach:"; cat "$tmp/floor.log"; exit 1
 		;;
-	http) start_agent --http=on --dns=off ;;
+	http)
+		start_agent --http=on --dns=off
+		if [ -z "${http_mode:-}" ]; then # said once: which hooks the capture ran on
+			http_mode=$(curl -sf "http://$METRICS/metrics" | sed -n 's/^strata_agent_probe_info{.*mode="\([^"]*\)".*probe="http".*/\1/p; s/^strata_agent_probe_info{.*probe="http".*mode="\([^"]*\)".*/\1/p' | head -1)
+			echo "(http capture mode: ${http_mode:-unknown}; floor: $(cat "$tmp/floor.log" 2>/dev/null | head -1))" >&2
+		fi
+		;;
 	*) echo "bench-overhead: unknown setup $1"; exit 1 ;;
 	esac
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stratanet/strata/e2e/harness"
 	"github.com/stratanet/strata/e2e/netlab"
+	httpprobe "github.com/stratanet/strata/probes/http"
 )
 
 const (
@@ -217,13 +218,16 @@ func goldenSignals(t *testing.T, spans bool) {
 				a.Expect(t, m, labels{"exporter": "tempo"}, 0, 0)
 			}
 		}
-		// The socket tracepoints where the kernel has them (6.3+), else the
-		// syscall hooks.
-		mode := "syscall"
+		// The packet hooks where the kernel allows them, else the socket
+		// tracepoints where it has them (6.3+), else the syscall hooks.
+		mode := httpprobe.Syscall
 		if _, err := os.Stat("/sys/kernel/tracing/events/sock/sock_send_length"); err == nil {
-			mode = "tracepoint"
+			mode = httpprobe.Tracepoint
 		}
-		a.Expect(t, "strata_agent_probe_info", labels{"probe": "http", "mode": mode}, 1, 0)
+		if httpprobe.PacketsSupported() == nil {
+			mode = httpprobe.Packet
+		}
+		a.Expect(t, "strata_agent_probe_info", labels{"probe": "http", "mode": string(mode)}, 1, 0)
 	})
 }
 

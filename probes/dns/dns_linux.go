@@ -5,9 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/features"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/stratanet/strata/probes/cgroup"
@@ -90,15 +88,7 @@ func PacketsSupported() error {
 			return fmt.Errorf("this kernel has no bpf_cast_to_kern_ctx kfunc (Linux 6.2+): %w", ebpf.ErrNotSupported)
 		}
 	}
-	for _, h := range []struct {
-		fn   asm.BuiltinFunc
-		name string
-	}{{asm.FnGetCurrentPidTgid, "bpf_get_current_pid_tgid"}, {asm.FnGetCurrentComm, "bpf_get_current_comm"}} {
-		if err := features.HaveProgramHelper(ebpf.CGroupSKB, h.fn); errors.Is(err, ebpf.ErrNotSupported) {
-			return fmt.Errorf("this kernel does not let cgroup_skb programs call %s: %w", h.name, ebpf.ErrNotSupported)
-		}
-	}
-	return nil
+	return cgroup.NamesSender()
 }
 
 // load loads an object's programs into objs, writing into events.

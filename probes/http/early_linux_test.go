@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"runtime"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -94,7 +93,7 @@ func TestResponseBeforeSendReturns(t *testing.T) {
 			}
 		}
 		wantSeen := "/after/0 /after/0 /after/1 /after/1 /after/2 /after/2 /next /next /upload /upload 200 200 200 200 200 200 200 200 201 201 204 204"
-		if mode := strings.Split(t.Name(), "/")[1]; mode == string(Tracepoint) {
+		if pairing(t) {
 			// Every request paired in the kernel at both ends; the answer
 			// to nothing alone at both.
 			wantSeen = "/after/0=200 /after/0=200 /after/1=200 /after/1=200 /after/2=200 /after/2=200 /next=204 /next=204 /upload=201 /upload=201 200 200"

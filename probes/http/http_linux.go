@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
+	"github.com/stratanet/strata/probes/cgroup"
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/tracepoint"
 )
@@ -19,8 +20,13 @@ import (
 type Mode string
 
 const (
-	// Auto takes Tracepoint where the kernel has it, else Syscall.
+	// Auto takes Packet where the kernel allows it, else Tracepoint, else
+	// Syscall.
 	Auto Mode = ""
+	// Packet reads each TCP segment's first bytes from cgroup_skb programs
+	// on the cgroup v2 root (bpf/skb.c) and pairs in the kernel; nothing on
+	// the path of reads and writes pays for it.
+	Packet Mode = "cgroup_skb"
 	// Tracepoint hooks the sock_send_length and sock_recv_length tracepoints
 	// (kernel 6.3+) and pairs requests with responses in the kernel.
 	Tracepoint Mode = "tracepoint"
@@ -31,7 +37,7 @@ const (
 // Options say how the probe runs.
 type Options struct {
 	Mode Mode
-	// Tally counts most exchanges in the kernel (Tracepoint mode only)
+	// Tally counts most exchanges in the kernel (Packet and Tracepoint)
 	// rather than sending each: the agent gets per-socket counts at each
 	// Tally call and at close, and whole records only for what needs its
 	// bytes (a slot's first exchange, 5xx and unanswered ones, exemplar
@@ -41,16 +47,17 @@ type Options struct {
 	// segments (route.isID) share a tally slot; right unless user route
 	// patterns name such segments literally.
 	CollapseIDs bool
-	// Floor (Tracepoint mode, benchmarks only): the programs find each
-	// call's buffer and read its first bytes, then stop; nothing is
-	// recorded. What capture from these hooks costs at least.
+	// Floor (Packet and Tracepoint, benchmarks only): the programs find
+	// each segment's payload or call's buffer and read its first bytes,
+	// then stop; nothing is recorded. What capture from these hooks costs
+	// at least.
 	Floor bool
 }
 
 // Probe is the loaded HTTP capture.
 type Probe struct {
 	mode     Mode
-	fellBack error // why Auto did not get Tracepoint
+	fellBack error // why Auto did not get Tracepoint, when it took Syscall
 	lost     *ebpf.Variable
 	close    func() error
 	links    []link.Link
@@ -62,18 +69,19 @@ type Probe struct {
 // there: half the calls would pair requests with the wrong responses.
 func Open(events *ebpf.Map, o Options) (*Probe, error) {
 	if o.Mode == Auto {
-		o.Mode = Tracepoint
-		p, err := Open(events, o)
-		if err == nil {
-			return p, nil
+		var errs []error
+		for _, m := range []Mode{Packet, Tracepoint, Syscall} {
+			o.Mode = m
+			p, err := Open(events, o)
+			if err == nil {
+				if m == Syscall { // the dear one: say which hook was missing
+					p.fellBack = errs[len(errs)-1]
+				}
+				return p, nil
+			}
+			errs = append(errs, err)
 		}
-		o.Mode = Syscall
-		p, err2 := Open(events, o)
-		if err2 != nil {
-			return nil, errors.Join(err, err2)
-		}
-		p.fellBack = err
-		return p, nil
+		return nil, errors.Join(errs...)
 	}
 	mode := o.Mode
 	if mode == Tracepoint {
@@ -81,6 +89,9 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 		if hook := missingTracepoint(); hook != "" {
 			return nil, fmt.Errorf("HTTP probe (tracepoint): this kernel has no %s tracepoint (Linux 6.3+): %w", hook, ebpf.ErrNotSupported)
 		}
+	}
+	if mode == Packet {
+		return openPacket(events, o)
 	}
 	load, opts := loadSock, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
 	if mode == Syscall {
@@ -143,6 +154,60 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 	}
 	return p, nil
 }
+
+// openPacket loads and attaches Packet mode: the segment programs on the
+// cgroup v2 root, the socket-state hook that names owners and sends
+// unanswered requests, and the tally iterator.
+func openPacket(events *ebpf.Map, o Options) (*Probe, error) {
+	if err := PacketsSupported(); err != nil {
+		return nil, fmt.Errorf("HTTP probe (cgroup_skb): %w", err)
+	}
+	root, err := cgroup.Root()
+	if err != nil {
+		return nil, fmt.Errorf("HTTP probe (cgroup_skb): %w", err)
+	}
+	spec, err := loadSkb()
+	if err != nil {
+		return nil, err
+	}
+	spec.Maps["events"].MaxEntries = events.MaxEntries()
+	if err := setTally(spec, o); err != nil {
+		return nil, err
+	}
+	var objs skbObjects
+	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}); err != nil {
+		return nil, fmt.Errorf("load HTTP probe (%s): %w", Packet, err)
+	}
+	p := &Probe{mode: Packet, lost: objs.Lost, close: objs.Close}
+	if o.Tally {
+		if p.iter, err = link.AttachIter(link.IterOptions{Program: objs.HttpCounts}); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("attach HTTP tally iterator: %w", err)
+		}
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: objs.HttpState})
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("attach HTTP probe to inet_sock_set_state: %w", err)
+	}
+	p.links = append(p.links, l)
+	for _, a := range []struct {
+		prog   *ebpf.Program
+		attach ebpf.AttachType
+	}{{objs.HttpEgress, ebpf.AttachCGroupInetEgress}, {objs.HttpIngress, ebpf.AttachCGroupInetIngress}} {
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: a.attach, Program: a.prog})
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("attach HTTP packet programs to the cgroup v2 root %s: %w", root, err)
+		}
+		p.links = append(p.links, l)
+	}
+	return p, nil
+}
+
+// PacketsSupported says whether the kernel takes Packet mode's programs:
+// they name a request's sender (cgroup.NamesSender).
+func PacketsSupported() error { return cgroup.NamesSender() }
 
 // missingTracepoint names the first tracepoint Tracepoint mode rests on
 // that the kernel's BTF lacks (tp_btf attaches by its btf_trace_ type), ""

@@ -7,6 +7,7 @@ import (
 	nethttp "net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/stratanet/strata/probes/event"
@@ -67,6 +68,11 @@ func TestRequestOwnerFollowsTheCaller(t *testing.T) {
 
 		want := map[string]string{"/one": fmt.Sprint("http.test/", os.Getpid()), "/two": fmt.Sprint("sh/", child),
 			"/three": fmt.Sprint("http.test/", os.Getpid())}
+		if strings.HasSuffix(t.Name(), "/"+string(Packet)) {
+			// Packets name the socket's owner, who connected it: a packet
+			// may leave from softirq, in anyone's context.
+			want["/two"] = fmt.Sprint("http.test/", os.Getpid())
+		}
 		got := map[string]string{}
 		for _, e := range records(port) {
 			if !e.Response && !e.Received { // the client's requests

@@ -53,6 +53,10 @@ type sockHttpSock struct {
 	Tallied   uint8
 	_         [5]byte
 	Who       uint64
+	StartSeq  [2]uint32
+	Seen      uint8
+	_         [7]byte
+	Cookie    uint64
 	EarlyNs   uint64
 	EarlySeq  uint32
 	EarlySize uint32

@@ -23,10 +23,10 @@ type tallyProbe struct {
 	tallies   []*event.HTTPTally
 }
 
-func openTally(t *testing.T, collapse bool) *tallyProbe {
+func openTally(t *testing.T, mode Mode, collapse bool) *tallyProbe {
 	t.Helper()
 	events := openRing(t)
-	p, err := Open(events, Options{Mode: Tracepoint, Tally: true, CollapseIDs: collapse})
+	p, err := Open(events, Options{Mode: mode, Tally: true, CollapseIDs: collapse})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,12 +157,16 @@ func (tp *tallyProbe) ends(port uint16) (client, server count) {
 // first come whole, as do 5xx and whatever finds no free slot; identifier segments share a slot
 // when collapsed, and the close sends each socket's final tally.
 func TestTally(t *testing.T) {
-	for _, collapse := range []bool{true, false} {
-		t.Run(fmt.Sprintf("collapse=%v", collapse), func(t *testing.T) {
-			if refused(t, Tracepoint) { // tallies are counted at those tracepoints
+	for _, tc := range []struct {
+		mode     Mode
+		collapse bool
+	}{{Packet, true}, {Tracepoint, true}, {Tracepoint, false}} {
+		mode, collapse := tc.mode, tc.collapse
+		t.Run(fmt.Sprintf("%s/collapse=%v", mode, collapse), func(t *testing.T) {
+			if refused(t, mode) { // tallies are counted in the pairing modes only
 				return
 			}
-			tp := openTally(t, collapse)
+			tp := openTally(t, mode, collapse)
 			ln, _ := net.Listen("tcp", "127.0.0.1:0")
 			port := uint16(ln.Addr().(*net.TCPAddr).Port)
 			srv := &nethttp.Server{Handler: nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {

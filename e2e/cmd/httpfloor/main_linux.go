@@ -1,10 +1,12 @@
 // Command httpfloor attaches the HTTP probe's hooks in floor mode (find
-// each call's buffer, read its first bytes, record nothing) until it is
-// stopped: the benchmark's measure of what any capture from those hooks
-// costs at least, run beside an agent with HTTP capture off.
+// each segment's payload or call's buffer, read its first bytes, record
+// nothing) until it is stopped: the benchmark's measure of what any capture
+// from those hooks costs at least, run beside an agent with HTTP capture
+// off. -mode picks the hooks; by default those the agent would pick.
 package main
 
 import (
+	"flag"
 	"fmt"
 	"log"
 	"os"
@@ -17,15 +19,17 @@ import (
 )
 
 func main() {
+	mode := flag.String("mode", "", "probe mode: cgroup_skb, tracepoint or syscall (default: the agent's choice)")
+	flag.Parse()
 	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
 	if err != nil {
 		log.Fatal(err)
 	}
-	p, err := httpprobe.Open(events, httpprobe.Options{Mode: httpprobe.Tracepoint, Floor: true})
+	p, err := httpprobe.Open(events, httpprobe.Options{Mode: httpprobe.Mode(*mode), Floor: true})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("attached")
+	fmt.Println("attached", p.Mode())
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGINT, syscall.SIGTERM)
 	<-stop

@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// HTTP/1.x on TCP from the packets of every socket: cgroup_skb egress and
+// ingress programs on the root of the cgroup v2 hierarchy (as the DNS
+// probe's) read the first bytes of each TCP segment from the kernel's own
+// copy (bpf_skb_load_bytes): no user memory, no buffer to find, nothing on
+// the path of reads and writes. A segment that starts no request or
+// response costs a look at the headers and one 16-byte load.
+//
+// Pairing, lone records, unanswered requests and tally are pair.h's, as in
+// sock.c. What differs:
+//   - The unit is a segment, not a call. A message that does not start a
+//     segment is not seen: a second pipelined request (or its response)
+//     written while the first was still unsent, or merged by GRO. The
+//     call-level hooks miss the same messages when they share a call (a
+//     server reading two pipelined requests at once). A client that
+//     pipelines in separate segments turns its socket to lone records, as
+//     in sock.c. Messages whose first segment holds under 16 bytes are not
+//     seen either (no valid request or status line is that short).
+//   - Retransmissions: a segment that starts at the same sequence number as
+//     the last message seen in its direction is a copy and is skipped.
+//     Ingress runs before TCP's own checks, so the copy does reach here.
+//   - Timing: a client's exchange runs from its request's first segment
+//     leaving to the response's first segment arriving (before the client
+//     reads it); a server's from the request's arrival (before the server
+//     reads it: time in the receive queue counts) to the response's first
+//     segment leaving. Egress always precedes the peer's ingress, so no
+//     response can come before its request is seen (sock.c's EARLY).
+//   - Process: ingress runs in softirq, in whatever task was interrupted,
+//     so nothing received names a process. A client's requests name the
+//     socket's owner: the process that connected it (kept at SYN_SENT,
+//     which a connect makes in its caller), or, for sockets connected
+//     before the probe, whoever runs the request's first egress (the
+//     sender, unless its segment was held back and left from softirq). A
+//     server's records name none: the agent names the server by its
+//     listener.
+//   - A request whose segment completes a handshake (the client's last ACK
+//     lost, TCP Fast Open) reaches ingress with the listener for socket,
+//     and is not seen.
+#define slot_cookie(sk, st) ((st)->cookie)
+#include "pair.h"
+#include "bpf_tracing.h"
+
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define TCP_LISTEN 10
+
+// Who connected a socket, from its SYN_SENT until its first request.
+struct owner {
+	__u64 who; // bpf_get_current_pid_tgid
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct owner);
+} owners SEC(".maps");
+
+// segment finds a TCP segment's payload (off) and sequence number.
+static __always_inline bool segment(struct __sk_buff *skb, __u32 *off, __u32 *seq)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 l4;
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = data;
+		if ((void *)(ip + 1) > data_end || ip->protocol != IPPROTO_TCP)
+			return false;
+		l4 = ip->ihl * 4;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = data;
+		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
+			return false; // extension headers: not followed
+		l4 = sizeof(*ip6);
+	} else {
+		return false;
+	}
+	if (l4 < 20 || l4 > 60)
+		return false;
+	struct tcphdr *th = data + l4;
+	if ((void *)(th + 1) > data_end)
+		return false;
+	*off = l4 + th->doff * 4;
+	*seq = bpf_ntohl(th->seq);
+	return true;
+}
+
+// repeated is true when a message start at seq was seen last in dir: the
+// segment is a retransmission. Otherwise seq is kept as the last.
+static __always_inline bool repeated(struct http_sock *st, __u8 dir, __u32 seq)
+{
+	__u8 bit = 1 << (dir & 1);
+	if ((st->seen & bit) && st->start_seq[dir & 1] == seq)
+		return true;
+	st->start_seq[dir & 1] = seq;
+	st->seen |= bit;
+	return false;
+}
+
+// name sets the process a sent request names: the socket's owner.
+static __always_inline void name(struct sock *sk, struct http_sock *st)
+{
+	struct owner *o = bpf_sk_storage_get(&owners, sk, 0, 0);
+	if (o) {
+		st->who = o->who;
+		__builtin_memcpy(st->req.comm, o->comm, sizeof(o->comm));
+		bpf_sk_storage_delete(&owners, sk);
+	} else {
+		st->who = bpf_get_current_pid_tgid();
+		bpf_get_current_comm(&st->req.comm, sizeof(st->req.comm));
+	}
+	st->req.pid = st->who >> 32;
+}
+
+static __always_inline void on_request(struct __sk_buff *skb, struct sock *sk, __u8 dir, __u32 seq, __u32 size,
+				       const struct peek *p)
+{
+	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st) {
+		__sync_fetch_and_add(&lost, 1);
+		return;
+	}
+	if (!st->cookie) // new storage
+		st->cookie = bpf_get_socket_cookie(skb);
+	if (repeated(st, dir, seq))
+		return;
+	__u64 state = st->state;
+	if (state == PENDING) { // pipelining: the agent pairs this socket from now on
+		st->state = state = LONE;
+		st->req.kind = HTTP_REQUEST;
+		output(st);
+	}
+	if (tally && !(st->line && p->n >= st->line && same_line(st->req.data, p->b, st->line)))
+		st->route = 0; // another request line: hashed anew if it is tallied
+	fill_call(&st->req, sk, dir, size, p);
+	if (dir == DIR_SENT && !st->who)
+		name(sk, st);
+	// The addresses are kept from the socket's last request; the ports
+	// catch a socket connected anew.
+	if (!st->req.family || st->req.sport != sk->__sk_common.skc_num ||
+	    st->req.dport != bpf_ntohs(sk->__sk_common.skc_dport))
+		fill_sock(&st->req, sk);
+	if (state == LONE)
+		output(st);
+	else
+		st->state = PENDING;
+}
+
+static __always_inline void on_response(struct sock *sk, __u8 dir, __u32 seq, __u32 size, const struct peek *p)
+{
+	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, 0);
+	if (st && repeated(st, dir, seq))
+		return;
+	if (!st || st->state != PENDING || st->req.dir == dir) {
+		emit_response(sk, dir, size, p);
+		return;
+	}
+	if (p->b[9] == '1') // 100 Continue and friends: the final answer follows
+		return;
+	complete(sk, st, p->b, HEAD, bpf_ktime_get_ns());
+	st->state = IDLE;
+}
+
+static __always_inline int on_skb(struct __sk_buff *skb, __u8 dir)
+{
+	__u32 off, seq;
+	if (!segment(skb, &off, &seq) || skb->len < off + HEAD)
+		return 1; // no payload, or too little to start a message
+	__u32 zero = 0;
+	struct peek *p = bpf_map_lookup_elem(&peeks, &zero);
+	if (!p || bpf_skb_load_bytes(skb, off, p->b, HEAD))
+		return 1;
+	p->n = HEAD;
+	__u8 kind = classify(p->b);
+	if (!kind)
+		return 1;
+	__u32 size = skb->len - off;
+	if (kind == HTTP_REQUEST) {
+		__u64 n = size < PREFIX - 8 ? size : PREFIX - 8;
+		asm volatile("" : "+r"(n)); // keep both bounds for the verifier
+		if (n < HEAD || n > PREFIX - 8 || bpf_skb_load_bytes(skb, off, p->b, n))
+			return 1;
+		p->n = n;
+	}
+	if (floor_only)
+		return 1;
+	struct bpf_sock *bs = skb->sk;
+	if (!bs)
+		return 1;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(bs);
+	if (!tp)
+		return 1;
+	struct sock *sk = (struct sock *)tp;
+	if (sk->__sk_common.skc_state == TCP_LISTEN)
+		return 1; // a handshake's last segment: its socket is not made yet
+	if (kind == HTTP_REQUEST)
+		on_request(skb, sk, dir, seq, size, p);
+	else
+		on_response(sk, dir, seq, size, p);
+	return 1;
+}
+
+SEC("cgroup_skb/egress")
+int http_egress(struct __sk_buff *skb) { return on_skb(skb, DIR_SENT); }
+
+SEC("cgroup_skb/ingress")
+int http_ingress(struct __sk_buff *skb) { return on_skb(skb, DIR_RECEIVED); }
+
+// A connect moves its socket to SYN_SENT in the caller's context: the
+// socket's owner. A request still waiting when its socket closes went
+// unanswered.
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(http_state, struct sock *sk, int oldstate, int newstate)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	if (newstate == TCP_SYN_SENT) {
+		struct owner *o = bpf_sk_storage_get(&owners, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (o) {
+			o->who = bpf_get_current_pid_tgid();
+			bpf_get_current_comm(&o->comm, sizeof(o->comm));
+		}
+		return 0;
+	}
+	if (newstate != TCP_CLOSE)
+		return 0;
+	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, 0);
+	if (st)
+		on_close(sk, st);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
