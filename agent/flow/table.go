@@ -1,6 +1,6 @@
 // Package flow aggregates TCP events into per-identity-pair series: the
 // agent's one table of connections and their counters. Events come from a
-// single goroutine; scrapes read under the same lock.
+// single goroutine; a scrape holds the same lock only to copy the values.
 package flow
 
 import (
@@ -145,6 +145,9 @@ type Table struct {
 	untracked uint64 // sockets not followed because MaxConns was reached
 	stale     uint64 // sockets dropped after vanishing without a close record
 	lastDrops uint64 // snapshot drops reported by the previous sweep end
+
+	scrape sync.Mutex // held by a Collect, which owns snap
+	snap   snapshot   // a scrape's copy of the values, its buffers reused
 }
 
 func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {

@@ -47,7 +47,7 @@ func (h *Histogram) Count() uint64 { return h.total }
 func (h *Histogram) Metric(d *prometheus.Desc, bounds []float64, labels ...string) prometheus.Metric {
 	cum, b := uint64(0), make(map[float64]uint64, len(bounds))
 	for i, le := range bounds {
-		if h.counts != nil {
+		if i < len(h.counts) {
 			cum += h.counts[i]
 		}
 		b[le] = cum
@@ -68,4 +68,12 @@ func (h *Histogram) Add(o *Histogram) {
 	}
 	h.sum += o.sum
 	h.total += o.total
+}
+
+// CopyTo makes dst a copy of h that shares no memory with it, reusing
+// dst's buckets: a scrape copies under the aggregation's lock and builds
+// metrics from the copy after releasing it.
+func (h *Histogram) CopyTo(dst *Histogram) {
+	dst.counts = append(dst.counts[:0], h.counts...)
+	dst.sum, dst.total = h.sum, h.total
 }
