@@ -127,9 +127,14 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		if x.loki != nil {
 			lookups.Events = x.loki
 		}
-		reg.MustRegister(lookups)
 	}
-	reg.MustRegister(table, requests, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	timed := newTimedCollectors() // strata_agent_collect_duration_seconds
+	timed.add("flow", table)
+	timed.add("http", requests)
+	if lookups != nil {
+		timed.add("dns", lookups)
+	}
+	reg.MustRegister(timed, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	g, ctx := errgroup.WithContext(ctx)
 	records, err := k.read(ctx, g, h, cfg.EventQueue)
