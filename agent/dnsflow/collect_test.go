@@ -95,7 +95,7 @@ func busyLab(t *testing.T) *lab {
 			l.answer(1, local, uint16(i), name, qtype, rcodes[i%4])
 		}
 	}
-	l.answer(1, cli, 999, "nobody.asked", mdns.TypeA, mdns.RcodeSuccess) // unpaired
+	l.answer(1, cli, 999, "nobody.asked", mdns.TypeA, mdns.RcodeSuccess)                             // unpaired
 	l.tab.Apply(&event.DNS{Mono: l.now, Netns: 1, Local: cli, Remote: server, Msg: []byte{1, 2, 3}}) // malformed
 	l.now += uint64(10 * time.Second)
 	l.tab.Tick()
