@@ -28,6 +28,7 @@ import (
 	dnsprobe "github.com/stratanet/strata/probes/dns"
 	"github.com/stratanet/strata/probes/event"
 	httpprobe "github.com/stratanet/strata/probes/http"
+	"github.com/stratanet/strata/probes/kind"
 	"github.com/stratanet/strata/probes/netns"
 	"github.com/stratanet/strata/probes/ring"
 	"github.com/stratanet/strata/probes/tcp"
@@ -307,19 +308,22 @@ func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue i
 
 // decode dispatches on the kind every record starts with.
 func decode(raw []byte) (event.Record, error) {
-	if len(raw) > 0 && raw[0] >= dnsprobe.FirstKind {
+	var k uint8
+	if len(raw) > 0 {
+		k = raw[0]
+	}
+	switch {
+	case kind.IsDNS(k):
 		e, err := dnsprobe.Decode(raw)
 		return event.Record{IsDNS: true, DNS: e}, err
-	}
-	if len(raw) > 0 && raw[0] == httpprobe.KindTally {
+	case k == kind.HTTPTally:
 		c, err := httpprobe.DecodeTally(raw)
 		return event.Record{IsHTTP: true, Tally: c}, err
-	}
-	if len(raw) > 0 && raw[0] >= httpprobe.FirstKind {
+	case kind.IsHTTP(k):
 		e, err := httpprobe.Decode(raw)
 		return event.Record{IsHTTP: true, HTTP: e}, err
 	}
-	e, err := tcp.Decode(raw)
+	e, err := tcp.Decode(raw) // refuses what is no TCP record either
 	return event.Record{TCP: e}, err
 }
 
