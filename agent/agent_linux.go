@@ -234,9 +234,13 @@ type kernel struct {
 const poll = 10 * time.Millisecond
 
 func openKernel(cfg config.Config, routes *route.Templater, log *zap.Logger) (*kernel, error) {
+	memlock := liftMemlock()
+	if memlock != nil {
+		log.Info("cannot lift RLIMIT_MEMLOCK; kernels before 5.11 may refuse the probes' maps", zap.Error(memlock))
+	}
 	t, err := tcp.Open(log.Named("probes"), tcp.Options{RingBytes: uint32(cfg.RingBuffer)})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKernel, err)
+		return nil, loadError(err, memlock)
 	}
 	k := &kernel{tcp: t, modes: map[string]string{"http": "disabled", "dns": "disabled"}}
 	for _, s := range t.Status() {
