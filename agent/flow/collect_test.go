@@ -3,6 +3,7 @@ package flow
 import (
 	"fmt"
 	"net/netip"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
+	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 )
 
@@ -218,19 +220,93 @@ func collectAll(c prometheus.Collector) []prometheus.Metric {
 	return ms
 }
 
-// Once its buffers have grown to the table's size, the copy made under the
-// lock allocates nothing: its cost is a pass over the flows, no more.
-func TestSnapshotAllocatesNothingOnceGrown(t *testing.T) {
-	tb := busyTable(t)
-	var s snapshot
+// The lock is held for one chunk of the copy at a time: each hold copies
+// at most copyChunk flows and allocates nothing (the room was made before,
+// outside the lock), and a scrape of n flows holds it ceil(n/copyChunk)
+// times.
+func TestCopyIsChunkedAndAllocatesNothing(t *testing.T) {
+	n := 2*copyChunk + 100
+	tb, _ := bigTable(n)
+	for scrape := range 2 { // the second reuses the first's buffers
+		s := &tb.snap
+		s.flows = s.flows[:0]
+		holds := 0
+		for done := false; !done; holds++ {
+			s.reserve(copyChunk)
+			before := len(s.flows)
+			var m0, m1 runtime.MemStats
+			tb.mu.Lock()
+			runtime.ReadMemStats(&m0)
+			done = tb.copyFlows(s)
+			runtime.ReadMemStats(&m1)
+			tb.mu.Unlock()
+			if got := len(s.flows) - before; got > copyChunk || got == 0 {
+				t.Fatalf("scrape %d, hold %d copied %d flows, want 1 to %d", scrape, holds, got, copyChunk)
+			}
+			if a := m1.Mallocs - m0.Mallocs; a != 0 {
+				t.Fatalf("scrape %d, hold %d: %d allocations under the lock", scrape, holds, a)
+			}
+		}
+		if want := (n + copyChunk - 1) / copyChunk; holds != want || len(tb.snap.flows) != n {
+			t.Fatalf("scrape %d: %d holds for %d flows, want %d for %d", scrape, holds, len(tb.snap.flows), want, n)
+		}
+	}
+	diff(t, exposition(t, tb), exposition(t, lockedCollect{tb}))
+}
+
+// nsID is fakeID with namespaces, so that workloads can be deleted.
+type nsID struct{ fakeID }
+
+func (n *nsID) Identify(e *event.TCP) identity.Pair {
+	p := n.fakeID.Identify(e)
+	p.Source.Namespace, p.Destination.Namespace = "shop", "shop"
+	return p
+}
+
+// A prune between two chunks reorders the flows: the copy starts again
+// and exposes exactly the flows left.
+func TestPruneDuringACopy(t *testing.T) {
+	opts := DefaultOptions()
+	opts.Budgets.Labels["destination_port"] = 5000
+	opts.Gone = func(ns, wl string) (time.Time, bool) { return time.Unix(0, 0), wl == "client-gone" }
+	opts.GoneGrace = time.Second
+	tb := NewTable(zap.NewNop(), &nsID{}, opts)
+	for i := range 3 * copyChunk {
+		e := clientEvent(event.ConnectFailed, uint64(i), 0, 0)
+		e.Remote = netip.AddrPortFrom(srv.Addr(), uint16(1+i/2))
+		e.Err = syscall.ECONNREFUSED
+		if i%2 == 0 {
+			e.Comm = "gone"
+		}
+		tb.Apply(e)
+	}
+	s := &tb.snap
+	s.flows = s.flows[:0]
+	s.reserve(copyChunk)
 	tb.mu.Lock()
-	defer tb.mu.Unlock()
-	if n := testing.AllocsPerRun(20, func() { tb.snapshot(&s) }); n != 0 {
-		t.Fatalf("snapshot allocates %v times a scrape, want 0", n)
+	if tb.copyFlows(s) {
+		t.Fatal("one chunk copied every flow")
+	}
+	tb.prune(time.Now())
+	tb.mu.Unlock()
+	if len(tb.flows) != 3*copyChunk/2 {
+		t.Fatalf("%d flows after the prune, want %d", len(tb.flows), 3*copyChunk/2)
+	}
+	for done := false; !done; {
+		s.reserve(copyChunk)
+		tb.mu.Lock()
+		done = tb.copyFlows(s)
+		tb.mu.Unlock()
 	}
 	if len(s.flows) != len(tb.flows) {
-		t.Fatalf("snapshot holds %d flows, want %d", len(s.flows), len(tb.flows))
+		t.Fatalf("copied %d flows, the table has %d", len(s.flows), len(tb.flows))
 	}
+	for _, f := range s.flows {
+		if f.key.SourceWorkload == "client-gone" {
+			t.Fatalf("a pruned flow was copied: %+v", f.key)
+		}
+	}
+	diff(t, exposition(t, tb), exposition(t, lockedCollect{tb}))
 }
 
 // bigTable has n flows, each one live connection with an RTT, and the

@@ -29,17 +29,29 @@ var (
 func (t *Table) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector. The table's lock is held only
-// while its values are copied into plain structs (no Prometheus objects,
-// no allocation once the buffers have grown to the table's size): the
-// event loop never waits while a scrape builds and sends its metrics.
+// while values are copied into plain structs (no Prometheus objects, no
+// allocation), copyChunk flows at a time: the event loop waits at most
+// for one chunk's copy, never while a scrape builds and sends its metrics.
 func (t *Table) Collect(ch chan<- prometheus.Metric) {
 	t.scrape.Lock() // one scrape at a time owns the buffers
 	defer t.scrape.Unlock()
-	t.mu.Lock()
-	t.snapshot(&t.snap)
-	t.mu.Unlock()
-	t.snap.emit(ch)
+	s := &t.snap
+	s.flows = s.flows[:0]
+	for done := false; !done; {
+		s.reserve(copyChunk) // outside the lock: it may allocate
+		t.mu.Lock()
+		done = t.copyFlows(s)
+		if done {
+			t.copyTotals(s)
+		}
+		t.mu.Unlock()
+	}
+	s.emit(ch)
 }
+
+// copyChunk bounds the flows copied per hold of the lock: about 1 ms of
+// the loop's time on a slow machine (docs/performance.md).
+const copyChunk = 1024
 
 // sample is one flow's values at a scrape.
 type sample struct {
@@ -50,6 +62,8 @@ type sample struct {
 // snapshot is what a scrape exposes, copied under the table's lock.
 type snapshot struct {
 	flows            []sample
+	next             int      // the next flow of the table's order to copy
+	pruneGen         uint64   // the table's prunes when the copy began
 	overflow         []uint64 // per budgeted key label (KeyLabels order), then "flows"
 	budgeted         []bool   // which KeyLabels have a budget
 	tracked          int
@@ -58,26 +72,48 @@ type snapshot struct {
 	labels           []string       // a series' label values, reused
 }
 
-// snapshot copies what Collect exposes into s, reusing its buffers.
-// Called with t.mu held.
-func (t *Table) snapshot(s *snapshot) {
-	n := len(t.flows)
-	if cap(s.flows) < n {
-		// Grown once to the table's size (bounded by the flows budget),
-		// with room to spare, then reused.
-		s.flows = append(s.flows[:cap(s.flows)], make([]sample, n+n/4-cap(s.flows))...)
+// reserve makes room for n more flows, their RTT buckets included, so
+// that the copy under the lock allocates nothing. The buffers grow to the
+// table's size (bounded by the flows budget) and are reused.
+func (s *snapshot) reserve(n int) {
+	if len(s.flows)+n <= cap(s.flows) {
+		return
 	}
-	s.flows = s.flows[:n]
-	i := 0
-	for k, st := range t.flows {
-		f := &s.flows[i]
-		f.key = k
-		rtt := f.rtt // keep the copy's own buckets
-		f.stats = *st
-		f.rtt = rtt
-		st.rtt.CopyTo(&f.rtt)
-		i++
+	grown := make([]sample, len(s.flows), len(s.flows)+max(n, len(s.flows)/4))
+	copy(grown, s.flows)
+	all := grown[:cap(grown)]
+	for i := range all {
+		if f := &all[i]; f.rtt.Cap() == 0 {
+			f.rtt.Reserve(len(rttBuckets) + 1)
+		}
 	}
+	// The old elements' buckets live on in grown: copy moved their slices.
+	s.flows = grown
+}
+
+// copyFlows copies the next chunk of flows into s and says whether it
+// copied the last. Called with t.mu held. A prune between two chunks
+// reorders the flows: the copy starts again.
+func (t *Table) copyFlows(s *snapshot) (done bool) {
+	if len(s.flows) == 0 || s.pruneGen != t.pruneGen {
+		s.flows, s.next, s.pruneGen = s.flows[:0], 0, t.pruneGen
+	}
+	end := min(s.next+copyChunk, len(t.order))
+	for _, f := range t.order[s.next:end] {
+		s.flows = s.flows[:len(s.flows)+1]
+		d := &s.flows[len(s.flows)-1]
+		d.key = f.key
+		rtt := d.rtt // keep the copy's own buckets
+		d.stats = *f.stats
+		d.rtt = rtt
+		f.stats.rtt.CopyTo(&d.rtt)
+	}
+	s.next = end
+	return end == len(t.order)
+}
+
+// copyTotals copies the table-wide values. Called with t.mu held.
+func (t *Table) copyTotals(s *snapshot) {
 	s.overflow, s.budgeted = s.overflow[:0], s.budgeted[:0]
 	for _, label := range KeyLabels {
 		_, ok := t.gov.budgets.Labels[label]
