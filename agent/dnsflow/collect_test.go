@@ -3,14 +3,13 @@ package dnsflow
 import (
 	"fmt"
 	"net/netip"
-	"sort"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
+	"github.com/stratanet/strata/agent/scrapetest"
 	"github.com/stratanet/strata/probes/event"
 )
 
@@ -37,44 +36,6 @@ func (l lockedCollect) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(len(t.pending)))
 	for outcome, n := range map[string]uint64{"unpaired": t.unpaired, "late": t.late, "malformed": t.malformed, "dropped": t.dropped} {
 		ch <- prometheus.MustNewConstMetric(recordsDesc, prometheus.CounterValue, float64(n), outcome)
-	}
-}
-
-func collectAll(c prometheus.Collector) []prometheus.Metric {
-	ch := make(chan prometheus.Metric, 1<<16)
-	c.Collect(ch)
-	close(ch)
-	var ms []prometheus.Metric
-	for m := range ch {
-		ms = append(ms, m)
-	}
-	return ms
-}
-
-// render is one line per series, sorted.
-func render(t *testing.T, ms []prometheus.Metric) []string {
-	t.Helper()
-	var out []string
-	for _, m := range ms {
-		var d dto.Metric
-		if err := m.Write(&d); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m.Desc().String()+" "+d.String())
-	}
-	sort.Strings(out)
-	return out
-}
-
-func same(t *testing.T, got, want []string) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%d series, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if got[i] != want[i] {
-			t.Fatalf("series %d:\n got %s\nwant %s", i, got[i], want[i])
-		}
 	}
 }
 
@@ -108,11 +69,11 @@ func TestSnapshotExposesExactlyWhatTheLockedCollectDid(t *testing.T) {
 	if tb.overflow == 0 || tb.unpaired == 0 || tb.malformed == 0 || len(tb.counts) < tb.opts.MaxSeries || len(tb.durations) == 0 {
 		t.Fatalf("busyLab lacks a case: overflow %d unpaired %d malformed %d counts %d", tb.overflow, tb.unpaired, tb.malformed, len(tb.counts))
 	}
-	same(t, render(t, collectAll(tb)), render(t, collectAll(lockedCollect{tb})))
+	scrapetest.Same(t, scrapetest.Lines(t, scrapetest.Collect(tb)), scrapetest.Lines(t, scrapetest.Collect(lockedCollect{tb})))
 	// Again, with the buffers reused after the table changed.
 	l.query(2, cli, "x", 1, "n1.example", mdns.TypeA)
 	l.answer(2, cli, 1, "n1.example", mdns.TypeA, mdns.RcodeSuccess)
-	same(t, render(t, collectAll(tb)), render(t, collectAll(lockedCollect{tb})))
+	scrapetest.Same(t, scrapetest.Lines(t, scrapetest.Collect(tb)), scrapetest.Lines(t, scrapetest.Collect(lockedCollect{tb})))
 }
 
 // A scrape holds the table's lock only while it copies: once it is
@@ -120,7 +81,7 @@ func TestSnapshotExposesExactlyWhatTheLockedCollectDid(t *testing.T) {
 // does, and the scrape exposes the values of its snapshot.
 func TestScrapeSendsWithoutTheLock(t *testing.T) {
 	l := busyLab(t)
-	before := render(t, collectAll(lockedCollect{l.tab}))
+	before := scrapetest.Lines(t, scrapetest.Collect(lockedCollect{l.tab}))
 	ch := make(chan prometheus.Metric) // unbuffered: Collect waits on each send
 	go func() { l.tab.Collect(ch); close(ch) }()
 	ms := []prometheus.Metric{<-ch} // past its snapshot, parked on a send
@@ -133,11 +94,11 @@ func TestScrapeSendsWithoutTheLock(t *testing.T) {
 	for m := range ch {
 		ms = append(ms, m)
 	}
-	after := render(t, collectAll(lockedCollect{l.tab}))
+	after := scrapetest.Lines(t, scrapetest.Collect(lockedCollect{l.tab}))
 	if fmt.Sprint(after) == fmt.Sprint(before) {
 		t.Fatal("the lookup answered during the scrape changed nothing")
 	}
-	same(t, render(t, ms), before)
+	scrapetest.Same(t, scrapetest.Lines(t, ms), before)
 }
 
 // Once its buffers have grown to the table's size, the copy made under the

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"runtime"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -12,9 +11,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
+	"github.com/stratanet/strata/agent/scrapetest"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -93,33 +92,6 @@ func exposition(t testing.TB, c prometheus.Collector) []string {
 	return out
 }
 
-// drain renders metrics already collected, one line per series, sorted.
-func drain(t *testing.T, ms []prometheus.Metric) []string {
-	t.Helper()
-	var out []string
-	for _, m := range ms {
-		var d dto.Metric
-		if err := m.Write(&d); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m.Desc().String()+" "+d.String())
-	}
-	sort.Strings(out)
-	return out
-}
-
-func diff(t *testing.T, got, want []string) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%d series, want %d", len(got), len(want))
-	}
-	for i := range got {
-		if got[i] != want[i] {
-			t.Fatalf("series %d:\n got %s\nwant %s", i, got[i], want[i])
-		}
-	}
-}
-
 // busyTable has every kind of value the table exposes: successes and each
 // failure, resets both ways, retransmits, RTTs, folded labels, a full
 // flows budget, untracked and stale sockets.
@@ -168,7 +140,7 @@ func TestSnapshotExposesExactlyWhatTheLockedCollectDid(t *testing.T) {
 	tb := busyTable(t)
 	want := exposition(t, lockedCollect{tb})
 	got := exposition(t, tb)
-	diff(t, got, want)
+	scrapetest.Same(t, got, want)
 	// Every kind of value is in there, so the comparison means something.
 	if tb.untracked == 0 || tb.stale == 0 || tb.gov.overflow["flows"] == 0 || tb.gov.overflow["source_workload"] == 0 {
 		t.Fatalf("busyTable lacks a case: untracked %d stale %d overflow %v", tb.untracked, tb.stale, tb.gov.overflow)
@@ -177,7 +149,7 @@ func TestSnapshotExposesExactlyWhatTheLockedCollectDid(t *testing.T) {
 	for i := range 5 {
 		tb.Apply(clientEvent(event.Connect, uint64(5000+i), 0, 0))
 	}
-	diff(t, exposition(t, tb), exposition(t, lockedCollect{tb}))
+	scrapetest.Same(t, exposition(t, tb), exposition(t, lockedCollect{tb}))
 }
 
 // A scrape holds the table's lock only while it copies: once it is
@@ -185,7 +157,7 @@ func TestSnapshotExposesExactlyWhatTheLockedCollectDid(t *testing.T) {
 // does, and the scrape still exposes the values of its snapshot.
 func TestScrapeSendsWithoutTheLock(t *testing.T) {
 	tb := busyTable(t)
-	before := drain(t, collectAll(lockedCollect{tb}))
+	before := scrapetest.Lines(t, scrapetest.Collect(lockedCollect{tb}))
 	ch := make(chan prometheus.Metric) // unbuffered: Collect waits on each send
 	go func() { tb.Collect(ch); close(ch) }()
 	ms := []prometheus.Metric{<-ch} // Collect is past its snapshot now, parked on a send
@@ -202,22 +174,11 @@ func TestScrapeSendsWithoutTheLock(t *testing.T) {
 	for m := range ch {
 		ms = append(ms, m)
 	}
-	after := drain(t, collectAll(lockedCollect{tb}))
+	after := scrapetest.Lines(t, scrapetest.Collect(lockedCollect{tb}))
 	if fmt.Sprint(after) == fmt.Sprint(before) {
 		t.Fatal("the events applied during the scrape changed nothing")
 	}
-	diff(t, drain(t, ms), before)
-}
-
-func collectAll(c prometheus.Collector) []prometheus.Metric {
-	ch := make(chan prometheus.Metric, 1<<16)
-	c.Collect(ch)
-	close(ch)
-	var ms []prometheus.Metric
-	for m := range ch {
-		ms = append(ms, m)
-	}
-	return ms
+	scrapetest.Same(t, scrapetest.Lines(t, ms), before)
 }
 
 // The lock is held for one chunk of the copy at a time: each hold copies
@@ -251,7 +212,7 @@ func TestCopyIsChunkedAndAllocatesNothing(t *testing.T) {
 			t.Fatalf("scrape %d: %d holds for %d flows, want %d for %d", scrape, holds, len(tb.snap.flows), want, n)
 		}
 	}
-	diff(t, exposition(t, tb), exposition(t, lockedCollect{tb}))
+	scrapetest.Same(t, exposition(t, tb), exposition(t, lockedCollect{tb}))
 }
 
 // nsID is fakeID with namespaces, so that workloads can be deleted.
@@ -306,7 +267,7 @@ func TestPruneDuringACopy(t *testing.T) {
 			t.Fatalf("a pruned flow was copied: %+v", f.key)
 		}
 	}
-	diff(t, exposition(t, tb), exposition(t, lockedCollect{tb}))
+	scrapetest.Same(t, exposition(t, tb), exposition(t, lockedCollect{tb}))
 }
 
 // bigTable has n flows, each one live connection with an RTT, and the
