@@ -339,16 +339,21 @@ func BenchmarkGatherWhileApplying(b *testing.B) {
 	before, after := prometheus.NewRegistry(), prometheus.NewRegistry()
 	before.MustRegister(lockedCollect{tb})
 	after.MustRegister(tb)
-	var gather, wait [2]time.Duration
-	var worst [2]time.Duration
-	var events [2]int64
+	var gather, wait [3]time.Duration
+	var worst [3]time.Duration
+	var events [3]int64
 	n := 0
 	for b.Loop() {
-		for i, reg := range []*prometheus.Registry{before, after} {
+		// The third is no scrape at all, as long as the last: how long
+		// the loop "waits" on this machine anyway (preempted between its
+		// clock reads, GC), the floor of the other two.
+		for i, reg := range []*prometheus.Registry{before, after, nil} {
 			l.worst.Store(0)
 			a := l.applied.Load()
 			start := time.Now()
-			if _, err := reg.Gather(); err != nil {
+			if reg == nil {
+				time.Sleep(gather[1] / time.Duration(n+1))
+			} else if _, err := reg.Gather(); err != nil {
 				b.Fatal(err)
 			}
 			gather[i] += time.Since(start)
@@ -369,4 +374,30 @@ func BenchmarkGatherWhileApplying(b *testing.B) {
 	b.ReportMetric(float64(worst[1])/1e6, "after-worst-wait-ms")
 	b.ReportMetric(float64(events[0])/float64(n), "before-events/gather")
 	b.ReportMetric(float64(events[1])/float64(n), "after-events/gather")
+	b.ReportMetric(ms(wait[2]), "idle-wait-ms")
+	b.ReportMetric(float64(worst[2])/1e6, "idle-worst-wait-ms")
+}
+
+// BenchmarkCopy is what the loop can wait for: one hold of the lock by a
+// scrape of 20 000 flows (one chunk), and the whole copy.
+func BenchmarkCopy(b *testing.B) {
+	tb, _ := bigTable(20000)
+	s := &tb.snap
+	var holds, longest time.Duration
+	n := 0
+	for b.Loop() {
+		s.flows = s.flows[:0]
+		for done := false; !done; n++ {
+			s.reserve(copyChunk)
+			start := time.Now()
+			tb.mu.Lock()
+			done = tb.copyFlows(s)
+			tb.mu.Unlock()
+			d := time.Since(start)
+			holds += d
+			longest = max(longest, d)
+		}
+	}
+	b.ReportMetric(float64(holds)/float64(n)/1e3, "µs/hold")
+	b.ReportMetric(float64(longest)/1e3, "longest-µs/hold")
 }
