@@ -30,7 +30,7 @@ func (t *Table) Describe(chan<- *prometheus.Desc) {}
 
 // Collect implements prometheus.Collector. The table's lock is held only
 // while values are copied into plain structs (no Prometheus objects, no
-// allocation), copyChunk flows at a time: the event loop waits at most
+// allocation once the buffers have grown), copyChunk flows at a time: the event loop waits at most
 // for one chunk's copy, never while a scrape builds and sends its metrics.
 func (t *Table) Collect(ch chan<- prometheus.Metric) {
 	t.scrape.Lock() // one scrape at a time owns the buffers
@@ -49,8 +49,8 @@ func (t *Table) Collect(ch chan<- prometheus.Metric) {
 	s.emit(ch)
 }
 
-// copyChunk bounds the flows copied per hold of the lock: about 1 ms of
-// the loop's time on a slow machine (docs/performance.md).
+// copyChunk bounds the flows copied per hold of the lock, and so the
+// loop's wait for a scrape (BenchmarkCopy times one hold).
 const copyChunk = 1024
 
 // sample is one flow's values at a scrape.
