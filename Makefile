@@ -44,12 +44,12 @@ tools: ## Build the servers the tests use from Go modules (VictoriaLogs, Jaeger 
 	bash e2e/tools/build.sh
 
 .PHONY: generate
-generate: ## Rebuild the BPF objects and their Go bindings (needs clang)
+generate: ## Rebuild the BPF objects, their Go bindings and the record kinds' Go constants (probes/kind, from probes/include/ring.h; needs clang)
 	$(GO) generate ./probes/...
 
 .PHONY: check-generate
-check-generate: generate ## Fail if the committed BPF objects differ from the sources
-	@git diff --exit-code -- probes/ || { echo "generated BPF files are stale: run make generate and commit"; exit 1; }
+check-generate: generate ## Fail if the committed BPF objects or record kinds differ from the sources
+	@git diff --exit-code -- probes/ || { echo "generated BPF files or record kinds are stale: run make generate and commit"; exit 1; }
 
 .PHONY: dashboards
 dashboards: ## Write the dashboards' JSON, the PrometheusRule manifest and the example SLO's rules from their Go and YAML sources

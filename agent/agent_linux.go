@@ -29,6 +29,7 @@ import (
 	dnsprobe "github.com/stratanet/strata/probes/dns"
 	"github.com/stratanet/strata/probes/event"
 	httpprobe "github.com/stratanet/strata/probes/http"
+	"github.com/stratanet/strata/probes/kind"
 	"github.com/stratanet/strata/probes/netns"
 	"github.com/stratanet/strata/probes/ring"
 	"github.com/stratanet/strata/probes/tcp"
@@ -128,9 +129,14 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		if x.loki != nil {
 			lookups.Events = x.loki
 		}
-		reg.MustRegister(lookups)
 	}
-	reg.MustRegister(table, requests, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	timed := newTimedCollectors() // strata_agent_collect_duration_seconds
+	timed.add("flow", table)
+	timed.add("http", requests)
+	if lookups != nil {
+		timed.add("dns", lookups)
+	}
+	reg.MustRegister(timed, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	g, ctx := errgroup.WithContext(ctx)
 	records, err := k.read(ctx, g, h, cfg.EventQueue)
@@ -236,9 +242,13 @@ type kernel struct {
 const poll = 10 * time.Millisecond
 
 func openKernel(cfg config.Config, routes *route.Templater, log *zap.Logger) (*kernel, error) {
+	memlock := liftMemlock()
+	if memlock != nil {
+		log.Info("cannot lift RLIMIT_MEMLOCK; kernels before 5.11 may refuse the probes' maps", zap.Error(memlock))
+	}
 	t, err := tcp.Open(log.Named("probes"), tcp.Options{RingBytes: uint32(cfg.RingBuffer)})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrKernel, err)
+		return nil, loadError(err, memlock)
 	}
 	k := &kernel{tcp: t, modes: map[string]string{"http": "disabled", "dns": "disabled"}}
 	for _, s := range t.Status() {
@@ -314,19 +324,22 @@ func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue i
 
 // decode dispatches on the kind every record starts with.
 func decode(raw []byte) (event.Record, error) {
-	if len(raw) > 0 && raw[0] >= dnsprobe.FirstKind {
+	var k uint8
+	if len(raw) > 0 {
+		k = raw[0]
+	}
+	switch {
+	case kind.IsDNS(k):
 		e, err := dnsprobe.Decode(raw)
 		return event.Record{IsDNS: true, DNS: e}, err
-	}
-	if len(raw) > 0 && raw[0] == httpprobe.KindTally {
+	case k == kind.HTTPTally:
 		c, err := httpprobe.DecodeTally(raw)
 		return event.Record{IsHTTP: true, Tally: c}, err
-	}
-	if len(raw) > 0 && raw[0] >= httpprobe.FirstKind {
+	case kind.IsHTTP(k):
 		e, err := httpprobe.Decode(raw)
 		return event.Record{IsHTTP: true, HTTP: e}, err
 	}
-	e, err := tcp.Decode(raw)
+	e, err := tcp.Decode(raw) // refuses what is no TCP record either
 	return event.Record{TCP: e}, err
 }
 

@@ -41,6 +41,9 @@ func Agent() *dashboard.DashboardBuilder {
 			"Live TCP sockets the flow table follows, and DNS queries waiting for an answer.",
 			prom(fmt.Sprintf("sum by (instance) (strata_agent_tracked_sockets{%s})", sel(m...)), "sockets {{instance}}"),
 			prom(fmt.Sprintf("sum by (instance) (strata_agent_dns_pending_queries{%s})", sel(m...)), "dns pending {{instance}}"))).
+		WithPanel(series("Scrape time per collector", "s",
+			"Seconds the latest scrape spent collecting each aggregation's series (flow: TCP, http, dns), the slowest agent's. The event loop waits only for the copy at its start, not for this.",
+			prom(fmt.Sprintf("max by (collector) (strata_agent_collect_duration_seconds{%s})", sel(m...)), "{{collector}}"))).
 		WithPanel(series("Sockets not followed", "short",
 			"Sockets per second not followed because the socket table was full (untracked), or dropped after vanishing without a close (stale).",
 			prom(fmt.Sprintf("sum (%s)", rate("strata_agent_untracked_sockets_total", m...)), "untracked"),

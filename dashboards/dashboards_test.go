@@ -125,7 +125,7 @@ func TestDashboardsQueryOnlyWhatTheAgentServes(t *testing.T) {
 	}
 	// Exactly what the five dashboards hold: a panel added or dropped
 	// shows here and in the e2e scenario's list.
-	want := map[string]int{KindPrometheus: 87, KindLoki: 2, KindTempo: 1}
+	want := map[string]int{KindPrometheus: 88, KindLoki: 2, KindTempo: 1}
 	for k, n := range want {
 		if kinds[k] != n {
 			t.Errorf("%d %s queries, want %d", kinds[k], k, n)

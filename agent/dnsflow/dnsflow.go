@@ -92,7 +92,8 @@ type durationKey struct {
 }
 
 // Table is the DNS pairing and aggregation. Apply and Tick come from the
-// agent's one event loop; Collect from scrapes.
+// agent's one event loop; Collect from scrapes, which hold the lock only
+// to copy the values.
 type Table struct {
 	names Namer
 	cache Learner
@@ -119,6 +120,9 @@ type Table struct {
 	dropped   uint64              // queries not followed: too many pending
 	unnamed   flow.Late[answered] // completed lookups waiting for their client's name
 	wait      flow.Wait           // scratch for the namer (complete)
+
+	scrape sync.Mutex // held by a Collect, which owns snap
+	snap   snapshot   // a scrape's copy of the values, its buffers reused
 }
 
 // answered is a completed lookup, to be counted once its client is named.
@@ -371,20 +375,82 @@ var (
 
 func (t *Table) Describe(chan<- *prometheus.Desc) {}
 
+// Collect holds the table's lock only while it copies the values into
+// plain structs (no allocation once its buffers have grown): the event
+// loop never waits while a scrape builds and sends its metrics.
 func (t *Table) Collect(ch chan<- prometheus.Metric) {
+	t.scrape.Lock() // one scrape at a time owns the buffers
+	defer t.scrape.Unlock()
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.snapshot(&t.snap)
+	t.mu.Unlock()
+	t.snap.emit(ch)
+}
+
+type countSample struct {
+	countKey
+	n uint64
+}
+
+type durationSample struct {
+	durationKey
+	h hist.Histogram
+}
+
+// snapshot is what a scrape exposes, copied under the table's lock.
+type snapshot struct {
+	counts                                       []countSample
+	durations                                    []durationSample
+	overflow, unpaired, late, malformed, dropped uint64
+	pending                                      int
+}
+
+// grow makes b n long, reusing its elements; it grows (bounded by
+// MaxSeries) with room to spare.
+func grow[T any](b []T, n int) []T {
+	if cap(b) < n {
+		b = append(b[:cap(b)], make([]T, n+n/4-cap(b))...)
+	}
+	return b[:n]
+}
+
+// snapshot copies what Collect exposes into s. Called with t.mu held.
+func (t *Table) snapshot(s *snapshot) {
+	s.counts = grow(s.counts, len(t.counts))
+	i := 0
 	for k, n := range t.counts {
-		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), k.namespace, k.workload, k.qname, k.qtype, k.rcode)
+		s.counts[i] = countSample{k, n}
+		i++
 	}
+	s.durations = grow(s.durations, len(t.durations))
+	i = 0
 	for k, h := range t.durations {
-		ch <- h.Metric(durationDesc, buckets, k.namespace, k.workload, k.qtype, k.rcode)
+		d := &s.durations[i]
+		d.durationKey = k
+		h.CopyTo(&d.h)
+		i++
 	}
-	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(t.overflow), "qname")
-	ch <- prometheus.MustNewConstMetric(seriesDesc, prometheus.GaugeValue, float64(len(t.counts)), "strata_dns_requests_total")
-	ch <- prometheus.MustNewConstMetric(seriesDesc, prometheus.GaugeValue, float64(len(t.durations)*(len(buckets)+3)), "strata_dns_request_duration_seconds")
-	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(len(t.pending)))
-	for outcome, n := range map[string]uint64{"unpaired": t.unpaired, "late": t.late, "malformed": t.malformed, "dropped": t.dropped} {
-		ch <- prometheus.MustNewConstMetric(recordsDesc, prometheus.CounterValue, float64(n), outcome)
+	s.overflow, s.pending = t.overflow, len(t.pending)
+	s.unpaired, s.late, s.malformed, s.dropped = t.unpaired, t.late, t.malformed, t.dropped
+}
+
+// emit sends the snapshot's metrics: the work of a scrape, lock-free.
+func (s *snapshot) emit(ch chan<- prometheus.Metric) {
+	for _, c := range s.counts {
+		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(c.n), c.namespace, c.workload, c.qname, c.qtype, c.rcode)
+	}
+	for i := range s.durations {
+		d := &s.durations[i]
+		ch <- d.h.Metric(durationDesc, buckets, d.namespace, d.workload, d.qtype, d.rcode)
+	}
+	ch <- prometheus.MustNewConstMetric(overflowDesc, prometheus.CounterValue, float64(s.overflow), "qname")
+	ch <- prometheus.MustNewConstMetric(seriesDesc, prometheus.GaugeValue, float64(len(s.counts)), "strata_dns_requests_total")
+	ch <- prometheus.MustNewConstMetric(seriesDesc, prometheus.GaugeValue, float64(len(s.durations)*(len(buckets)+3)), "strata_dns_request_duration_seconds")
+	ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.pending))
+	for _, r := range [...]struct {
+		outcome string
+		n       uint64
+	}{{"unpaired", s.unpaired}, {"late", s.late}, {"malformed", s.malformed}, {"dropped", s.dropped}} {
+		ch <- prometheus.MustNewConstMetric(recordsDesc, prometheus.CounterValue, float64(r.n), r.outcome)
 	}
 }

@@ -1,6 +1,7 @@
 // Package flow aggregates TCP events into per-identity-pair series: the
 // agent's one table of connections and their counters. Events come from a
-// single goroutine; scrapes read under the same lock.
+// single goroutine; a scrape holds the same lock only to copy the values,
+// a bounded chunk at a time.
 package flow
 
 import (
@@ -129,9 +130,14 @@ type Table struct {
 	lates     Late[*conn]                 // connections waiting for names
 	pruned    time.Time                   // last look for series of deleted workloads
 	flows     map[Key]*stats
-	untracked uint64 // sockets not followed because MaxConns was reached
-	stale     uint64 // sockets dropped after vanishing without a close record
-	lastDrops uint64 // snapshot drops reported by the previous sweep end
+	order     []flowRef // every flow, oldest first: what a scrape copies, a chunk at a time
+	pruneGen  uint64    // counts prunes, which reorder: a scrape's copy then starts again
+	untracked uint64    // sockets not followed because MaxConns was reached
+	stale     uint64    // sockets dropped after vanishing without a close record
+	lastDrops uint64    // snapshot drops reported by the previous sweep end
+
+	scrape sync.Mutex // held by a Collect, which owns snap
+	snap   snapshot   // a scrape's copy of the values, its buffers reused
 }
 
 func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {
@@ -377,8 +383,15 @@ func (t *Table) flow(k Key) *stats {
 	if s == nil {
 		s = &stats{}
 		t.flows[k] = s
+		t.order = append(t.order, flowRef{k, s})
 	}
 	return s
+}
+
+// flowRef is one flow in the order scrapes copy them.
+type flowRef struct {
+	key   Key
+	stats *stats
 }
 
 // lookup finds the pair of the socket behind e among the connections the
@@ -480,6 +493,15 @@ func (t *Table) prune(now time.Time) {
 	if n == 0 {
 		return
 	}
+	keep := t.order[:0]
+	for _, f := range t.order {
+		if t.flows[f.key] == f.stats {
+			keep = append(keep, f)
+		}
+	}
+	clear(t.order[len(keep):])
+	t.order = keep
+	t.pruneGen++
 	clear(t.keys)
 	t.gov.reset()
 	for k := range t.flows {

@@ -14,7 +14,7 @@ type Histogram struct {
 
 // Observe adds v and returns the index of its bucket.
 func (h *Histogram) Observe(bounds []float64, v float64) int {
-	if h.counts == nil {
+	if len(h.counts) == 0 {
 		h.counts = make([]uint64, len(bounds)+1)
 	}
 	i := 0
@@ -30,7 +30,7 @@ func (h *Histogram) Observe(bounds []float64, v float64) int {
 // AddCounts adds observations counted elsewhere: counts per bucket (as
 // many as Observe's, the last +Inf) and their sum.
 func (h *Histogram) AddCounts(counts []uint32, sum float64) {
-	if h.counts == nil {
+	if len(h.counts) == 0 {
 		h.counts = make([]uint64, len(counts))
 	}
 	for i, n := range counts[:min(len(counts), len(h.counts))] {
@@ -47,7 +47,7 @@ func (h *Histogram) Count() uint64 { return h.total }
 func (h *Histogram) Metric(d *prometheus.Desc, bounds []float64, labels ...string) prometheus.Metric {
 	cum, b := uint64(0), make(map[float64]uint64, len(bounds))
 	for i, le := range bounds {
-		if h.counts != nil {
+		if i < len(h.counts) {
 			cum += h.counts[i]
 		}
 		b[le] = cum
@@ -57,10 +57,10 @@ func (h *Histogram) Metric(d *prometheus.Desc, bounds []float64, labels ...strin
 
 // Add folds o's observations into h (same bounds).
 func (h *Histogram) Add(o *Histogram) {
-	if o.counts == nil {
+	if len(o.counts) == 0 {
 		return
 	}
-	if h.counts == nil {
+	if len(h.counts) == 0 {
 		h.counts = make([]uint64, len(o.counts))
 	}
 	for i, n := range o.counts {
@@ -69,3 +69,22 @@ func (h *Histogram) Add(o *Histogram) {
 	h.sum += o.sum
 	h.total += o.total
 }
+
+// CopyTo makes dst a copy of h that shares no memory with it, reusing
+// dst's buckets: a scrape copies under the aggregation's lock and builds
+// metrics from the copy after releasing it.
+func (h *Histogram) CopyTo(dst *Histogram) {
+	dst.counts = append(dst.counts[:0], h.counts...)
+	dst.sum, dst.total = h.sum, h.total
+}
+
+// Reserve gives h room for n buckets without changing what it holds, so
+// that a later CopyTo of up to n buckets allocates nothing.
+func (h *Histogram) Reserve(n int) {
+	if cap(h.counts) < n {
+		h.counts = append(make([]uint64, 0, n), h.counts...)
+	}
+}
+
+// Cap is how many buckets h has room for.
+func (h *Histogram) Cap() int { return cap(h.counts) }

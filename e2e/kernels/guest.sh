@@ -54,7 +54,10 @@ run() {
 # The modes the agent picks here, from its own /metrics.
 modes() {
 	local log=/tmp/agent.log
-	"$bin/strata-agent" --kubernetes=off --http=on --dns=on --metrics-addr 127.0.0.1:9810 >"$log" 2>&1 &
+	# Under a container runtime's default memlock limit, not the unlimited
+	# one the tests get: kernels before 5.11 charge BPF maps to it, and the
+	# agent must lift it itself.
+	(ulimit -l 64 && exec "$bin/strata-agent" --kubernetes=off --http=on --dns=on --metrics-addr 127.0.0.1:9810) >"$log" 2>&1 &
 	local pid=$! i
 	for i in $(seq 1 120); do
 		# /metrics answers from the start; the probes are in it once ready.

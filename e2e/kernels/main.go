@@ -179,9 +179,14 @@ func build(dir string) error {
 	if err != nil {
 		return fmt.Errorf("go list ./probes/...: %w", err)
 	}
-	// Named as go test names them: tests look for their own comm.
+	// Named as go test names them: tests look for their own comm. The
+	// probes' own packages only (probes/NAME), not tools beneath them
+	// (probes/kind/gen), which need no kernel.
 	for _, d := range strings.Fields(string(out)) {
 		p := filepath.Base(d)
+		if filepath.Base(filepath.Dir(d)) != "probes" {
+			continue
+		}
 		if err := gobuild(nil, "test", "-c", "-o", filepath.Join(dir, "probes", p+".test"), "./probes/"+p); err != nil {
 			return err
 		}

@@ -9,15 +9,12 @@ import (
 
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/fields"
+	"github.com/stratanet/strata/probes/kind"
 )
 
 type record = dnsDnsRecord
 
 var recordSize = int(unsafe.Sizeof(record{}))
-
-// FirstKind is the smallest record kind of this family; the ring holds the
-// TCP and HTTP probes' records too, all below it.
-const FirstKind = 40
 
 const (
 	ipprotoTCP = 6
@@ -32,7 +29,7 @@ func Decode(raw []byte) (event.DNS, error) {
 	}
 	var r record
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), recordSize), raw)
-	if r.Kind != FirstKind && r.Kind != FirstKind+1 {
+	if !kind.IsDNS(r.Kind) {
 		return event.DNS{}, errors.New("dns: unknown record kind")
 	}
 	if r.Proto != ipprotoUDP && r.Proto != ipprotoTCP {
@@ -43,7 +40,7 @@ func Decode(raw []byte) (event.DNS, error) {
 		PID:      r.Pid,
 		Netns:    r.Netns,
 		TCP:      r.Proto == ipprotoTCP,
-		Response: r.Kind == FirstKind+1,
+		Response: r.Kind == kind.DNSResponse,
 		Size:     r.Size,
 	}
 	var ok bool

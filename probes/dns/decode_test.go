@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+
+	"github.com/stratanet/strata/probes/kind"
 )
 
 func encode(t testing.TB, r record) []byte {
@@ -20,7 +22,7 @@ var twilioQuery = []byte{0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0,
 	3, 'a', 'p', 'i', 6, 't', 'w', 'i', 'l', 'i', 'o', 3, 'c', 'o', 'm', 0, 0, 1, 0, 1}
 
 func TestDecodeQuery(t *testing.T) {
-	r := record{Kind: FirstKind, Proto: ipprotoUDP, Family: 2, Sport: 40000, Dport: 53, Pid: 9, TsNs: 5, Netns: 77,
+	r := record{Kind: kind.DNSQuery, Proto: ipprotoUDP, Family: 2, Sport: 40000, Dport: 53, Pid: 9, TsNs: 5, Netns: 77,
 		Size: uint32(len(twilioQuery)), Captured: uint32(len(twilioQuery))}
 	copy(r.Saddr[:], []byte{10, 244, 0, 2})
 	copy(r.Daddr[:], []byte{10, 250, 0, 53})
@@ -38,7 +40,7 @@ func TestDecodeQuery(t *testing.T) {
 }
 
 func TestDecodeResponseIPv6TCP(t *testing.T) {
-	r := record{Kind: FirstKind + 1, Proto: ipprotoTCP, Family: 10, Sport: 40000, Dport: 53,
+	r := record{Kind: kind.DNSResponse, Proto: ipprotoTCP, Family: 10, Sport: 40000, Dport: 53,
 		Size: 600, Captured: 512} // a message longer than what was kept
 	copy(r.Saddr[:], netip.MustParseAddr("fd00::2").AsSlice())
 	copy(r.Daddr[:], netip.MustParseAddr("::ffff:10.250.0.53").AsSlice())
@@ -54,14 +56,14 @@ func TestDecodeResponseIPv6TCP(t *testing.T) {
 }
 
 func TestDecodeRejects(t *testing.T) {
-	good := record{Kind: FirstKind, Proto: ipprotoUDP, Family: 2, Size: 32, Captured: 32}
+	good := record{Kind: kind.DNSQuery, Proto: ipprotoUDP, Family: 2, Size: 32, Captured: 32}
 	for name, r := range map[string]record{
-		"kind":     {Kind: FirstKind + 2, Proto: ipprotoUDP, Family: 2, Size: 32, Captured: 32},
+		"kind":     {Kind: kind.DNSResponse + 1, Proto: ipprotoUDP, Family: 2, Size: 32, Captured: 32},
 		"http":     {Kind: 33, Proto: ipprotoUDP, Family: 2, Size: 32, Captured: 32},
-		"proto":    {Kind: FirstKind, Proto: 1, Family: 2, Size: 32, Captured: 32},
-		"family":   {Kind: FirstKind, Proto: ipprotoUDP, Family: 1, Size: 32, Captured: 32},
-		"captured": {Kind: FirstKind, Proto: ipprotoUDP, Family: 2, Size: 32, Captured: 11},
-		"size":     {Kind: FirstKind, Proto: ipprotoUDP, Family: 2, Size: 3, Captured: 32},
+		"proto":    {Kind: kind.DNSQuery, Proto: 1, Family: 2, Size: 32, Captured: 32},
+		"family":   {Kind: kind.DNSQuery, Proto: ipprotoUDP, Family: 1, Size: 32, Captured: 32},
+		"captured": {Kind: kind.DNSQuery, Proto: ipprotoUDP, Family: 2, Size: 32, Captured: 11},
+		"size":     {Kind: kind.DNSQuery, Proto: ipprotoUDP, Family: 2, Size: 3, Captured: 32},
 	} {
 		if _, err := Decode(encode(t, r)); err == nil {
 			t.Errorf("%s: decoded", name)
@@ -77,7 +79,7 @@ func TestDecodeRejects(t *testing.T) {
 
 // A captured length beyond the buffer is clamped, never trusted.
 func TestDecodeClampsCaptured(t *testing.T) {
-	r := record{Kind: FirstKind, Proto: ipprotoUDP, Family: 2, Size: 1 << 31, Captured: 1 << 31}
+	r := record{Kind: kind.DNSQuery, Proto: ipprotoUDP, Family: 2, Size: 1 << 31, Captured: 1 << 31}
 	e, err := Decode(encode(t, r))
 	if err != nil || len(e.Msg) != len(r.Data) {
 		t.Fatalf("%d bytes, %v", len(e.Msg), err)
@@ -86,7 +88,7 @@ func TestDecodeClampsCaptured(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add(make([]byte, recordSize))
-	good := record{Kind: FirstKind + 1, Proto: ipprotoUDP, Family: 10, Size: 32, Captured: 32}
+	good := record{Kind: kind.DNSResponse, Proto: ipprotoUDP, Family: 10, Size: 32, Captured: 32}
 	copy(good.Data[:], twilioQuery)
 	f.Add(encode(f, good))
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -7,23 +7,26 @@ import (
 	"net/netip"
 	"syscall"
 	"time"
+
+	"github.com/stratanet/strata/probes/kind"
 )
 
-// Kind says what happened to a TCP socket.
+// Kind says what happened to a TCP socket: the kind of the TCP probes'
+// record (probes/kind, generated from the BPF programs' definition).
 type Kind uint8
 
 const (
-	Connect       Kind = iota + 1 // client handshake completed
-	ConnectFailed                 // client handshake failed; Err says why
-	Accept                        // server handshake completed
-	Close                         // an established connection ended; Counters are final
-	Listen                        // a socket started listening; PID/Comm own it
-	ListenClose                   // a listening socket closed
-	Snapshot                      // periodic counters of a live socket
-	SweepEnd                      // the snapshots of one network namespace are complete
-	Retransmit                    // one segment was retransmitted
-	ResetSent                     // this end sent a RST
-	ResetReceived                 // this end received a RST
+	Connect       Kind = kind.TCPConnect       // client handshake completed
+	ConnectFailed Kind = kind.TCPConnectFail   // client handshake failed; Err says why
+	Accept        Kind = kind.TCPAccept        // server handshake completed
+	Close         Kind = kind.TCPClose         // an established connection ended; Counters are final
+	Listen        Kind = kind.TCPListen        // a socket started listening; PID/Comm own it
+	ListenClose   Kind = kind.TCPListenClose   // a listening socket closed
+	Snapshot      Kind = kind.TCPSnapshot      // periodic counters of a live socket
+	SweepEnd      Kind = kind.TCPSweepEnd      // the snapshots of one network namespace are complete
+	Retransmit    Kind = kind.TCPRetransmit    // one segment was retransmitted
+	ResetSent     Kind = kind.TCPResetSent     // this end sent a RST
+	ResetReceived Kind = kind.TCPResetReceived // this end received a RST
 )
 
 var kindNames = [...]string{"", "connect", "connect_failed", "accept", "close", "listen",

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/fields"
+	"github.com/stratanet/strata/probes/kind"
 )
 
 // Both objects write the same record (bpf/http.h).
@@ -16,18 +17,6 @@ type record = sockHttpRecord
 var (
 	recordSize = int(unsafe.Sizeof(record{}))
 	headerSize = int(unsafe.Offsetof(record{}.Data)) // a record may end after its captured bytes
-)
-
-// Record kinds (bpf/http.h). FirstKind is the smallest; the ring holds the
-// TCP probes' records too, all below it.
-const (
-	FirstKind      = 32
-	kindRequest    = FirstKind
-	kindResponse   = FirstKind + 1
-	kindExchange   = FirstKind + 2
-	kindUnanswered = FirstKind + 3
-	// KindTally is the kind of tally records (DecodeTally).
-	KindTally = FirstKind + 4
 )
 
 type tallyRecord = sockHttpTally
@@ -42,7 +31,7 @@ func DecodeTally(raw []byte) (*event.HTTPTally, error) {
 		return nil, errors.New("http: short tally record")
 	}
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r)), raw)
-	if r.Kind != KindTally {
+	if r.Kind != kind.HTTPTally {
 		return nil, errors.New("http: not a tally record")
 	}
 	t := &event.HTTPTally{Sock: r.Sk, Cookie: r.Cookie, Netns: r.Netns, Local: r.Sport, Remote: r.Dport, Final: r.Final != 0}
@@ -75,16 +64,16 @@ func Decode(raw []byte) (event.HTTP, error) {
 		PID:      r.Pid,
 		Netns:    r.Netns,
 		Size:     r.Size,
-		Response: r.Kind == kindResponse,
+		Response: r.Kind == kind.HTTPResponse,
 		Received: r.Dir == 1,
 	}
 	switch r.Kind {
-	case kindResponse:
+	case kind.HTTPResponse:
 		if n := min(int(r.HeadLen), len(r.Head)); n > 0 {
 			Fill(&e, unsafe.String(&r.Head[0], n))
 		}
 		return e, nil // its request named the socket
-	case kindRequest, kindExchange, kindUnanswered:
+	case kind.HTTPRequest, kind.HTTPExchange, kind.HTTPUnanswered:
 	default:
 		return event.HTTP{}, errors.New("http: unknown record kind")
 	}
@@ -98,7 +87,7 @@ func Decode(raw []byte) (event.HTTP, error) {
 		fill(&e, unsafe.String(&r.Data[0], n), keepPath) // copies what it keeps
 	}
 	e.Comm = comms.Intern(fields.Comm(r.Comm[:]))
-	if r.Kind == kindRequest {
+	if r.Kind == kind.HTTPRequest {
 		return e, nil
 	}
 	if r.EndNs == 0 {
@@ -106,12 +95,12 @@ func Decode(raw []byte) (event.HTTP, error) {
 	}
 	e.Ended = r.EndNs
 	if r.Slot > 0 {
-		if r.Kind != kindExchange || int(r.Slot) > len(event.HTTPTally{}.Slots) {
+		if r.Kind != kind.HTTPExchange || int(r.Slot) > len(event.HTTPTally{}.Slots) {
 			return event.HTTP{}, errors.New("http: bad tally slot")
 		}
 		e.Slot, e.Cookie = int(r.Slot), r.Cookie
 	}
-	if r.Kind == kindExchange {
+	if r.Kind == kind.HTTPExchange {
 		n := min(int(r.HeadLen), len(r.Head))
 		resp, ok := ParseResponse(unsafe.String(&r.Head[0], n))
 		e.Valid = e.Valid && ok

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+
+	"github.com/stratanet/strata/probes/kind"
 )
 
 func encode(t testing.TB, r record) []byte {
@@ -16,7 +18,7 @@ func encode(t testing.TB, r record) []byte {
 }
 
 func TestDecodeRequestRecord(t *testing.T) {
-	r := record{Kind: FirstKind, Dir: 1, Family: 2, Sport: 8080, Dport: 40000, Sk: 7, Pid: 9, TsNs: 5}
+	r := record{Kind: kind.HTTPRequest, Dir: 1, Family: 2, Sport: 8080, Dport: 40000, Sk: 7, Pid: 9, TsNs: 5}
 	copy(r.Saddr[:], []byte{10, 244, 0, 3})
 	copy(r.Daddr[:], []byte{10, 244, 0, 2})
 	head := "GET /users/7?q=1 HTTP/1.1\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n"
@@ -37,7 +39,7 @@ func TestDecodeRequestRecord(t *testing.T) {
 // A request paired with its response in the kernel, and one whose
 // connection closed first.
 func TestDecodePairedRecords(t *testing.T) {
-	r := record{Kind: kindExchange, Dir: 0, Family: 2, Sport: 40000, Dport: 80, Sk: 7, Pid: 9, TsNs: 5, EndNs: 25, HeadLen: 16}
+	r := record{Kind: kind.HTTPExchange, Dir: 0, Family: 2, Sport: 40000, Dport: 80, Sk: 7, Pid: 9, TsNs: 5, EndNs: 25, HeadLen: 16}
 	copy(r.Saddr[:], []byte{10, 244, 0, 2})
 	copy(r.Daddr[:], []byte{10, 250, 0, 9})
 	head := "POST /api/users/42 HTTP/1.1\r\n"
@@ -59,11 +61,11 @@ func TestDecodePairedRecords(t *testing.T) {
 	if _, err := Decode(raw[:headerSize+len(head)-1]); err == nil {
 		t.Fatal("a record shorter than its captured bytes decoded")
 	}
-	r.Kind, r.HeadLen, r.Head = kindUnanswered, 0, [16]byte{}
+	r.Kind, r.HeadLen, r.Head = kind.HTTPUnanswered, 0, [16]byte{}
 	if e, err = Decode(encode(t, r)); err != nil || !e.Valid || e.Status != 0 || e.Ended != 25 || e.Method != "POST" {
 		t.Fatalf("unanswered: %+v %v", e, err)
 	}
-	r.Kind, r.HeadLen = kindExchange, 4
+	r.Kind, r.HeadLen = kind.HTTPExchange, 4
 	copy(r.Head[:], "\x16\x03\x01\x00")
 	if e, err = Decode(encode(t, r)); err != nil || e.Valid {
 		t.Fatalf("a response head that is not HTTP paired as valid: %+v %v", e, err)
@@ -74,13 +76,13 @@ func TestDecodeRejects(t *testing.T) {
 	if _, err := Decode(make([]byte, headerSize-1)); err == nil {
 		t.Fatal("short record decoded")
 	}
-	if _, err := Decode(encode(t, record{Kind: FirstKind + 4, Family: 2})); err == nil {
+	if _, err := Decode(encode(t, record{Kind: kind.HTTPTally, Family: 2})); err == nil {
 		t.Fatal("unknown kind decoded")
 	}
-	if _, err := Decode(encode(t, record{Kind: kindExchange, Family: 2})); err == nil {
+	if _, err := Decode(encode(t, record{Kind: kind.HTTPExchange, Family: 2})); err == nil {
 		t.Fatal("a paired request without an end decoded")
 	}
-	r := record{Kind: FirstKind + 1, Family: 2, HeadLen: 4}
+	r := record{Kind: kind.HTTPResponse, Family: 2, HeadLen: 4}
 	copy(r.Head[:], "\x16\x03\x01\x00")
 	if e, err := Decode(encode(t, r)); err != nil || e.Valid {
 		t.Fatalf("TLS bytes decoded as a valid response: %+v %v", e, err)
@@ -89,10 +91,10 @@ func TestDecodeRejects(t *testing.T) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add(make([]byte, recordSize))
-	good := record{Kind: FirstKind + 1, Family: 10, HeadLen: 16}
+	good := record{Kind: kind.HTTPResponse, Family: 10, HeadLen: 16}
 	copy(good.Head[:], "HTTP/1.1 200 OK\r\n")
 	f.Add(encode(f, good))
-	pair := record{Kind: kindExchange, Family: 2, HeadLen: 16, Captured: 16, TsNs: 1, EndNs: 2}
+	pair := record{Kind: kind.HTTPExchange, Family: 2, HeadLen: 16, Captured: 16, TsNs: 1, EndNs: 2}
 	copy(pair.Head[:], "HTTP/1.1 404 Not")
 	copy(pair.Data[:], "GET / HTTP/1.1\r\n")
 	f.Add(encode(f, pair))
@@ -116,7 +118,7 @@ func FuzzDecode(f *testing.F) {
 // BenchmarkDecodeExchange is the agent's cost to read one paired record as
 // wrk against nginx produces them.
 func BenchmarkDecodeExchange(b *testing.B) {
-	r := record{Kind: kindExchange, Dir: 1, Family: 2, Sport: 8080, Dport: 40000, Sk: 7, Pid: 9, TsNs: 5, EndNs: 25}
+	r := record{Kind: kind.HTTPExchange, Dir: 1, Family: 2, Sport: 8080, Dport: 40000, Sk: 7, Pid: 9, TsNs: 5, EndNs: 25}
 	copy(r.Saddr[:], []byte{10, 244, 0, 3})
 	copy(r.Daddr[:], []byte{10, 244, 0, 2})
 	head := "GET / HTTP/1.1\r\nHost: 10.244.0.3:8080\r\n\r\n"
@@ -134,7 +136,7 @@ func BenchmarkDecodeExchange(b *testing.B) {
 
 func TestDecodeTally(t *testing.T) {
 	var r tallyRecord
-	r.Kind, r.Final, r.Sk, r.Cookie, r.Sport, r.Dport = KindTally, 1, 7, 99, 80, 40000
+	r.Kind, r.Final, r.Sk, r.Cookie, r.Sport, r.Dport = kind.HTTPTally, 1, 7, 99, 80, 40000
 	r.Slots[2].Key, r.Slots[2].Status, r.Slots[2].SumNs = 5, 404, 3e6
 	r.Slots[2].Counts[3], r.Slots[2].Counts[17] = 2, 1
 	var buf bytes.Buffer
@@ -158,14 +160,14 @@ func TestDecodeTally(t *testing.T) {
 // another kind taken for a tally.
 func FuzzDecodeTally(f *testing.F) {
 	var r tallyRecord
-	r.Kind = KindTally
+	r.Kind = kind.HTTPTally
 	r.Slots[0].Key, r.Slots[0].Counts[0] = 1, 3
 	var buf bytes.Buffer
 	binary.Write(&buf, binary.NativeEndian, r)
 	f.Add(buf.Bytes())
-	f.Add(encode(f, record{Kind: kindExchange}))
+	f.Add(encode(f, record{Kind: kind.HTTPExchange}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if _, err := DecodeTally(b); err == nil && b[0] != KindTally {
+		if _, err := DecodeTally(b); err == nil && b[0] != kind.HTTPTally {
 			t.Fatalf("kind %d decoded as a tally", b[0])
 		}
 	})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stratanet/strata/probes/event"
+	"github.com/stratanet/strata/probes/kind"
 	"github.com/stratanet/strata/probes/ring"
 )
 
@@ -36,7 +37,7 @@ func openTally(t *testing.T, mode Mode, collapse bool) *tallyProbe {
 		c *event.HTTPTally
 	}
 	decode := func(raw []byte) (rec, error) {
-		if len(raw) > 0 && raw[0] == KindTally {
+		if len(raw) > 0 && raw[0] == kind.HTTPTally {
 			c, err := DecodeTally(raw)
 			return rec{c: c}, err
 		}

@@ -7,6 +7,36 @@
 #include "vmlinux.h"
 #include "bpf_helpers.h"
 
+// Record kinds, the first byte of every record: one enum per probe family,
+// <family>_record_kind, its kinds contiguous. The one definition: the Go
+// constants (probes/kind) are generated from these enums by make generate.
+enum tcp_record_kind {
+	REC_CONNECT = 1,    // client: SYN_SENT -> ESTABLISHED
+	REC_CONNECT_FAIL,   // client: SYN_SENT -> CLOSE (err says why)
+	REC_ACCEPT,         // server: SYN_RECV -> ESTABLISHED
+	REC_CLOSE,          // established socket reached CLOSE; final counters
+	REC_LISTEN,         // CLOSE -> LISTEN (process context: owner is current)
+	REC_LISTEN_CLOSE,   // LISTEN -> CLOSE
+	REC_SNAPSHOT,       // periodic counters of a live socket (iterator)
+	REC_SWEEP_END,      // iterator finished one network namespace
+	REC_RETRANSMIT,     // one retransmitted segment
+	REC_RESET_SENT,     // this end sent a RST
+	REC_RESET_RECEIVED, // this end received a RST
+};
+
+enum http_record_kind {
+	HTTP_REQUEST = 32, // a request alone; its response comes as its own record
+	HTTP_RESPONSE,     // a response alone
+	HTTP_EXCHANGE,     // a request and its response, paired in the kernel
+	HTTP_UNANSWERED,   // a request whose connection closed before any response
+	HTTP_TALLY,        // exchanges counted in the kernel, per socket (sock.c)
+};
+
+enum dns_record_kind {
+	DNS_QUERY = 40, // a query a client sent
+	DNS_RESPONSE,   // a response a client received
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 23);

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/fields"
+	"github.com/stratanet/strata/probes/kind"
 )
 
 // record is the kernel's struct tcp_record, generated from the C source.
@@ -30,10 +31,10 @@ func Decode(raw []byte) (event.TCP, error) {
 }
 
 func fromRecord(r *record) (event.TCP, error) {
-	k := event.Kind(r.Kind)
-	if k < event.Connect || k > event.ResetReceived {
+	if !kind.IsTCP(r.Kind) {
 		return event.TCP{}, errors.New("tcp: unknown record kind")
 	}
+	k := event.Kind(r.Kind)
 	e := event.TCP{
 		Kind:  k,
 		Mono:  r.TsNs,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/fields"
+	"github.com/stratanet/strata/probes/kind"
 )
 
 func encode(t *testing.T, r record) []byte {
@@ -134,4 +135,15 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("accepted record without a valid address: %+v", e)
 		}
 	})
+}
+
+// Every kind of TCP record the probes write (probes/kind, generated from
+// ring.h) has its event kind and name, and no other kind has one.
+func TestEveryTCPKindIsNamed(t *testing.T) {
+	for k := uint8(0); k < 255; k++ {
+		named := k != 0 && event.Kind(k).String() != "unknown"
+		if named != kind.IsTCP(k) {
+			t.Errorf("kind %d: named %v, a TCP record kind %v", k, named, kind.IsTCP(k))
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // Options size the ring buffer.
@@ -202,6 +203,12 @@ func explain(err error) error {
 	case errors.Is(err, ebpf.ErrNotSupported):
 		return fmt.Errorf("%w (not supported by this kernel)", err)
 	case errors.Is(err, os.ErrPermission):
+		// Before 5.11 the kernel also refuses maps beyond RLIMIT_MEMLOCK
+		// with EPERM: where that limit is finite it may be the cause.
+		var lim unix.Rlimit
+		if unix.Getrlimit(unix.RLIMIT_MEMLOCK, &lim) == nil && lim.Cur != unix.RLIM_INFINITY {
+			return fmt.Errorf("%w (needs CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN, and on kernels before 5.11 a memlock limit above the probes' maps: RLIMIT_MEMLOCK is %d KiB)", err, lim.Cur/1024)
+		}
 		return fmt.Errorf("%w (needs root or CAP_BPF+CAP_PERFMON+CAP_SYS_ADMIN)", err)
 	}
 	return err

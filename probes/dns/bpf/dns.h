@@ -12,9 +12,6 @@
 #define MSG_MAX 512 // what the agent keeps of a message
 #define HDR 12      // DNS header
 
-// Kinds continue after HTTP's (probes/http/bpf/http.c): one ring.
-enum { DNS_QUERY = 40, DNS_RESPONSE = 41 };
-
 struct dns_record {
 	__u8 kind;  // first, as in every record of the ring
 	__u8 proto; // IPPROTO_UDP or IPPROTO_TCP

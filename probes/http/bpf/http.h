@@ -17,14 +17,6 @@
 #define PREFIX 192 // bytes of a request kept: the request line and, often, traceparent
 #define HEAD 16    // bytes of a response kept: "HTTP/1.1 200 OK\r"
 
-// Kinds continue after the TCP ones (probes/tcp/bpf/tcp.h): one ring.
-enum {
-	HTTP_REQUEST = 32,    // a request alone; its response comes as its own record
-	HTTP_RESPONSE = 33,   // a response alone
-	HTTP_EXCHANGE = 34,   // a request and its response, paired in the kernel
-	HTTP_UNANSWERED = 35, // a request whose connection closed before any response
-	HTTP_TALLY = 36,      // exchanges counted in the kernel, per socket (sock.c)
-};
 enum { DIR_SENT = 0, DIR_RECEIVED = 1 };
 enum { BUF_PLAIN = 0, BUF_IOVEC = 1, BUF_MSGHDR = 2 };
 

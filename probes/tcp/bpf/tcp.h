@@ -14,21 +14,6 @@
 #define AF_INET6 10
 #define IPPROTO_TCP 6
 
-// Record kinds. Kept in sync with probes/tcp/decode.go.
-enum record_kind {
-	REC_CONNECT = 1,   // client: SYN_SENT -> ESTABLISHED
-	REC_CONNECT_FAIL,  // client: SYN_SENT -> CLOSE (err says why)
-	REC_ACCEPT,        // server: SYN_RECV -> ESTABLISHED
-	REC_CLOSE,         // established socket reached CLOSE; final counters
-	REC_LISTEN,        // CLOSE -> LISTEN (process context: owner is current)
-	REC_LISTEN_CLOSE,  // LISTEN -> CLOSE
-	REC_SNAPSHOT,      // periodic counters of a live socket (iterator)
-	REC_SWEEP_END,     // iterator finished one network namespace
-	REC_RETRANSMIT,    // one retransmitted segment
-	REC_RESET_SENT,
-	REC_RESET_RECEIVED,
-};
-
 struct tcp_record {
 	__u8 kind;            // first, as in every record of the ring
 	__u8 oldstate;
