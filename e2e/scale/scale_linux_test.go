@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -209,10 +210,28 @@ func measure(t *testing.T, agents []*harness.Agent, what string, pods int) []row
 			r.objects, r.goroutines = get("go_memstats_heap_objects"), get("go_goroutines")
 		}
 	}
-	for _, r := range rows {
-		t.Logf("agent %d, %s: RSS %.1f MiB (peak %.1f), heap in use %.1f MiB, heap objects %d", r.agent, what, mib(r.rss), mib(r.peakRSS), mib(r.heapInuse), r.objects)
+	for i, r := range rows {
+		t.Logf("agent %d, %s: RSS %.1f MiB (peak %.1f; %s), heap in use %.1f MiB, heap objects %d, goroutines %d",
+			r.agent, what, mib(r.rss), mib(r.peakRSS), rssParts(agents[i]), mib(r.heapInuse), r.objects, r.goroutines)
 	}
 	return rows
+}
+
+// rssParts says what the resident memory is: anonymous (the Go heap and
+// stacks, BPF maps mapped in), file (the binary's text) and shared.
+func rssParts(a *harness.Agent) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", a.Pid()))
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && strings.HasPrefix(f[0], "Rss") {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			parts = append(parts, fmt.Sprintf("%s %.1f", strings.TrimSuffix(strings.TrimPrefix(f[0], "Rss"), ":"), mib(kb<<10)))
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 // fastClient talks protobuf at a rate the default (5/s) is far below.
