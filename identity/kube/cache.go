@@ -46,10 +46,10 @@ type Workload struct {
 type Options struct {
 	// Node, when set, watches only the pods scheduled on this node. Pods of
 	// other nodes are then unknown, so connections to and from them lose
-	// their names. The default watches every pod, stripped to a few fields
-	// (about 2.3 KiB a pod with the Cache's own record, measured; a full
-	// pod is often ten times that), because that is what resolves a remote
-	// pod's IP. Set it only where the agent's memory matters more than
+	// their names. The default watches every pod, each reduced to a small
+	// record (about 1.1 KiB a pod with its share of Services, ReplicaSets
+	// and EndpointSlices: TestMemoryPerPod; a full pod is often ten times
+	// that), because that is what resolves a remote pod's IP. Set it only where the agent's memory matters more than
 	// naming remote peers.
 	Node string
 }
