@@ -143,6 +143,12 @@ bench: ## Go benchmarks of the agent's per-record work (decode, pair, count)
 bench-overhead: deps build ## No agent, default, TCP only, DNS, HTTP floor, HTTP, interleaved: ns per exchange, wrk ratios, targets (root)
 	AGENT=$(AGENT) bash e2e/bench/overhead.sh
 
+.PHONY: bench-scale
+bench-scale: deps build ## Agent memory and naming in a large cluster: 50 000 pods, 10 000 Services, churn at 50 pods/s (root; ~25 min; STRATA_SCALE_* to resize, STRATA_SCALE_BASELINE=agent to compare)
+	@if [ "$$(id -u)" != 0 ]; then echo "make bench-scale: the cluster's namespaces and the agent need root (sudo make bench-scale)"; exit 1; fi
+	bash e2e/tools/build.sh k8s
+	STRATA_SCALE=1 CI=$(CI) $(GO) test -count=1 -timeout 60m -v -run '^TestScale$$' ./e2e/scale/
+
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf bin/

@@ -29,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/stratanet/strata/e2e/harness"
@@ -59,12 +60,14 @@ type Cluster struct {
 	podman     *Podman // runs pods whose image it holds; nil: none
 	nodeIP     string  // the node's own address on the pod network; "": none
 
-	mu        sync.Mutex
-	pods      map[string]*pod // by UID
-	used      map[int]bool    // pod address numbers in use
-	hosts     int             // namespaces made so far, for unique names
-	externals int             // external hosts made so far
-	procs     []*exec.Cmd
+	mu         sync.Mutex
+	pods       map[string]*pod // by UID
+	svcStore   cache.Store     // Services, once the kubelet's informers synced
+	sliceStore cache.Store     // EndpointSlices, likewise
+	used       map[int]bool    // pod address numbers in use
+	hosts      int             // namespaces made so far, for unique names
+	externals  int             // external hosts made so far
+	procs      []*exec.Cmd
 }
 
 type pod struct {
@@ -120,12 +123,18 @@ func Start(t T) *Cluster {
 	c.run(controllers, "--kubeconfig="+c.Kubeconfig, "--leader-elect=false",
 		"--secure-port=0", // no health endpoint: tests (and a demo) may run clusters side by side
 		"--service-account-private-key-file="+filepath.Join(c.dir, "sa.key"),
-		"--use-service-account-credentials=false", "--controllers=*,-nodelifecycle")
+		"--use-service-account-credentials=false", "--controllers=*,-nodelifecycle",
+		// The default client rate (20/s, bursts of 30) leaves EndpointSlices
+		// minutes behind a cluster of thousands of Services (e2e/scale).
+		"--kube-api-qps=400", "--kube-api-burst=800", "--concurrent-service-endpoint-syncs=10",
+		"--concurrent-replicaset-syncs=10")
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
+	cfg.QPS, cfg.Burst = 200, 400 // the kubelet's status writes, and tests' own calls
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
 	if c.Client, err = kubernetes.NewForConfig(cfg); err != nil {
 		t.Fatalf("%v", err)
 	}

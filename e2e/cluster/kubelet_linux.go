@@ -9,11 +9,29 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // kubelet is the node's agent, in its simplest honest form: every 200ms it
-// compares the API's pods with what runs here and acts on the difference.
+// compares the pods it should care about with what runs here and acts on
+// the difference. It watches (rather than lists) only those pods: the
+// pending ones, which it binds to its node (the scheduler's job, for one
+// node), and its node's own, so that a cluster of tens of thousands of pods
+// bound to other Node objects costs it nothing (see e2e/scale).
 func (c *Cluster) kubelet(ctx context.Context) {
+	pending := c.podInformer("spec.nodeName=")
+	local := c.podInformer("spec.nodeName=" + Node)
+	svcs, slices := c.serviceInformers()
+	for _, inf := range []cache.SharedIndexInformer{pending, local, svcs, slices} {
+		go inf.RunWithContext(ctx)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), pending.HasSynced, local.HasSynced, svcs.HasSynced, slices.HasSynced) {
+		return
+	}
+	c.mu.Lock()
+	c.svcStore, c.sliceStore = svcs.GetStore(), slices.GetStore()
+	c.mu.Unlock()
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -22,21 +40,18 @@ func (c *Cluster) kubelet(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
-		list, err := c.Client.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-		if err != nil {
-			continue
+		for _, obj := range pending.GetStore().List() {
+			if p := obj.(*corev1.Pod); p.DeletionTimestamp == nil {
+				c.bind(ctx, p)
+			}
 		}
 		seen := map[string]bool{}
-		for i := range list.Items {
-			p := &list.Items[i]
+		for _, obj := range local.GetStore().List() {
+			p := obj.(*corev1.Pod)
 			seen[string(p.UID)] = true
-			switch {
-			case p.Spec.NodeName == "" && p.DeletionTimestamp == nil:
-				c.bind(ctx, p) // the scheduler's job, for one node
-			case p.Spec.NodeName != Node:
-			case p.DeletionTimestamp != nil:
+			if p.DeletionTimestamp != nil {
 				c.kill(ctx, p)
-			default:
+			} else {
 				c.sync(ctx, p)
 			}
 		}
@@ -51,8 +66,14 @@ func (c *Cluster) kubelet(ctx context.Context) {
 		for _, uid := range gone {
 			c.remove(uid)
 		}
-		c.services(ctx)
+		c.services()
 	}
+}
+
+// podInformer watches the pods a field selector picks.
+func (c *Cluster) podInformer(selector string) cache.SharedIndexInformer {
+	return coreinformers.NewFilteredPodInformer(c.Client, "", 0, cache.Indexers{},
+		func(o *metav1.ListOptions) { o.FieldSelector = selector })
 }
 
 func (c *Cluster) bind(ctx context.Context, p *corev1.Pod) {
@@ -143,7 +164,7 @@ func (c *Cluster) start(p *corev1.Pod) *pod {
 	host.Resolver(DNSServer)
 	local := &pod{host: host, ip: ip, n: n}
 	// Services work from the pod's first instruction, as in a real node.
-	if rules, err := c.serviceRules(context.Background()); err == nil && local.program(rules) == nil {
+	if rules := c.serviceRules(); local.program(rules) == nil {
 		local.rules = strings.Join(rules, "\n")
 	}
 	ctr := p.Spec.Containers[0]

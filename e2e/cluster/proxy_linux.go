@@ -1,13 +1,15 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	informers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // services is the node's kube-proxy, in its simplest form: each pod's
@@ -15,11 +17,13 @@ import (
 // (spread with the statistic match), as kube-proxy's iptables mode does. The
 // client's socket keeps the ClusterIP as its peer, exactly as in a real
 // cluster.
-func (c *Cluster) services(ctx context.Context) {
-	rules, err := c.serviceRules(ctx)
-	if err != nil {
-		return
-	}
+//
+// Endpoints on other nodes are left out: this cluster simulates no other
+// node, so their addresses (pods bound to another Node object, as in
+// e2e/scale) lead nowhere, and leaving them out keeps the rules a few
+// lines long and unchanged when tens of thousands of such pods churn.
+func (c *Cluster) services() {
+	rules := c.serviceRules()
 	want := strings.Join(rules, "\n")
 	c.mu.Lock()
 	var stale []*pod
@@ -36,28 +40,45 @@ func (c *Cluster) services(ctx context.Context) {
 	}
 }
 
-// serviceRules are the DNAT rules every pod's namespace should have.
-func (c *Cluster) serviceRules(ctx context.Context) ([]string, error) {
-	svcs, err := c.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
+// serviceInformers watch Services and EndpointSlices for the rules.
+func (c *Cluster) serviceInformers() (svcs, slices cache.SharedIndexInformer) {
+	return informers.NewServiceInformer(c.Client, "", 0, cache.Indexers{}),
+		discoveryinformers.NewEndpointSliceInformer(c.Client, "", 0, cache.Indexers{})
+}
+
+// serviceRules are the DNAT rules every pod's namespace should have, from
+// what the informers hold (none before they synced).
+func (c *Cluster) serviceRules() []string {
+	c.mu.Lock()
+	svcStore, sliceStore := c.svcStore, c.sliceStore
+	c.mu.Unlock()
+	if svcStore == nil {
+		return nil
 	}
-	slices, err := c.Client.DiscoveryV1().EndpointSlices("").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, err
+	type key struct{ ns, name string }
+	bySvc := map[key][]*discoveryv1.EndpointSlice{}
+	for _, obj := range sliceStore.List() {
+		sl := obj.(*discoveryv1.EndpointSlice)
+		k := key{sl.Namespace, sl.Labels[discoveryv1.LabelServiceName]}
+		bySvc[k] = append(bySvc[k], sl)
 	}
+	var svcs []*corev1.Service
+	for _, obj := range svcStore.List() {
+		svcs = append(svcs, obj.(*corev1.Service))
+	}
+	// In a fixed order, so that unchanged rules compare equal.
+	sort.Slice(svcs, func(i, j int) bool {
+		return svcs[i].Namespace < svcs[j].Namespace || svcs[i].Namespace == svcs[j].Namespace && svcs[i].Name < svcs[j].Name
+	})
 	var rules []string
-	for _, s := range svcs.Items {
+	for _, s := range svcs {
 		ip := s.Spec.ClusterIP
 		if ip == "" || ip == "None" {
 			continue
 		}
 		for _, port := range s.Spec.Ports {
 			var backends []string
-			for _, sl := range slices.Items {
-				if sl.Namespace != s.Namespace || sl.Labels[discoveryv1.LabelServiceName] != s.Name {
-					continue
-				}
+			for _, sl := range bySvc[key{s.Namespace, s.Name}] {
 				var target int32
 				for _, p := range sl.Ports {
 					if p.Name != nil && *p.Name == port.Name && p.Port != nil {
@@ -65,7 +86,8 @@ func (c *Cluster) serviceRules(ctx context.Context) ([]string, error) {
 					}
 				}
 				for _, e := range sl.Endpoints {
-					if target == 0 || (e.Conditions.Ready != nil && !*e.Conditions.Ready) {
+					if target == 0 || (e.Conditions.Ready != nil && !*e.Conditions.Ready) ||
+						(e.NodeName != nil && *e.NodeName != Node) {
 						continue
 					}
 					for _, a := range e.Addresses {
@@ -83,7 +105,7 @@ func (c *Cluster) serviceRules(ctx context.Context) ([]string, error) {
 			}
 		}
 	}
-	return rules, nil
+	return rules
 }
 
 // program replaces the pod's service rules.

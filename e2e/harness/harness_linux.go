@@ -309,5 +309,8 @@ func (a *Agent) RSS() (int64, error) {
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", a.cmd.Process.Pid)
 }
 
+// Pid is the agent's process.
+func (a *Agent) Pid() int { return a.cmd.Process.Pid }
+
 // Log is what the agent wrote so far.
 func (a *Agent) Log() string { return a.log.String() }

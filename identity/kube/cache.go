@@ -16,13 +16,8 @@ import (
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/types"
 	appsinformers "k8s.io/client-go/informers/apps/v1"
 	batchinformers "k8s.io/client-go/informers/batch/v1"
 	coreinformers "k8s.io/client-go/informers/core/v1"
@@ -51,10 +46,10 @@ type Workload struct {
 type Options struct {
 	// Node, when set, watches only the pods scheduled on this node. Pods of
 	// other nodes are then unknown, so connections to and from them lose
-	// their names. The default watches every pod, stripped to a few fields
-	// (about 2.3 KiB a pod with the Cache's own record, measured; a full
-	// pod is often ten times that), because that is what resolves a remote
-	// pod's IP. Set it only where the agent's memory matters more than
+	// their names. The default watches every pod, each reduced to a small
+	// record (about 1.1 KiB a pod with its share of Services, ReplicaSets
+	// and EndpointSlices: TestMemoryPerPod; a full pod is often ten times
+	// that), because that is what resolves a remote pod's IP. Set it only where the agent's memory matters more than
 	// naming remote peers.
 	Node string
 }
@@ -101,11 +96,11 @@ func New(client kubernetes.Interface, opts Options) (*Cache, error) {
 		transform cache.TransformFunc
 		h         cache.ResourceEventHandler
 	}{
-		{rs, slimReplicaSet, handler(func(rs *appsv1.ReplicaSet) { c.setParent(rs) }, func(rs *appsv1.ReplicaSet) { c.deleteParent(rs.UID) })},
-		{jobs, slimJob, handler(func(j *batchv1.Job) { c.setParent(j) }, func(j *batchv1.Job) { c.deleteParent(j.UID) })},
-		{c.podInformer, slimPod, handler(c.setPod, c.deletePod)},
-		{svcs, slimService, handler(c.setService, c.deleteService)},
-		{slices, slimEndpointSlice, handler(c.setSlice, c.deleteSlice)},
+		{rs, parentRecord, handler(c.setParent, c.deleteParent)},
+		{jobs, parentRecord, handler(c.setParent, c.deleteParent)},
+		{c.podInformer, podRecord, handler(c.setPod, c.deletePod)},
+		{svcs, serviceRecord, handler(c.setService, c.deleteService)},
+		{slices, sliceRecord, handler(c.setSlice, c.deleteSlice)},
 	} {
 		if err := w.inf.SetTransform(w.transform); err != nil {
 			return nil, fmt.Errorf("kube: %w", err)
@@ -266,56 +261,53 @@ func (w Workload) Entry() Entry {
 
 var _ Directory = (*Cache)(nil)
 
-// The handlers convert outside the lock, then apply under it.
+// The handlers get the records the transforms made (slim.go) and apply
+// them under the lock.
 
-func (c *Cache) setParent(o metav1.Object) {
-	p := controllerOf(o)
+func (c *Cache) setParent(p *parent) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.putParent(o.GetUID(), p)
+	c.putParent(p.uid, p.owner)
 }
 
-func (c *Cache) deleteParent(uid types.UID) {
+func (c *Cache) deleteParent(p *parent) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.dropParent(uid)
+	c.dropParent(p.uid)
 }
 
-func (c *Cache) setPod(p *corev1.Pod) {
-	info := podOf(p)
+func (c *Cache) setPod(p *pod) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.upsertPod(info)
+	c.upsertPod(p)
 }
 
-func (c *Cache) deletePod(p *corev1.Pod) {
+func (c *Cache) deletePod(p *pod) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.removePod(p.UID)
+	c.removePod(p.uid)
 }
 
-func (c *Cache) setService(s *corev1.Service) {
-	info := serviceOf(s)
+func (c *Cache) setService(s *service) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.upsertService(info)
+	c.upsertService(s)
 }
 
-func (c *Cache) deleteService(s *corev1.Service) {
+func (c *Cache) deleteService(s *service) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.removeService(s.UID)
+	c.removeService(s.uid)
 }
 
-func (c *Cache) setSlice(s *discoveryv1.EndpointSlice) {
-	info := sliceOf(s)
+func (c *Cache) setSlice(s *slice) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.upsertSlice(info)
+	c.upsertSlice(s)
 }
 
-func (c *Cache) deleteSlice(s *discoveryv1.EndpointSlice) {
+func (c *Cache) deleteSlice(s *slice) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.removeSlice(s.UID)
+	c.removeSlice(s.uid)
 }

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unique"
 
-	appsv1 "k8s.io/api/apps/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -201,9 +200,9 @@ func TestHostNetwork(t *testing.T) {
 	}
 }
 
-// TestTransform looks at what the informers' stores hold: only the fields
-// identity reads.
-func TestTransform(t *testing.T) {
+// TestRecordsKeep looks at what the informers' stores hold: the Cache's
+// records, with only the fields identity reads.
+func TestRecordsKeep(t *testing.T) {
 	yes := true
 	full := metav1.ObjectMeta{
 		Namespace: "shop", Name: "web-abc-1", UID: uid(1), CreationTimestamp: metav1.NewTime(t0),
@@ -251,43 +250,39 @@ func TestTransform(t *testing.T) {
 
 	c, _ := start(t, Options{}, p, svc, sl, rs, job)
 
-	meta := func(m metav1.ObjectMeta, owner []metav1.OwnerReference) metav1.ObjectMeta {
-		return metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID, ResourceVersion: m.ResourceVersion,
-			CreationTimestamp: m.CreationTimestamp, OwnerReferences: owner}
-	}
+	// Exactly these fields, and nothing else of the objects above: a
+	// field added to a record must be added here.
 	for _, tc := range []struct {
 		store interface {
 			GetByKey(string) (any, bool, error)
 		}
 		key  string
-		want runtime.Object
+		want any
 	}{
-		{c.podInformer.GetStore(), "shop/web-abc-1", &corev1.Pod{
-			ObjectMeta: func() metav1.ObjectMeta {
-				m := meta(full, full.OwnerReferences[1:])
-				m.Labels = map[string]string{"pod-template-hash": "abc"}
-				return m
-			}(),
-			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "10.244.0.1", PodIPs: []corev1.PodIP{{IP: "10.244.0.1"}, {IP: "fd00::1"}}},
+		{c.podInformer.GetStore(), "shop/web-abc-1", &pod{
+			meta:    meta{uid: uid(1), ns: "shop", name: "web-abc-1", rv: "42"},
+			origin:  unique.Make(origin{ns: "shop", owner: ref{kind: "ReplicaSet", name: "web-abc", uid: uid(101)}, hash: "abc"}),
+			ips:     []netip.Addr{netip.MustParseAddr("10.244.0.1"), netip.MustParseAddr("fd00::1")},
+			created: t0,
+			counted: nsName{"shop", "web"}, // the state's: through the ReplicaSet to its Deployment
 		}},
-		{c.others[1].GetStore(), "shop/web", &corev1.Service{
-			ObjectMeta: meta(svc.ObjectMeta, nil),
-			Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.10", ClusterIPs: []string{"10.96.0.10"}},
+		{c.others[1].GetStore(), "shop/web", &service{
+			meta: meta{uid: uid(301), ns: "shop", name: "web", rv: "43"},
+			ips:  []netip.Addr{netip.MustParseAddr("10.96.0.10")},
 		}},
-		{c.others[2].GetStore(), "shop/web-s", &discoveryv1.EndpointSlice{
-			ObjectMeta: func() metav1.ObjectMeta {
-				m := meta(sl.ObjectMeta, nil)
-				m.Labels = map[string]string{discoveryv1.LabelServiceName: "web"}
-				return m
-			}(),
-			AddressType: discoveryv1.AddressTypeIPv4,
-			Endpoints: []discoveryv1.Endpoint{
-				{Addresses: []string{"10.244.0.1"}, TargetRef: &corev1.ObjectReference{Kind: "Pod"}},
-				{Addresses: []string{"192.0.2.7"}},
-			},
+		{c.others[2].GetStore(), "shop/web-s", &slice{
+			meta: meta{uid: uid(401), ns: "shop", name: "web-s", rv: sl.ResourceVersion},
+			svc:  "web",
+			eps:  []endpoint{{netip.MustParseAddr("10.244.0.1"), true}, {netip.MustParseAddr("192.0.2.7"), false}},
 		}},
-		{c.owners[0].GetStore(), "shop/web-abc", &appsv1.ReplicaSet{ObjectMeta: meta(rs.ObjectMeta, rs.OwnerReferences)}},
-		{c.owners[1].GetStore(), "batch/report-1", &batchv1.Job{ObjectMeta: meta(job.ObjectMeta, job.OwnerReferences)}},
+		{c.owners[0].GetStore(), "shop/web-abc", &parent{
+			meta:  meta{uid: uid(101), ns: "shop", name: "web-abc", rv: rs.ResourceVersion},
+			owner: ref{kind: "Deployment", name: "web", uid: uid(201)},
+		}},
+		{c.owners[1].GetStore(), "batch/report-1", &parent{
+			meta:  meta{uid: uid(102), ns: "batch", name: "report-1", rv: job.ResourceVersion},
+			owner: ref{kind: "CronJob", name: "report", uid: uid(202)},
+		}},
 	} {
 		got, ok, err := tc.store.GetByKey(tc.key)
 		if err != nil || !ok {

@@ -9,6 +9,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
+const protobuf = "application/vnd.kubernetes.protobuf"
+
 // Config finds the API server: the pod's service account when kubeconfig
 // is empty and the agent runs in a pod (KUBERNETES_SERVICE_HOST is set),
 // else the kubeconfig file. There is no guessing from $KUBECONFIG or
@@ -29,5 +31,10 @@ func Config(kubeconfig string) (*rest.Config, error) {
 		return nil, errors.New("no Kubernetes API server: not in a pod (KUBERNETES_SERVICE_HOST is unset) and no kubeconfig given")
 	}
 	cfg.UserAgent = "strata-agent"
+	// Protobuf, not JSON: the informers' lists of every pod of a large
+	// cluster decode with a fraction of the garbage (and CPU), which is
+	// most of the agent's memory peak at start and on a relist.
+	cfg.ContentType = protobuf
+	cfg.AcceptContentTypes = protobuf + ",application/json"
 	return cfg, nil
 }

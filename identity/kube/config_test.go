@@ -35,6 +35,9 @@ current-context: lab
 		if cfg.Host != "https://10.0.0.1:6443" || cfg.BearerToken != "secret-token" || cfg.UserAgent != "strata-agent" {
 			t.Errorf("got host %q token %q user agent %q", cfg.Host, cfg.BearerToken, cfg.UserAgent)
 		}
+		if cfg.ContentType != "application/vnd.kubernetes.protobuf" || cfg.AcceptContentTypes != "application/vnd.kubernetes.protobuf,application/json" {
+			t.Errorf("content type %q, accept %q: want protobuf first", cfg.ContentType, cfg.AcceptContentTypes)
+		}
 	})
 	t.Run("missing kubeconfig", func(t *testing.T) {
 		missing := filepath.Join(dir, "nope")

@@ -3,123 +3,80 @@ package kube
 import (
 	"net/netip"
 	"slices"
+	"unique"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
-// The informers' transforms keep only what identity reads, so that their
-// stores (which hold every pod, Service, EndpointSlice, ReplicaSet and Job
-// of the cluster) cost a few hundred bytes an object instead of the many
-// kilobytes of a full pod with its managedFields, annotations and spec.
-// Each builds a new object from the fields it keeps, so it is idempotent
-// and passes anything it does not know through unchanged.
+// The informers' transforms turn each API object into the Cache's own
+// record of it, and that record is what the informer's store keeps and
+// what the Cache indexes: one small struct per object rather than a
+// stripped API object beside a record made from it (a corev1.Pod with
+// every field but five zeroed is still over a kilobyte of struct). What
+// the pods of one workload share (namespace, controller, template hash)
+// is one interned value. See TestRecordsKeep for exactly what is kept, and
+// docs/performance.md for what it costs a pod.
+//
+// A transform passes anything it does not know through unchanged (a
+// record already made, on a relist), as client-go asks.
 
-// slimMeta keeps identity, the controller reference and what the informer
-// itself needs (resourceVersion). Labels and annotations go.
-func slimMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
-	out := metav1.ObjectMeta{
-		Name:              m.Name,
-		Namespace:         m.Namespace,
-		UID:               m.UID,
-		ResourceVersion:   m.ResourceVersion,
-		CreationTimestamp: m.CreationTimestamp,
-	}
-	for _, o := range m.OwnerReferences {
-		if o.Controller != nil && *o.Controller {
-			out.OwnerReferences = []metav1.OwnerReference{o}
-			break
-		}
-	}
-	return out
+// meta is what a record keeps of its object's metadata: the UID the Cache
+// indexes by, the namespace and name the informer's store keys by, and the
+// resourceVersion the informer compares to tell a change from a resync.
+type meta struct {
+	uid      types.UID
+	ns, name string
+	rv       string
 }
 
-func slimPod(obj any) (any, error) {
-	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
-	out := &corev1.Pod{
-		ObjectMeta: slimMeta(&p.ObjectMeta),
-		Spec:       corev1.PodSpec{HostNetwork: p.Spec.HostNetwork},
-		Status:     corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
-	}
-	if h, ok := p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]; ok {
-		out.Labels = map[string]string{appsv1.DefaultDeploymentUniqueLabelKey: h}
-	}
-	return out, nil
+func metaOf(m *metav1.ObjectMeta) meta {
+	return meta{uid: m.UID, ns: m.Namespace, name: m.Name, rv: m.ResourceVersion}
 }
 
-func slimService(obj any) (any, error) {
-	s, ok := obj.(*corev1.Service)
-	if !ok {
-		return obj, nil
-	}
-	return &corev1.Service{
-		ObjectMeta: slimMeta(&s.ObjectMeta),
-		Spec:       corev1.ServiceSpec{ClusterIP: s.Spec.ClusterIP, ClusterIPs: s.Spec.ClusterIPs},
-	}, nil
+// GetObjectMeta makes a record something the informer's store can key
+// (meta.Accessor takes an ObjectMetaAccessor). It is called a few times
+// an event; what it builds is short-lived.
+func (m *meta) GetObjectMeta() metav1.Object {
+	return &metav1.ObjectMeta{UID: m.uid, Namespace: m.ns, Name: m.name, ResourceVersion: m.rv}
 }
 
-// slimEndpointSlice keeps the Service's name, the addresses and whether
-// each endpoint is a Pod (only the targetRef's kind); ports, conditions,
-// zones and hints go.
-func slimEndpointSlice(obj any) (any, error) {
-	s, ok := obj.(*discoveryv1.EndpointSlice)
-	if !ok {
-		return obj, nil
-	}
-	out := &discoveryv1.EndpointSlice{ObjectMeta: slimMeta(&s.ObjectMeta), AddressType: s.AddressType}
-	if svc, ok := s.Labels[discoveryv1.LabelServiceName]; ok {
-		out.Labels = map[string]string{discoveryv1.LabelServiceName: svc}
-	}
-	for _, e := range s.Endpoints {
-		se := discoveryv1.Endpoint{Addresses: e.Addresses}
-		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
-			se.TargetRef = &corev1.ObjectReference{Kind: "Pod"}
-		}
-		out.Endpoints = append(out.Endpoints, se)
-	}
-	return out, nil
+// origin is what a pod shares with its siblings: its namespace, its
+// controller, and the pod-template-hash label (to name a Deployment
+// before its ReplicaSet is known). Interned (package unique): the pods of
+// a workload hold one copy of it, kept while one of them is.
+type origin struct {
+	ns    string
+	owner ref
+	hash  string
 }
 
-// ReplicaSets and Jobs matter only for their controller.
-func slimReplicaSet(obj any) (any, error) {
-	if r, ok := obj.(*appsv1.ReplicaSet); ok {
-		return &appsv1.ReplicaSet{ObjectMeta: slimMeta(&r.ObjectMeta)}, nil
-	}
-	return obj, nil
-}
-
-func slimJob(obj any) (any, error) {
-	if j, ok := obj.(*batchv1.Job); ok {
-		return &batchv1.Job{ObjectMeta: slimMeta(&j.ObjectMeta)}, nil
-	}
-	return obj, nil
-}
-
-// From (slim) API objects to the Cache's own records.
-
-func controllerOf(o metav1.Object) ref {
-	if c := metav1.GetControllerOfNoCopy(o); c != nil {
+func controllerOf(m *metav1.ObjectMeta) ref {
+	if c := metav1.GetControllerOfNoCopy(m); c != nil {
 		return ref{kind: c.Kind, name: c.Name, uid: c.UID}
 	}
 	return ref{}
 }
 
+func podRecord(obj any) (any, error) {
+	if p, ok := obj.(*corev1.Pod); ok {
+		return podOf(p), nil
+	}
+	return obj, nil
+}
+
 func podOf(p *corev1.Pod) *pod {
+	o := unique.Make(origin{ns: p.Namespace, owner: controllerOf(&p.ObjectMeta), hash: p.Labels[appsv1.DefaultDeploymentUniqueLabelKey]})
 	info := &pod{
-		uid:         p.UID,
-		ns:          p.Namespace,
-		name:        p.Name,
+		meta:        meta{uid: p.UID, ns: o.Value().ns, name: p.Name, rv: p.ResourceVersion},
+		origin:      o,
 		hostNetwork: p.Spec.HostNetwork,
 		terminal:    p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
 		created:     p.CreationTimestamp.Time,
-		owner:       controllerOf(p),
-		hash:        p.Labels[appsv1.DefaultDeploymentUniqueLabelKey],
 	}
 	add := func(s string) {
 		if ip, err := netip.ParseAddr(s); err == nil && !slices.Contains(info.ips, ip.Unmap()) {
@@ -130,24 +87,37 @@ func podOf(p *corev1.Pod) *pod {
 	for _, ip := range p.Status.PodIPs {
 		add(ip.IP)
 	}
+	info.ips = slices.Clip(info.ips)
 	return info
 }
 
-func serviceOf(s *corev1.Service) *service {
-	info := &service{uid: s.UID, ns: s.Namespace, name: s.Name}
+func serviceRecord(obj any) (any, error) {
+	s, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	info := &service{meta: metaOf(&s.ObjectMeta)}
 	for _, a := range append([]string{s.Spec.ClusterIP}, s.Spec.ClusterIPs...) {
 		// "None" (headless) and "" (ExternalName) do not parse.
 		if ip, err := netip.ParseAddr(a); err == nil && !slices.Contains(info.ips, ip.Unmap()) {
 			info.ips = append(info.ips, ip.Unmap())
 		}
 	}
-	return info
+	info.ips = slices.Clip(info.ips)
+	return info, nil
 }
 
-func sliceOf(s *discoveryv1.EndpointSlice) *slice {
-	info := &slice{uid: s.UID, ns: s.Namespace, svc: s.Labels[discoveryv1.LabelServiceName]}
+// sliceRecord keeps the Service's name, the addresses and whether each
+// endpoint is a Pod (the targetRef's kind); ports, conditions, zones,
+// hints and the targets' names go.
+func sliceRecord(obj any) (any, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return obj, nil
+	}
+	info := &slice{meta: metaOf(&s.ObjectMeta), svc: s.Labels[discoveryv1.LabelServiceName]}
 	if s.AddressType == discoveryv1.AddressTypeFQDN {
-		return info
+		return info, nil
 	}
 	for _, e := range s.Endpoints {
 		isPod := e.TargetRef != nil && e.TargetRef.Kind == "Pod"
@@ -157,5 +127,20 @@ func sliceOf(s *discoveryv1.EndpointSlice) *slice {
 			}
 		}
 	}
-	return info
+	info.eps = slices.Clip(info.eps)
+	return info, nil
+}
+
+// ReplicaSets and Jobs matter only for their controller.
+func parentRecord(obj any) (any, error) {
+	var m *metav1.ObjectMeta
+	switch o := obj.(type) {
+	case *appsv1.ReplicaSet:
+		m = &o.ObjectMeta
+	case *batchv1.Job:
+		m = &o.ObjectMeta
+	default:
+		return obj, nil
+	}
+	return &parent{meta: metaOf(m), owner: controllerOf(m)}, nil
 }

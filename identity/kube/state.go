@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unique"
 
 	"k8s.io/apimachinery/pkg/types"
 )
@@ -23,16 +24,17 @@ type ref struct {
 	uid        types.UID
 }
 
+// pod, service, slice and parent are the records the informers' stores
+// hold (see slim.go); the handlers hand them to the state, which indexes
+// the same pointers.
 type pod struct {
-	uid         types.UID
-	ns, name    string
+	meta
+	origin      unique.Handle[origin]
 	ips         []netip.Addr
 	hostNetwork bool
 	terminal    bool      // Succeeded or Failed: its sandbox, and so its IP, is gone
 	ended       time.Time // when the Cache first saw it terminal
 	created     time.Time
-	owner       ref
-	hash        string // pod-template-hash label, to name the Deployment before its ReplicaSet is known
 	counted     nsName // the workload live counts this pod under
 }
 
@@ -47,16 +49,20 @@ func (p *pod) holdsIPs() bool { return !p.hostNetwork }
 const endedSlack = time.Second
 
 type service struct {
-	uid      types.UID
-	ns, name string
-	ips      []netip.Addr // ClusterIPs
+	meta
+	ips []netip.Addr // ClusterIPs
 }
 
 type slice struct {
-	uid types.UID
-	ns  string
+	meta
 	svc string // the kubernetes.io/service-name label
 	eps []endpoint
+}
+
+// parent is a ReplicaSet or a Job: what matters is its controller.
+type parent struct {
+	meta
+	owner ref
 }
 
 type endpoint struct {
@@ -64,11 +70,11 @@ type endpoint struct {
 	pod  bool // the endpoint's targetRef is a Pod
 }
 
-// member says that an address is in an EndpointSlice of a Service.
+// member says that an address is in an EndpointSlice of a Service (whose
+// record names the namespace and Service).
 type member struct {
-	slice   types.UID
-	ns, svc string
-	pod     bool
+	slice *slice
+	pod   bool
 }
 
 // goneKeep is how long Gone remembers a workload that is gone.
@@ -201,19 +207,20 @@ func (s *state) podAt(ip netip.Addr, at time.Time) *pod {
 // and other controllers directly. A pod without one is its own workload,
 // and so is the mirror pod of a static pod (owned by its Node).
 func (s *state) podWorkload(p *pod) Workload {
-	w := Workload{Namespace: p.ns, Pod: p.name, Name: p.owner.name, Kind: p.owner.kind}
-	switch p.owner.kind {
+	o := p.origin.Value()
+	w := Workload{Namespace: p.ns, Pod: p.name, Name: o.owner.name, Kind: o.owner.kind}
+	switch o.owner.kind {
 	case "", "Node":
 		w.Name, w.Kind = p.name, KindPod
 	case "ReplicaSet", "Job":
-		if parent, ok := s.parents[p.owner.uid]; ok {
+		if parent, ok := s.parents[o.owner.uid]; ok {
 			if parent.kind != "" {
 				w.Name, w.Kind = parent.name, parent.kind
 			}
-		} else if suffix := "-" + p.hash; p.owner.kind == "ReplicaSet" && p.hash != "" && strings.HasSuffix(p.owner.name, suffix) {
+		} else if suffix := "-" + o.hash; o.owner.kind == "ReplicaSet" && o.hash != "" && strings.HasSuffix(o.owner.name, suffix) {
 			// The ReplicaSet is not known (yet, or any more): the
 			// Deployment controller names it <deployment>-<pod-template-hash>.
-			w.Name, w.Kind = strings.TrimSuffix(p.owner.name, suffix), "Deployment"
+			w.Name, w.Kind = strings.TrimSuffix(o.owner.name, suffix), "Deployment"
 		}
 	}
 	return w
@@ -280,7 +287,7 @@ func (s *state) upsertSlice(sl *slice) {
 	}
 	s.slices[sl.uid] = sl
 	for _, e := range sl.eps {
-		s.members[e.addr] = append(s.members[e.addr], member{sl.uid, sl.ns, sl.svc, e.pod})
+		s.members[e.addr] = append(s.members[e.addr], member{sl, e.pod})
 	}
 	k := nsName{sl.ns, sl.svc}
 	s.svcSlices[k] = append(s.svcSlices[k], sl.uid)
@@ -293,7 +300,7 @@ func (s *state) removeSlice(uid types.UID) {
 	}
 	s.gen++
 	for _, e := range sl.eps {
-		left := slices.DeleteFunc(s.members[e.addr], func(m member) bool { return m.slice == uid })
+		left := slices.DeleteFunc(s.members[e.addr], func(m member) bool { return m.slice == sl })
 		if len(left) == 0 {
 			delete(s.members, e.addr)
 		} else {
@@ -314,8 +321,8 @@ func (s *state) removeSlice(uid types.UID) {
 // is always named after the same one.
 func (s *state) serviceOf(ip netip.Addr, match func(member) bool) (ns, svc string, ok bool) {
 	for _, m := range s.members[ip] {
-		if match(m) && (!ok || m.ns < ns || m.ns == ns && m.svc < svc) {
-			ns, svc, ok = m.ns, m.svc, true
+		if match(m) && (!ok || m.slice.ns < ns || m.slice.ns == ns && m.slice.svc < svc) {
+			ns, svc, ok = m.slice.ns, m.slice.svc, true
 		}
 	}
 	return ns, svc, ok
@@ -365,7 +372,7 @@ func (s *state) scanBackends(sv *service) (name, kind string) {
 func (s *state) byIP(ip netip.Addr, at time.Time) (Workload, bool) {
 	if p := s.podAt(ip, at); p != nil {
 		w := s.podWorkload(p)
-		_, w.Service, _ = s.serviceOf(ip, func(m member) bool { return m.ns == p.ns })
+		_, w.Service, _ = s.serviceOf(ip, func(m member) bool { return m.slice.ns == p.ns })
 		return w, true
 	}
 	if uid, ok := s.vips[ip]; ok {

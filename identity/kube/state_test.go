@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,10 +30,28 @@ func newDirect() direct {
 	c := &Cache{state: newState(func() time.Time { return t0 })}
 	return direct{
 		Cache:   c,
-		onPod:   handler(c.setPod, c.deletePod),
-		onSvc:   handler(c.setService, c.deleteService),
-		onSlice: handler(c.setSlice, c.deleteSlice),
-		onRS:    handler(func(o *appsv1.ReplicaSet) { c.setParent(o) }, func(o *appsv1.ReplicaSet) { c.deleteParent(o.UID) }),
+		onPod:   via(podRecord, handler(c.setPod, c.deletePod)),
+		onSvc:   via(serviceRecord, handler(c.setService, c.deleteService)),
+		onSlice: via(sliceRecord, handler(c.setSlice, c.deleteSlice)),
+		onRS:    via(parentRecord, handler(c.setParent, c.deleteParent)),
+	}
+}
+
+// via hands h what an informer would: every object, a tombstone's too,
+// through the transform first.
+func via(transform cache.TransformFunc, h cache.ResourceEventHandler) cache.ResourceEventHandler {
+	tr := func(obj any) any {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			t.Obj, _ = transform(t.Obj)
+			return t
+		}
+		obj, _ = transform(obj)
+		return obj
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { h.OnAdd(tr(obj), false) },
+		UpdateFunc: func(old, obj any) { h.OnUpdate(tr(old), tr(obj)) },
+		DeleteFunc: func(obj any) { h.OnDelete(tr(obj)) },
 	}
 }
 
