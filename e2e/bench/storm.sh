@@ -8,6 +8,8 @@
 #
 # Env: AGENT (bin/strata-agent), STORMS (8), CONNS (20000 per storm),
 #      PARALLEL (8 per storm), AGENT_ARGS (--http=on --dns=on),
+#      SWEEP (1s: the agent's --sweep-interval), LATE (1: the namespaces are
+#      made after the agent started, as new pods are),
 #      PROFILE (a file: perf record of the agent during the storms, its
 #      report beside it), OUT (a file: the figures, one "key value" a line).
 set -euo pipefail
@@ -18,6 +20,8 @@ CONNS=${CONNS:-20000}
 PARALLEL=${PARALLEL:-8}
 AGENT_ARGS=${AGENT_ARGS:---http=on --dns=on}
 PROFILE=${PROFILE:-}
+SWEEP=${SWEEP:-1s}
+LATE=${LATE:-0}
 OUT=${OUT:-}
 METRICS=127.0.0.1:19811
 BASE_PORT=9100
@@ -50,31 +54,36 @@ trap cleanup EXIT
 
 go build -o "$tmp/" ./e2e/cmd/tcpclient ./e2e/cmd/tcpserver
 
-# The lab first, so that the agent's start-up sweep already sees it: the
-# storm is traffic between namespaces the agent knows, as on a busy node.
-for i in $(seq "$STORMS"); do
-	srv=$id-$i-srv cli=$id-$i-cli net=10.244.$((209 + i))
-	ip netns add "$srv"
-	ip netns add "$cli"
-	ip link add "${id}s$i" netns "$srv" type veth peer name "${id}c$i" netns "$cli"
-	ip -n "$srv" addr add "$net.1/24" dev "${id}s$i"
-	ip -n "$cli" addr add "$net.2/24" dev "${id}c$i"
-	for ns in "$srv" "$cli"; do ip -n "$ns" link set lo up; done
-	ip -n "$srv" link set "${id}s$i" up
-	ip -n "$cli" link set "${id}c$i" up
-	ip netns exec "$srv" sysctl -qw net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=4096
-	ip netns exec "$cli" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
-	ip netns exec "$srv" "$tmp/tcpserver" -listen "$net.1:$((BASE_PORT + i))" >"$tmp/srv$i.log" 2>&1 &
-done
-for i in $(seq "$STORMS"); do
-	for _ in $(seq 100); do
-		[ -n "$(ip netns exec "$id-$i-srv" ss -Hltn "sport = :$((BASE_PORT + i))")" ] && break
-		sleep 0.05
+# make_lab: every storm's pair of namespaces and its server.
+make_lab() {
+	for i in $(seq "$STORMS"); do
+		srv=$id-$i-srv cli=$id-$i-cli net=10.244.$((209 + i))
+		ip netns add "$srv"
+		ip netns add "$cli"
+		ip link add "${id}s$i" netns "$srv" type veth peer name "${id}c$i" netns "$cli"
+		ip -n "$srv" addr add "$net.1/24" dev "${id}s$i"
+		ip -n "$cli" addr add "$net.2/24" dev "${id}c$i"
+		for ns in "$srv" "$cli"; do ip -n "$ns" link set lo up; done
+		ip -n "$srv" link set "${id}s$i" up
+		ip -n "$cli" link set "${id}c$i" up
+		ip netns exec "$srv" sysctl -qw net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=4096
+		ip netns exec "$cli" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
+		ip netns exec "$srv" "$tmp/tcpserver" -listen "$net.1:$((BASE_PORT + i))" >"$tmp/srv$i.log" 2>&1 &
+		disown
 	done
-done
+	for i in $(seq "$STORMS"); do
+		for _ in $(seq 100); do
+			[ -n "$(ip netns exec "$id-$i-srv" ss -Hltn "sport = :$((BASE_PORT + i))")" ] && break
+			sleep 0.05
+		done
+	done
+}
 
+# By default the lab comes first, so the agent's start-up already knows it;
+# LATE=1 makes it once the agent runs, as new pods come.
+[ "$LATE" = 1 ] || make_lab
 # shellcheck disable=SC2086
-"$AGENT" --kubernetes=off --metrics-addr "$METRICS" --log-level warn --sweep-interval 1s $AGENT_ARGS >"$tmp/agent.log" 2>&1 &
+"$AGENT" --kubernetes=off --metrics-addr "$METRICS" --log-level warn --sweep-interval "$SWEEP" $AGENT_ARGS >"$tmp/agent.log" 2>&1 &
 agent_pid=$!
 for _ in $(seq 300); do
 	curl -sf "http://$METRICS/readyz" >/dev/null && break
@@ -82,6 +91,8 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 curl -sf "http://$METRICS/readyz" >/dev/null || { echo "bench-storm: agent not ready:"; cat "$tmp/agent.log"; exit 1; }
+
+if [ "$LATE" = 1 ]; then make_lab; fi
 
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' /proc/"$agent_pid"/stat; }
 rss_mib() { awk '/^VmRSS/ {printf "%.0f", $2 / 1024}' /proc/"$agent_pid"/status; }
