@@ -143,6 +143,10 @@ bench: ## Go benchmarks of the agent's per-record work (decode, pair, count)
 bench-overhead: deps build ## No agent, default, TCP only, DNS, HTTP floor, HTTP, interleaved: ns per exchange, wrk ratios, targets (root)
 	AGENT=$(AGENT) bash e2e/bench/overhead.sh
 
+.PHONY: bench-storm
+bench-storm: deps build ## Eight connection storms at once, each in its own pair of namespaces (20 000 connections each): counted exactly at both ends or not, records lost, agent CPU and RSS (root; STORMS, CONNS, PARALLEL, LATE, PROFILE)
+	AGENT=$(AGENT) bash e2e/bench/storm.sh
+
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf bin/
