@@ -9,7 +9,8 @@ set -u
 bin=$1 repo=$2
 
 mount -t sysfs sys /sys
-mount -t tmpfs tmp /tmp
+# /tmp stays the overlay's (writes land in its tmpfs): a tmpfs of its own
+# would hide a checkout under the host's /tmp, where CI may clone.
 mount -t tmpfs run /run
 mount -t bpf bpf /sys/fs/bpf
 mount -t tracefs tracefs /sys/kernel/tracing

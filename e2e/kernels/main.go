@@ -69,7 +69,6 @@ func run(series, cache, out, mem string, cpus int, timeout time.Duration, only s
 			}
 		}
 	}
-	// Not under /tmp: the guest mounts its own /tmp over the host's.
 	bin, err := os.MkdirTemp(cache, "run-")
 	if err != nil {
 		return err
