@@ -166,7 +166,8 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		return resolver.Wait(&r.TCP)
 	}
 	ord := newOrder(wait, apply, resolver.Release)
-	reg.MustRegister(table, requests, h, hostCollector{resolver.Stats(), &ord.holding},
+	sweeps := &sweepStats{}
+	reg.MustRegister(table, requests, h, hostCollector{resolver.Stats(), &ord.holding, sweeps},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	g, ctx := errgroup.WithContext(ctx)
@@ -207,7 +208,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 	})
 	if k.tcp.CanSweep() {
-		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, requests.TalliedIn, cfg.SweepInterval); return nil })
+		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, requests.TalliedIn, cfg.SweepInterval, sweeps); return nil })
 	}
 	// Each exporter in its own goroutine, behind its own queue.
 	x.run(ctx, g)
@@ -372,10 +373,11 @@ func (k *kernel) close() {
 // sweep reads every network namespace's sockets each interval, starting
 // now: their TCP counters, and what the HTTP probe counted on them where
 // tallied says it counts any.
-func sweep(ctx context.Context, log *zap.Logger, k *kernel, tallied func(netns uint32) bool, every time.Duration) {
+func sweep(ctx context.Context, log *zap.Logger, k *kernel, tallied func(netns uint32) bool, every time.Duration, st *sweepStats) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for gen := uint32(1); ; gen++ {
+		start := time.Now()
 		all, err := netns.Enumerate()
 		if err != nil {
 			log.Warn("cannot list network namespaces", zap.Error(err))
@@ -393,6 +395,8 @@ func sweep(ctx context.Context, log *zap.Logger, k *kernel, tallied func(netns u
 				log.Debug("sweep skipped a namespace", zap.Uint32("netns", ino), zap.Error(err))
 			}
 		}
+		st.seconds.Store(uint64(time.Since(start).Nanoseconds()))
+		st.namespaces.Store(uint64(len(all)))
 		select {
 		case <-ctx.Done():
 			return
