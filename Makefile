@@ -147,6 +147,10 @@ bench-overhead: deps build ## No agent, default, TCP only, DNS, HTTP floor, HTTP
 bench-storm: deps build ## Eight connection storms at once, each in its own pair of namespaces (20 000 connections each): counted exactly at both ends or not, records lost, agent CPU and RSS (root; STORMS, CONNS, PARALLEL, LATE, PROFILE)
 	AGENT=$(AGENT) bash e2e/bench/storm.sh
 
+.PHONY: bench-sockets
+bench-sockets: deps build ## 100 000 live sockets across 20 namespaces: sweep time per socket, agent RSS, exact bytes of every pair (root; PAIRS, PER, SWEEP)
+	AGENT=$(AGENT) bash e2e/bench/sockets.sh
+
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf bin/
