@@ -8,7 +8,8 @@
 #
 # Env: AGENT (bin/strata-agent), STORMS (8), CONNS (20000 per storm),
 #      PARALLEL (8 per storm), AGENT_ARGS (--http=on --dns=on),
-#      SWEEP (1s: the agent's --sweep-interval), LATE (1: the namespaces are
+#      HTTP (1: each connection one HTTP GET and its response, which the
+#      agent's HTTP capture counts too), SWEEP (1s: the agent's --sweep-interval), LATE (1: the namespaces are
 #      made after the agent started, as new pods are),
 #      PROFILE (a file: perf record of the agent during the storms, its
 #      report beside it), OUT (a file: the figures, one "key value" a line).
@@ -22,6 +23,9 @@ AGENT_ARGS=${AGENT_ARGS:---http=on --dns=on}
 PROFILE=${PROFILE:-}
 SWEEP=${SWEEP:-1s}
 LATE=${LATE:-0}
+HTTP=${HTTP:-0}
+peer_args=()
+[ "$HTTP" = 1 ] && peer_args=(-http)
 OUT=${OUT:-}
 METRICS=127.0.0.1:19811
 BASE_PORT=9100
@@ -68,7 +72,7 @@ make_lab() {
 		ip -n "$cli" link set "${id}c$i" up
 		ip netns exec "$srv" sysctl -qw net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=4096
 		ip netns exec "$cli" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
-		ip netns exec "$srv" "$tmp/tcpserver" -listen "$net.1:$((BASE_PORT + i))" >"$tmp/srv$i.log" 2>&1 &
+		ip netns exec "$srv" "$tmp/tcpserver" -listen "$net.1:$((BASE_PORT + i))" "${peer_args[@]}" >"$tmp/srv$i.log" 2>&1 &
 		disown
 	done
 	for i in $(seq "$STORMS"); do
@@ -109,7 +113,7 @@ start=$(date +%s.%N)
 clients=()
 for i in $(seq "$STORMS"); do
 	ip netns exec "$id-$i-cli" "$tmp/tcpclient" -connect "10.244.$((209 + i)).1:$((BASE_PORT + i))" \
-		-count "$CONNS" -parallel "$PARALLEL" -reset -allow-fail >"$tmp/cli$i.json" 2>"$tmp/cli$i.err" &
+		-count "$CONNS" -parallel "$PARALLEL" -reset -allow-fail "${peer_args[@]}" >"$tmp/cli$i.json" 2>"$tmp/cli$i.err" &
 	clients+=($!)
 done
 # The slowest scrape meanwhile: how long a Prometheus would wait.

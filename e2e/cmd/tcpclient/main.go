@@ -33,11 +33,15 @@ func main() {
 	expect := flag.Int("expect", 100, "bytes per reply")
 	hold := flag.Duration("hold", 0, "pause before each request after the first")
 	timeout := flag.Duration("timeout", 5*time.Second, "connect timeout")
+	asHTTP := flag.Bool("http", false, "each request is an HTTP GET and each reply its response (tcpserver -http): -send and -expect are theirs")
 	reset := flag.Bool("reset", false, "close each connection with a RST (no TIME_WAIT: a storm does not run out of ports)")
 	allowFail := flag.Bool("allow-fail", false, "exit 0 even when connections fail")
 	flag.Parse()
 
 	c := conversation{addr: *addr, timeout: *timeout, requests: *requests, send: *send, expect: *expect, hold: *hold, reset: *reset}
+	if *asHTTP {
+		c.payload, c.send, c.expect = []byte(httpRequest), len(httpRequest), len(httpResponse)
+	}
 	r := result{Errors: []string{}}
 	var mu sync.Mutex
 	seen := map[string]bool{}
@@ -79,7 +83,14 @@ func main() {
 	}
 }
 
+// What -http sends and expects, byte for byte (tcpserver -http answers it).
+const (
+	httpRequest  = "GET /storm HTTP/1.1\r\nHost: storm\r\n\r\n"
+	httpResponse = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"
+)
+
 type conversation struct {
+	payload                []byte // what each request is (zeros when nil)
 	addr                   string
 	timeout, hold          time.Duration
 	requests, send, expect int
@@ -98,6 +109,7 @@ func (cv conversation) run() (sent, recv int64, err error) {
 		c.Close()
 	}()
 	req, resp := make([]byte, cv.send), make([]byte, cv.expect)
+	copy(req, cv.payload)
 	for i := 0; i < cv.requests; i++ {
 		if i > 0 {
 			time.Sleep(cv.hold)
