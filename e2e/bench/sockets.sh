@@ -21,7 +21,8 @@ BASE_PORT=9300
 if pgrep -x strata-agent >/dev/null; then
 	echo "bench-sockets: another strata-agent runs on this host; it would count these sockets too"; exit 1
 fi
-ulimit -n 1048576
+ulimit -n "$(ulimit -Hn)"
+[ "$(ulimit -n)" -gt $((PER + 100)) ] || { echo "bench-sockets: $PER connections need more open files than $(ulimit -n)"; exit 1; }
 
 id=sk$RANDOM
 tmp=$(mktemp -d)

@@ -8,6 +8,9 @@
 #
 # Env: AGENT (bin/strata-agent), STORMS (8), CONNS (20000 per storm),
 #      PARALLEL (8 per storm), AGENT_ARGS (--http=on --dns=on),
+#      PEER_NICE (0: the storms' clients and servers run at this nice value;
+#      19 gives the agent the CPU a pod's request would under Kubernetes,
+#      where CPU is shared by cgroup rather than by thread),
 #      HTTP (1: each connection one HTTP GET and its response, which the
 #      agent's HTTP capture counts too), SWEEP (1s: the agent's --sweep-interval), LATE (1: the namespaces are
 #      made after the agent started, as new pods are),
@@ -24,6 +27,7 @@ PROFILE=${PROFILE:-}
 SWEEP=${SWEEP:-1s}
 LATE=${LATE:-0}
 HTTP=${HTTP:-0}
+PEER_NICE=${PEER_NICE:-0}
 peer_args=()
 [ "$HTTP" = 1 ] && peer_args=(-http)
 OUT=${OUT:-}
@@ -72,7 +76,7 @@ make_lab() {
 		ip -n "$cli" link set "${id}c$i" up
 		ip netns exec "$srv" sysctl -qw net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=4096
 		ip netns exec "$cli" sysctl -qw net.ipv4.ip_local_port_range="1024 65000"
-		ip netns exec "$srv" "$tmp/tcpserver" -listen "$net.1:$((BASE_PORT + i))" "${peer_args[@]}" >"$tmp/srv$i.log" 2>&1 &
+		ip netns exec "$srv" nice -n "$PEER_NICE" "$tmp/tcpserver" -listen "$net.1:$((BASE_PORT + i))" "${peer_args[@]}" >"$tmp/srv$i.log" 2>&1 &
 		disown
 	done
 	for i in $(seq "$STORMS"); do
@@ -108,11 +112,11 @@ if [ -n "$PROFILE" ]; then
 	sleep 0.5
 fi
 
-echo "== $STORMS storms at once, $CONNS connections each, $PARALLEL at a time per storm; agent: $AGENT_ARGS"
+echo "== $STORMS storms at once, $CONNS connections each, $PARALLEL at a time per storm (nice $PEER_NICE); agent: $AGENT_ARGS"
 start=$(date +%s.%N)
 clients=()
 for i in $(seq "$STORMS"); do
-	ip netns exec "$id-$i-cli" "$tmp/tcpclient" -connect "10.244.$((209 + i)).1:$((BASE_PORT + i))" \
+	ip netns exec "$id-$i-cli" nice -n "$PEER_NICE" "$tmp/tcpclient" -connect "10.244.$((209 + i)).1:$((BASE_PORT + i))" \
 		-count "$CONNS" -parallel "$PARALLEL" -reset -allow-fail "${peer_args[@]}" >"$tmp/cli$i.json" 2>"$tmp/cli$i.err" &
 	clients+=($!)
 done
