@@ -18,6 +18,7 @@ import (
 
 	"github.com/stratanet/strata/agent/config"
 	"github.com/stratanet/strata/agent/dnsflow"
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/agent/httpflow"
 	"github.com/stratanet/strata/agent/route"
@@ -117,11 +118,11 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		opts.Events = x.loki
 	}
 	table := flow.NewTable(log.Named("flow"), id, opts)
-	var sink httpflow.Spans
+	var sink emit.Spans
 	if x.tempo != nil {
 		sink = x.tempo
 	}
-	requests := httpflow.New(table, routes, sink, monoToWall(), cfg.Cluster)
+	requests := httpflow.New(table, routes, sink, monoToWall(), cfg.Cluster, httpOptions(cfg))
 	requests.Gone, requests.GoneGrace = gone, cfg.DeletedGrace
 	if x.loki != nil {
 		requests.Events = x.loki
@@ -199,6 +200,8 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 			case <-tick.C:
 				h.turn() // /healthz: the loop is not stuck
 				ord.expire(time.Now())
+				// Each stage counts what waited for names (flow.Late),
+				// asking the table; the table calls no stage back.
 				requests.Tick()
 				table.Tick()
 				if queries != nil {
@@ -208,7 +211,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 	})
 	if k.tcp.CanSweep() {
-		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, requests.TalliedIn, cfg.SweepInterval, sweeps); return nil })
+		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, table.Holds, cfg.SweepInterval, sweeps); return nil })
 	}
 	// Each exporter in its own goroutine, behind its own queue.
 	x.run(ctx, g)
@@ -235,6 +238,11 @@ func flowOptions(cfg config.Config) flow.Options {
 		opts.Budgets.Labels[label] = n
 	}
 	return opts
+}
+
+func httpOptions(cfg config.Config) httpflow.Options {
+	return httpflow.Options{MaxSockets: cfg.HTTPMaxSockets, MaxPending: cfg.HTTPMaxPending,
+		MaxSeries: cfg.HTTPMaxSeries, MaxRoutes: cfg.HTTPMaxRoutes}
 }
 
 // kernel is every loaded probe and the mode each runs in.
@@ -372,8 +380,8 @@ func (k *kernel) close() {
 
 // sweep reads every network namespace's sockets each interval, starting
 // now: their TCP counters, and what the HTTP probe counted on them where
-// tallied says it counts any.
-func sweep(ctx context.Context, log *zap.Logger, k *kernel, tallied func(netns uint32) bool, every time.Duration, st *sweepStats) {
+// the flow table holds live sockets (held); it asks no later stage.
+func sweep(ctx context.Context, log *zap.Logger, k *kernel, held func(netns uint32) bool, every time.Duration, st *sweepStats) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for gen := uint32(1); ; gen++ {
@@ -385,7 +393,7 @@ func sweep(ctx context.Context, log *zap.Logger, k *kernel, tallied func(netns u
 		for ino, path := range all {
 			err := netns.Do(path, func() error {
 				var counted error
-				if k.http != nil && tallied(ino) {
+				if k.http != nil && held(ino) {
 					counted = k.http.Tally()
 				}
 				return errors.Join(k.tcp.Sweep(gen), counted)

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/stratanet/strata/agent/config"
+	"github.com/stratanet/strata/exporters/export"
 	"github.com/stratanet/strata/exporters/loki"
 	"github.com/stratanet/strata/exporters/mimir"
 	"github.com/stratanet/strata/exporters/tempo"
@@ -35,7 +36,7 @@ func newExporters(cfg config.Config, log *zap.Logger, reg *prometheus.Registry) 
 	stats := exportMetrics{}
 	var err error
 	if cfg.MimirURL != "" {
-		x.mimir, err = mimir.New(log.Named("mimir"), mimir.Config{URL: cfg.MimirURL, HTTP: cfg.Mimir(),
+		x.mimir, err = mimir.New(log.Named("mimir"), mimir.Config{URL: cfg.MimirURL, HTTP: export.HTTP(cfg.Mimir()),
 			Interval: cfg.MimirInterval, QueueSamples: cfg.MimirQueue, ExternalLabels: external}, reg)
 		if err != nil {
 			return nil, fmt.Errorf("%w: mimir: %w", ErrUsage, err)
@@ -43,7 +44,7 @@ func newExporters(cfg config.Config, log *zap.Logger, reg *prometheus.Registry) 
 		stats["mimir"] = statsOf(x.mimir.QueueLength, &x.mimir.Stats)
 	}
 	if cfg.LokiURL != "" {
-		x.loki, err = loki.New(log.Named("loki"), loki.Config{URL: cfg.LokiURL, HTTP: cfg.Loki(), Labels: external,
+		x.loki, err = loki.New(log.Named("loki"), loki.Config{URL: cfg.LokiURL, HTTP: export.HTTP(cfg.Loki()), Labels: external,
 			Queue: cfg.LokiQueue, Rate: float64(cfg.LokiRate), Burst: 10 * cfg.LokiRate})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrUsage, err)

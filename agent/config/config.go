@@ -20,31 +20,34 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/stratanet/strata/agent/route"
-	"github.com/stratanet/strata/exporters/export"
 )
 
 // Config is everything the agent can be told.
 type Config struct {
-	Kubernetes    string         `yaml:"kubernetes"`
-	Kubeconfig    string         `yaml:"kubeconfig"`
-	HTTP          string         `yaml:"http"`
-	HTTPRoutes    []string       `yaml:"http_routes"`
-	DNS           string         `yaml:"dns"`
-	DNSTimeout    time.Duration  `yaml:"dns_timeout"`
-	CIDRNames     CIDRNames      `yaml:"cidr_names"`
-	OTLPEndpoint  string         `yaml:"otlp_endpoint"`
-	OTLPInsecure  string         `yaml:"otlp_insecure"`
-	MetricsAddr   string         `yaml:"metrics_addr"`
-	SweepInterval time.Duration  `yaml:"sweep_interval"`
-	LogLevel      string         `yaml:"log_level"`
-	Cluster       string         `yaml:"cluster"`
-	RingBuffer    Size           `yaml:"ring_buffer_size"`
-	EventQueue    int            `yaml:"event_queue"`
-	MaxSockets    int            `yaml:"max_sockets"`
-	MaxSeries     int            `yaml:"max_series"`
-	LabelBudgets  map[string]int `yaml:"label_budgets"`
-	Node          string         `yaml:"node"`
-	DeletedGrace  time.Duration  `yaml:"deleted_workload_grace"`
+	Kubernetes     string         `yaml:"kubernetes"`
+	Kubeconfig     string         `yaml:"kubeconfig"`
+	HTTP           string         `yaml:"http"`
+	HTTPRoutes     []string       `yaml:"http_routes"`
+	HTTPMaxSockets int            `yaml:"http_max_sockets"`
+	HTTPMaxPending int            `yaml:"http_max_pending"`
+	HTTPMaxSeries  int            `yaml:"http_max_series"`
+	HTTPMaxRoutes  int            `yaml:"http_max_routes"`
+	DNS            string         `yaml:"dns"`
+	DNSTimeout     time.Duration  `yaml:"dns_timeout"`
+	CIDRNames      CIDRNames      `yaml:"cidr_names"`
+	OTLPEndpoint   string         `yaml:"otlp_endpoint"`
+	OTLPInsecure   string         `yaml:"otlp_insecure"`
+	MetricsAddr    string         `yaml:"metrics_addr"`
+	SweepInterval  time.Duration  `yaml:"sweep_interval"`
+	LogLevel       string         `yaml:"log_level"`
+	Cluster        string         `yaml:"cluster"`
+	RingBuffer     Size           `yaml:"ring_buffer_size"`
+	EventQueue     int            `yaml:"event_queue"`
+	MaxSockets     int            `yaml:"max_sockets"`
+	MaxSeries      int            `yaml:"max_series"`
+	LabelBudgets   map[string]int `yaml:"label_budgets"`
+	Node           string         `yaml:"node"`
+	DeletedGrace   time.Duration  `yaml:"deleted_workload_grace"`
 
 	// Pushing exporters, each off until given a URL or endpoint.
 	MimirURL             string        `yaml:"mimir_url"`
@@ -69,58 +72,95 @@ type Config struct {
 	OTLPQueue            int           `yaml:"otlp_queue"`
 }
 
+// Backend is how to reach one pushing backend. Its fields are those of
+// exporters/export.HTTP, which the agent converts it to: configuration
+// names what the user said and imports no exporter.
+type Backend struct {
+	Tenant          string // X-Scope-OrgID
+	Username        string // basic auth, with PasswordFile
+	PasswordFile    string
+	BearerTokenFile string
+	CAFile          string // trust this CA for https (else the system's)
+}
+
 // Mimir is how to reach the remote-write backend.
-func (c Config) Mimir() export.HTTP {
-	return export.HTTP{Tenant: c.MimirTenant, Username: c.MimirUsername, PasswordFile: c.MimirPasswordFile,
+func (c Config) Mimir() Backend {
+	return Backend{Tenant: c.MimirTenant, Username: c.MimirUsername, PasswordFile: c.MimirPasswordFile,
 		BearerTokenFile: c.MimirBearerTokenFile, CAFile: c.MimirCAFile}
 }
 
 // Loki is how to reach the log backend.
-func (c Config) Loki() export.HTTP {
-	return export.HTTP{Tenant: c.LokiTenant, Username: c.LokiUsername, PasswordFile: c.LokiPasswordFile,
+func (c Config) Loki() Backend {
+	return Backend{Tenant: c.LokiTenant, Username: c.LokiUsername, PasswordFile: c.LokiPasswordFile,
 		BearerTokenFile: c.LokiBearerTokenFile, CAFile: c.LokiCAFile}
 }
 
 // OTLP is how to reach the trace backend (no basic auth: gRPC takes a token).
-func (c Config) OTLP() export.HTTP {
-	return export.HTTP{Tenant: c.OTLPTenant, BearerTokenFile: c.OTLPBearerTokenFile, CAFile: c.OTLPCAFile}
+func (c Config) OTLP() Backend {
+	return Backend{Tenant: c.OTLPTenant, BearerTokenFile: c.OTLPBearerTokenFile, CAFile: c.OTLPCAFile}
+}
+
+// check reports settings of b that cannot work, naming the setting.
+func (b Backend) check(prefix string) error {
+	if b.Username != "" && b.PasswordFile == "" {
+		return fmt.Errorf("%s-username needs %s-password-file", prefix, prefix)
+	}
+	if b.PasswordFile != "" && b.Username == "" {
+		return fmt.Errorf("%s-password-file needs %s-username", prefix, prefix)
+	}
+	if b.PasswordFile != "" && b.BearerTokenFile != "" {
+		return fmt.Errorf("%s: basic auth and a bearer token are exclusive", prefix)
+	}
+	for _, f := range []struct{ setting, path string }{{"password-file", b.PasswordFile}, {"bearer-token-file", b.BearerTokenFile}, {"ca-file", b.CAFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("%s-%s: %w", prefix, f.setting, err)
+		}
+	}
+	return nil
 }
 
 // check finds settings that are fine alone but not together.
 func (c Config) check() error {
-	if err := c.Mimir().Check("mimir"); err != nil {
+	if err := c.Mimir().check("mimir"); err != nil {
 		return err
 	}
-	if err := c.Loki().Check("loki"); err != nil {
+	if err := c.Loki().check("loki"); err != nil {
 		return err
 	}
 	if c.OTLPInsecure == "on" && (c.OTLPCAFile != "" || c.OTLPBearerTokenFile != "") {
 		return errors.New("otlp-insecure=on sends in plaintext: it cannot use otlp-ca-file or otlp-bearer-token-file")
 	}
-	return c.OTLP().Check("otlp")
+	return c.OTLP().check("otlp")
 }
 
 // Default is what the agent runs with when told nothing.
 func Default() Config {
 	return Config{
-		Kubernetes:    "auto",
-		HTTP:          "off", // on once its overhead at saturation meets the target (docs/metrics.md)
-		DNS:           "on",
-		DNSTimeout:    5 * time.Second,
-		OTLPInsecure:  "off",
-		MetricsAddr:   ":9810",
-		SweepInterval: 10 * time.Second,
-		DeletedGrace:  5 * time.Minute,
-		LogLevel:      "info",
-		RingBuffer:    8 << 20,
-		EventQueue:    65536,
-		MaxSockets:    1 << 18,
-		MaxSeries:     20000,
-		MimirInterval: 15 * time.Second,
-		MimirQueue:    100000,
-		LokiQueue:     10000,
-		LokiRate:      10,
-		OTLPQueue:     4096,
+		Kubernetes:     "auto",
+		HTTP:           "off", // on once its overhead at saturation meets the target (docs/metrics.md)
+		DNS:            "on",
+		DNSTimeout:     5 * time.Second,
+		OTLPInsecure:   "off",
+		MetricsAddr:    ":9810",
+		SweepInterval:  10 * time.Second,
+		DeletedGrace:   5 * time.Minute,
+		LogLevel:       "info",
+		RingBuffer:     8 << 20,
+		EventQueue:     65536,
+		MaxSockets:     1 << 18,
+		MaxSeries:      20000,
+		HTTPMaxSockets: 1 << 17,
+		HTTPMaxPending: 64,
+		HTTPMaxSeries:  20000,
+		HTTPMaxRoutes:  500,
+		MimirInterval:  15 * time.Second,
+		MimirQueue:     100000,
+		LokiQueue:      10000,
+		LokiRate:       10,
+		OTLPQueue:      4096,
 	}
 }
 
@@ -164,6 +204,14 @@ var settings = []setting{
 		func(c *Config) flag.Value { return (*onOff)(&c.HTTP) }},
 	{"http-routes", "comma-separated route patterns tried before the heuristic, e.g. /api/users/{user}/orders/{order}",
 		func(c *Config) flag.Value { return (*patterns)(&c.HTTPRoutes) }},
+	{"http-max-sockets", "sockets HTTP follows at most with requests in flight, and apart with exchanges the kernel counts; requests on more are dropped and counted",
+		func(c *Config) flag.Value { return (*positive)(&c.HTTPMaxSockets) }},
+	{"http-max-pending", "HTTP requests in flight per socket at most (pipelining), 1 to " + strconv.Itoa(maxHTTPPending) + "; more are dropped and counted",
+		func(c *Config) flag.Value { return upTo{&c.HTTPMaxPending, maxHTTPPending} }},
+	{"http-max-series", "HTTP request series at most (identity, method, status code, route); requests of more are dropped and counted",
+		func(c *Config) flag.Value { return (*positive)(&c.HTTPMaxSeries) }},
+	{"http-max-routes", "distinct HTTP routes at most; more fold into ~other",
+		func(c *Config) flag.Value { return (*positive)(&c.HTTPMaxRoutes) }},
 	{"dns", "DNS capture: query metrics, dns_error events, and outside destinations named after what clients resolved: on or off",
 		func(c *Config) flag.Value { return (*onOff)(&c.DNS) }},
 	{"dns-timeout", "a DNS query unanswered this long counts as rcode=\"timeout\" (>= 1s)",
@@ -491,6 +539,32 @@ func (p *positive) Set(v string) error {
 		return fmt.Errorf("must be a positive whole number, not %q", v)
 	}
 	*p = positive(n)
+	return nil
+}
+
+// maxHTTPPending bounds --http-max-pending: the requests in flight on
+// every followed socket are held in memory, and no client pipelines more.
+const maxHTTPPending = 1024
+
+// upTo is a whole number from 1 to max.
+type upTo struct {
+	n   *int
+	max int
+}
+
+func (u upTo) String() string {
+	if u.n == nil { // the flag package's zero value
+		return "0"
+	}
+	return strconv.Itoa(*u.n)
+}
+
+func (u upTo) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > u.max {
+		return fmt.Errorf("must be a whole number from 1 to %d, not %q", u.max, v)
+	}
+	*u.n = n
 	return nil
 }
 

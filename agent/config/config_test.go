@@ -105,13 +105,19 @@ func mustLoad(t *testing.T, args []string, vars map[string]string) Config {
 
 func TestDefault(t *testing.T) {
 	want := Config{
-		DeletedGrace:  5 * time.Minute,
-		Kubernetes:    "auto",
-		HTTP:          "off",
-		HTTPRoutes:    nil,
-		DNS:           "on",
-		DNSTimeout:    5 * time.Second,
-		CIDRNames:     nil,
+		DeletedGrace: 5 * time.Minute,
+		Kubernetes:   "auto",
+		HTTP:         "off",
+		HTTPRoutes:   nil,
+		DNS:          "on",
+		DNSTimeout:   5 * time.Second,
+		CIDRNames:    nil,
+
+		HTTPMaxSockets: 131072,
+		HTTPMaxPending: 64,
+		HTTPMaxSeries:  20000,
+		HTTPMaxRoutes:  500,
+
 		OTLPEndpoint:  "",
 		OTLPInsecure:  "off",
 		MetricsAddr:   ":9810",
@@ -336,6 +342,30 @@ func newLayerCases() []layerCase {
 			get: func(c Config) any { return c.MaxSeries },
 		},
 		{
+			flag: "http-max-sockets", env: "STRATA_HTTP_MAX_SOCKETS", key: "http_max_sockets",
+			fileYAML: "100", envVal: "200", flagVal: "300",
+			fileWant: 100, envWant: 200, flagWant: 300,
+			get: func(c Config) any { return c.HTTPMaxSockets },
+		},
+		{
+			flag: "http-max-pending", env: "STRATA_HTTP_MAX_PENDING", key: "http_max_pending",
+			fileYAML: "1", envVal: "2", flagVal: "1024",
+			fileWant: 1, envWant: 2, flagWant: 1024,
+			get: func(c Config) any { return c.HTTPMaxPending },
+		},
+		{
+			flag: "http-max-series", env: "STRATA_HTTP_MAX_SERIES", key: "http_max_series",
+			fileYAML: "10", envVal: "20", flagVal: "30",
+			fileWant: 10, envWant: 20, flagWant: 30,
+			get: func(c Config) any { return c.HTTPMaxSeries },
+		},
+		{
+			flag: "http-max-routes", env: "STRATA_HTTP_MAX_ROUTES", key: "http_max_routes",
+			fileYAML: "5", envVal: "6", flagVal: "7",
+			fileWant: 5, envWant: 6, flagWant: 7,
+			get: func(c Config) any { return c.HTTPMaxRoutes },
+		},
+		{
 			flag: "node", env: "STRATA_NODE", key: "node",
 			fileYAML: "node-file", envVal: "node-env", flagVal: "node-flag",
 			fileWant: "node-file", envWant: "node-env", flagWant: "node-flag",
@@ -524,6 +554,8 @@ log_level: debug
 ring_buffer_size: 4MiB
 cluster: file-cluster
 max_series: 7
+http_max_pending: 8
+http_max_series: 9
 http_routes: ["/file/{a}"]
 otlp_endpoint: "file:1"
 node: file-node
@@ -542,6 +574,7 @@ otlp_queue: 12
 		"STRATA_SWEEP_INTERVAL":   "25s",
 		"STRATA_RING_BUFFER_SIZE": "64KiB",
 		"STRATA_EVENT_QUEUE":      "99",
+		"STRATA_HTTP_MAX_SERIES":  "900",
 		"STRATA_MIMIR_URL":        "https://mimir-env/push",
 		"STRATA_MIMIR_INTERVAL":   "40s",
 		"STRATA_MIMIR_TENANT":     "env-tenant",
@@ -554,6 +587,7 @@ otlp_queue: 12
 		"--sweep-interval", "2m",
 		"-log-level=warn",
 		"--max-sockets=5",
+		"--http-max-sockets=6",
 		"--otlp-endpoint=",
 		"--mimir-interval=45s",
 		"--mimir-password-file", flagPassword,
@@ -562,23 +596,27 @@ otlp_queue: 12
 	}
 	got := mustLoad(t, args, vars)
 	want := Config{
-		Kubernetes:    "off",                // file
-		HTTP:          "on",                 // env
-		HTTPRoutes:    []string{"/env/{b}"}, // env over file
-		DNS:           "on",                 // default
-		DNSTimeout:    5 * time.Second,      // default
-		OTLPEndpoint:  "",                   // empty flag over file
-		OTLPInsecure:  "off",                // default
-		MetricsAddr:   ":2222",              // env over file
-		SweepInterval: 2 * time.Minute,      // flag over env over file
-		DeletedGrace:  5 * time.Minute,      // default
-		LogLevel:      "warn",               // flag over file
-		Cluster:       "file-cluster",       // file
-		RingBuffer:    64 << 10,             // env over file
-		EventQueue:    99,                   // env
-		MaxSockets:    5,                    // flag
-		MaxSeries:     7,                    // file
-		Node:          "file-node",          // file (empty env ignored)
+		Kubernetes:     "off",                // file
+		HTTP:           "on",                 // env
+		HTTPRoutes:     []string{"/env/{b}"}, // env over file
+		HTTPMaxSockets: 6,                    // flag
+		HTTPMaxPending: 8,                    // file
+		HTTPMaxSeries:  900,                  // env over file
+		HTTPMaxRoutes:  500,                  // default
+		DNS:            "on",                 // default
+		DNSTimeout:     5 * time.Second,      // default
+		OTLPEndpoint:   "",                   // empty flag over file
+		OTLPInsecure:   "off",                // default
+		MetricsAddr:    ":2222",              // env over file
+		SweepInterval:  2 * time.Minute,      // flag over env over file
+		DeletedGrace:   5 * time.Minute,      // default
+		LogLevel:       "warn",               // flag over file
+		Cluster:        "file-cluster",       // file
+		RingBuffer:     64 << 10,             // env over file
+		EventQueue:     99,                   // env
+		MaxSockets:     5,                    // flag
+		MaxSeries:      7,                    // file
+		Node:           "file-node",          // file (empty env ignored)
 
 		MimirURL:             "https://mimir-env/push", // env over file
 		MimirTenant:          "env-tenant",             // env
@@ -676,6 +714,10 @@ ring_buffer_size: 512KiB
 event_queue: 1024
 max_sockets: 4096
 max_series: 500
+http_max_sockets: 2048
+http_max_pending: 16
+http_max_series: 3000
+http_max_routes: 50
 label_budgets:
   destination_workload: 50
   source_namespace: 3
@@ -698,25 +740,29 @@ otlp_queue: 100
 `)
 	got := mustLoad(t, []string{"--config", file}, nil)
 	want := Config{
-		Kubernetes:    "on",
-		HTTP:          "on",
-		HTTPRoutes:    []string{"/api/users/{user}/orders/{order}", "/health"},
-		DNS:           "off",
-		DNSTimeout:    3 * time.Second,
-		CIDRNames:     CIDRNames{"10.250.9.0/24": "partner-vpn"},
-		OTLPEndpoint:  "tempo.monitoring:4317",
-		OTLPInsecure:  "on",
-		MetricsAddr:   "[::1]:9999",
-		DeletedGrace:  90 * time.Second,
-		SweepInterval: time.Minute,
-		LogLevel:      "warn",
-		Cluster:       "prod-eu",
-		RingBuffer:    512 << 10,
-		EventQueue:    1024,
-		MaxSockets:    4096,
-		MaxSeries:     500,
-		LabelBudgets:  map[string]int{"destination_workload": 50, "source_namespace": 3},
-		Node:          "worker-1",
+		Kubernetes:     "on",
+		HTTP:           "on",
+		HTTPRoutes:     []string{"/api/users/{user}/orders/{order}", "/health"},
+		HTTPMaxSockets: 2048,
+		HTTPMaxPending: 16,
+		HTTPMaxSeries:  3000,
+		HTTPMaxRoutes:  50,
+		DNS:            "off",
+		DNSTimeout:     3 * time.Second,
+		CIDRNames:      CIDRNames{"10.250.9.0/24": "partner-vpn"},
+		OTLPEndpoint:   "tempo.monitoring:4317",
+		OTLPInsecure:   "on",
+		MetricsAddr:    "[::1]:9999",
+		DeletedGrace:   90 * time.Second,
+		SweepInterval:  time.Minute,
+		LogLevel:       "warn",
+		Cluster:        "prod-eu",
+		RingBuffer:     512 << 10,
+		EventQueue:     1024,
+		MaxSockets:     4096,
+		MaxSeries:      500,
+		LabelBudgets:   map[string]int{"destination_workload": 50, "source_namespace": 3},
+		Node:           "worker-1",
 
 		MimirURL:             "http://mimir.monitoring:8080/api/v1/push",
 		MimirTenant:          "team-a",
@@ -806,6 +852,11 @@ func TestAcceptedBoundaryValues(t *testing.T) {
 		{"--max-sockets=1", func(c Config) any { return c.MaxSockets }, 1},
 		{"--event-queue=1", func(c Config) any { return c.EventQueue }, 1},
 		{"--max-series=1", func(c Config) any { return c.MaxSeries }, 1},
+		{"--http-max-sockets=1", func(c Config) any { return c.HTTPMaxSockets }, 1},
+		{"--http-max-pending=1", func(c Config) any { return c.HTTPMaxPending }, 1},
+		{"--http-max-pending=1024", func(c Config) any { return c.HTTPMaxPending }, 1024},
+		{"--http-max-series=1", func(c Config) any { return c.HTTPMaxSeries }, 1},
+		{"--http-max-routes=1", func(c Config) any { return c.HTTPMaxRoutes }, 1},
 		{"--cluster=", func(c Config) any { return c.Cluster }, ""},
 		{"--cluster=a b", func(c Config) any { return c.Cluster }, "a b"},
 		{"--log-level=debug", func(c Config) any { return c.LogLevel }, "debug"},
@@ -889,6 +940,18 @@ func TestUsageErrors(t *testing.T) {
 			want: []string{"-max-sockets", `"-3"`, "positive"}},
 		{name: "max-sockets text", args: []string{"--max-sockets=lots"},
 			want: []string{"-max-sockets", `"lots"`, "positive"}},
+		{name: "http-max-sockets 0", args: []string{"--http-max-sockets=0"},
+			want: []string{"-http-max-sockets", `"0"`, "positive"}},
+		{name: "http-max-pending 0", args: []string{"--http-max-pending=0"},
+			want: []string{"-http-max-pending", `"0"`, "from 1 to 1024"}},
+		{name: "http-max-pending 1025", args: []string{"--http-max-pending=1025"},
+			want: []string{"-http-max-pending", `"1025"`, "from 1 to 1024"}},
+		{name: "http-max-pending text", args: []string{"--http-max-pending=many"},
+			want: []string{"-http-max-pending", `"many"`, "from 1 to 1024"}},
+		{name: "http-max-series negative", args: []string{"--http-max-series=-1"},
+			want: []string{"-http-max-series", `"-1"`, "positive"}},
+		{name: "http-max-routes 0", args: []string{"--http-max-routes=0"},
+			want: []string{"-http-max-routes", `"0"`, "positive"}},
 		{name: "event-queue 0", args: []string{"--event-queue=0"},
 			want: []string{"-event-queue", `"0"`, "positive"}},
 		{name: "max-series 1.5", args: []string{"--max-series=1.5"},
@@ -995,6 +1058,10 @@ func TestUsageErrors(t *testing.T) {
 			want: []string{"config file", "metrics_addr", `"99999"`}},
 		{name: "file max_sockets 0", yaml: "max_sockets: 0\n",
 			want: []string{"config file", "max_sockets", `"0"`}},
+		{name: "file http_max_pending 2000", yaml: "http_max_pending: 2000\n",
+			want: []string{"config file", "http_max_pending", `must be a whole number from 1 to 1024, not "2000"`}},
+		{name: "file http_max_routes 0", yaml: "http_max_routes: 0\n",
+			want: []string{"config file", "http_max_routes", `must be a positive whole number, not "0"`}},
 		{name: "file mimir_queue 0", yaml: "mimir_queue: 0\n",
 			want: []string{"config file", "mimir_queue", `must be a positive whole number, not "0"`}},
 		{name: "file loki_rate text", yaml: "loki_rate: fast\n",
@@ -1272,24 +1339,28 @@ func TestSizeString(t *testing.T) {
 // that to re-apply flags and to re-check the file.
 func TestValuesRoundTrip(t *testing.T) {
 	cfgs := []Config{Default(), {
-		DeletedGrace:  time.Hour,
-		Kubernetes:    "off",
-		HTTP:          "on",
-		HTTPRoutes:    []string{"/a/{b}", "/c"},
-		DNS:           "off",
-		DNSTimeout:    time.Hour,
-		CIDRNames:     CIDRNames{"10.0.0.0/8": "corp", "::/0": "v6"},
-		OTLPEndpoint:  "tempo:4317",
-		OTLPInsecure:  "on",
-		MetricsAddr:   "[::1]:1",
-		SweepInterval: 90*time.Minute + 1500*time.Millisecond,
-		LogLevel:      "error",
-		Cluster:       "c",
-		RingBuffer:    1 << 30,
-		EventQueue:    1,
-		MaxSockets:    7,
-		MaxSeries:     1 << 40,
-		Node:          "n",
+		DeletedGrace:   time.Hour,
+		Kubernetes:     "off",
+		HTTP:           "on",
+		HTTPRoutes:     []string{"/a/{b}", "/c"},
+		HTTPMaxSockets: 1,
+		HTTPMaxPending: 1024,
+		HTTPMaxSeries:  1 << 40,
+		HTTPMaxRoutes:  1,
+		DNS:            "off",
+		DNSTimeout:     time.Hour,
+		CIDRNames:      CIDRNames{"10.0.0.0/8": "corp", "::/0": "v6"},
+		OTLPEndpoint:   "tempo:4317",
+		OTLPInsecure:   "on",
+		MetricsAddr:    "[::1]:1",
+		SweepInterval:  90*time.Minute + 1500*time.Millisecond,
+		LogLevel:       "error",
+		Cluster:        "c",
+		RingBuffer:     1 << 30,
+		EventQueue:     1,
+		MaxSockets:     7,
+		MaxSeries:      1 << 40,
+		Node:           "n",
 
 		MimirURL:             "https://mimir:8443/api/v1/push?a=b#f",
 		MimirTenant:          "t1",
@@ -1977,5 +2048,51 @@ func TestBudgetLabelsAreFlowsAndQname(t *testing.T) {
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("BudgetLabels %v, want flow's budgeted labels and qname: %v", got, want)
+	}
+}
+
+func TestBackendCheck(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	token := filepath.Join(dir, "token")
+	ca := filepath.Join(dir, "ca.pem")
+	for _, f := range []string{pw, token, ca} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := filepath.Join(dir, "missing")
+	for _, tc := range []struct {
+		name string
+		b    Backend
+		want string // "" for no error
+	}{
+		{"nothing", Backend{}, ""},
+		{"tenant only", Backend{Tenant: "team-a"}, ""},
+		{"basic auth", Backend{Username: "u", PasswordFile: pw}, ""},
+		{"bearer and CA", Backend{BearerTokenFile: token, CAFile: ca}, ""},
+		{"username without password", Backend{Username: "u"}, "mimir-username needs mimir-password-file"},
+		{"password without username", Backend{PasswordFile: pw}, "mimir-password-file needs mimir-username"},
+		{"basic and bearer", Backend{Username: "u", PasswordFile: pw, BearerTokenFile: token}, "mimir: basic auth and a bearer token are exclusive"},
+		{"missing password file", Backend{Username: "u", PasswordFile: missing}, "mimir-password-file: stat " + missing + ": no such file or directory"},
+		{"missing token file", Backend{BearerTokenFile: missing}, "mimir-bearer-token-file: stat " + missing + ": no such file or directory"},
+		{"missing CA file", Backend{CAFile: missing}, "mimir-ca-file: stat " + missing + ": no such file or directory"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.b.check("mimir")
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Check = %v, want nil", err)
+			case tc.want != "" && err == nil:
+				t.Errorf("Check = nil, want %q", tc.want)
+			case tc.want != "" && err.Error() != tc.want:
+				t.Errorf("Check = %q, want %q", err.Error(), tc.want)
+			}
+		})
+	}
+	// The file errors wrap the os error.
+	err := Backend{CAFile: missing}.check("loki")
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Check(missing CA) = %v, want it to wrap os.ErrNotExist", err)
 	}
 }

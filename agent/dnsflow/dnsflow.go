@@ -12,9 +12,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/agent/hist"
-	"github.com/stratanet/strata/exporters/loki"
 	dnsid "github.com/stratanet/strata/identity/dns"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -48,9 +48,13 @@ func DefaultOptions() Options {
 // Namer names a client socket's pair (the flow table, whose budgets the
 // source labels share with every other series).
 type Namer interface {
-	// Later names e's pair if it can now (ok), else calls then with it
-	// once it can: a lookup from a pod not reported yet waits for its name.
-	Later(e *event.TCP, then func(flow.Key)) (k flow.Key, ok bool)
+	// Name names e's pair if it can now (ok), else fills w to wait with: a
+	// lookup from a pod not reported yet waits for its name. With w nil it
+	// names the pair now, by guess.
+	Name(e *event.TCP, w *flow.Wait) (flow.Key, bool)
+	// Settle is a waiting pair's key once its names are in or its wait is
+	// over (ok).
+	Settle(w *flow.Wait) (flow.Key, bool)
 }
 
 // Learner takes the answers (identity/dns.Cache).
@@ -97,7 +101,7 @@ type Table struct {
 	wall  func(mono uint64) time.Time // kernel ns to wall clock
 	// Events receives failed lookups as dns_error events; nil: counted
 	// only. Set before the first record.
-	Events flow.Events
+	Events emit.Events
 
 	mu        sync.Mutex
 	pending   map[client]query
@@ -109,10 +113,21 @@ type Table struct {
 	overflow  uint64            // qnames folded into ~other
 	counts    map[countKey]uint64
 	durations map[durationKey]*hist.Histogram
-	unpaired  uint64 // responses with no query waiting
-	late      uint64 // responses after their query timed out
-	malformed uint64 // records that did not parse
-	dropped   uint64 // queries not followed: too many pending
+	unpaired  uint64              // responses with no query waiting
+	late      uint64              // responses after their query timed out
+	malformed uint64              // records that did not parse
+	dropped   uint64              // queries not followed: too many pending
+	unnamed   flow.Late[answered] // completed lookups waiting for their client's name
+	wait      flow.Wait           // scratch for the namer (complete)
+}
+
+// answered is a completed lookup, to be counted once its client is named.
+type answered struct {
+	k      client
+	q      query
+	rcode  string
+	end    uint64
+	suffix string
 }
 
 // New makes a table. cache may be nil; mono is the kernel's monotonic
@@ -174,11 +189,12 @@ func (t *Table) Apply(e *event.DNS) {
 	t.complete(k, q, a.Rcode, e.Mono, "")
 }
 
-// Tick ends the queries unanswered past their timeout. The agent calls
-// it about once a second.
+// Tick counts the lookups whose client was named, and ends the queries
+// unanswered past their timeout. The agent calls it about once a second.
 func (t *Table) Tick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.named()
 	now := t.mono()
 	limit := uint64(t.opts.Timeout + deliverySlack)
 	for k, q := range t.pending {
@@ -220,14 +236,27 @@ func (t *Table) releaseIdle(now uint64) {
 // event.
 func (t *Table) complete(k client, q query, rcode string, end uint64, suffix string) {
 	who := event.TCP{Kind: event.Connect, Netns: k.netns, PID: q.pid, Comm: q.comm, Local: k.local, Remote: k.remote}
-	key, ok := t.names.Later(&who, func(key flow.Key) {
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		t.count(key, k, q, rcode, end, suffix)
-	})
-	if ok {
-		t.count(key, k, q, rcode, end, suffix)
+	w := &t.wait // the table's own: a local would move to the heap, once per lookup
+	if t.unnamed.Full() {
+		w = nil // named now, by guess
 	}
+	if key, ok := t.names.Name(&who, w); ok {
+		t.count(key, k, q, rcode, end, suffix)
+		return
+	}
+	wait := new(flow.Wait)
+	*wait = t.wait
+	t.unnamed.Add(wait, answered{k, q, rcode, end, suffix})
+}
+
+// named counts the lookups whose client was named (or whose wait is over).
+func (t *Table) named() {
+	if t.unnamed.Len() == 0 {
+		return
+	}
+	t.unnamed.Settle(t.names.Settle, func(a answered, key flow.Key) {
+		t.count(key, a.k, a.q, a.rcode, a.end, a.suffix)
+	})
 }
 
 func (t *Table) count(key flow.Key, k client, q query, rcode string, end uint64, suffix string) {
@@ -285,7 +314,7 @@ func (t *Table) failed(key flow.Key, k client, q query, rcode string, secs float
 	if rcode == Timeout {
 		f = append(f, "error", "no response within "+t.opts.Timeout.String())
 	}
-	t.Events.Push(loki.Event{Time: t.wall(end), Kind: loki.DNSError, Namespace: key.SourceNamespace, Fields: f})
+	t.Events.Push(emit.Event{Time: t.wall(end), Kind: emit.DNSError, Namespace: key.SourceNamespace, Fields: f})
 }
 
 // foldName passes a name through the qname budget.

@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
-	"github.com/stratanet/strata/exporters/loki"
 	dnsid "github.com/stratanet/strata/identity/dns"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -23,21 +23,29 @@ import (
 type byComm struct {
 	asked   []event.TCP
 	wait    bool
-	waiting []func(flow.Key)
+	named   *flow.Key // once set, what waits is named so
+	waiting int       // Settle calls
 }
 
-func (b *byComm) Later(e *event.TCP, then func(flow.Key)) (flow.Key, bool) {
+func (b *byComm) Name(e *event.TCP, w *flow.Wait) (flow.Key, bool) {
 	b.asked = append(b.asked, *e)
-	if b.wait {
-		b.waiting = append(b.waiting, then)
+	if b.wait && w != nil {
 		return flow.Key{}, false
 	}
 	return flow.Key{SourceWorkload: e.Comm, DestinationWorkload: "world", DestinationPort: "53", Reporter: "client"}, true
 }
 
-type events struct{ got []loki.Event }
+func (b *byComm) Settle(*flow.Wait) (flow.Key, bool) {
+	b.waiting++
+	if b.named == nil {
+		return flow.Key{}, false
+	}
+	return *b.named, true
+}
 
-func (e *events) Push(ev loki.Event) bool { e.got = append(e.got, ev); return true }
+type events struct{ got []emit.Event }
+
+func (e *events) Push(ev emit.Event) bool { e.got = append(e.got, ev); return true }
 
 // lab is a table with a clock the test moves (kernel ns).
 type lab struct {
@@ -262,7 +270,7 @@ func TestTimeout(t *testing.T) {
 	}
 	for _, e := range l.ev.got {
 		line := strings.Join(e.Fields, " ")
-		if e.Kind != loki.DNSError || e.Namespace != "" || !strings.Contains(line, "rcode timeout") ||
+		if e.Kind != emit.DNSError || e.Namespace != "" || !strings.Contains(line, "rcode timeout") ||
 			!strings.Contains(line, "error no response within 5s") || !strings.Contains(line, "duration 5.000000") ||
 			!e.Time.Equal(time.Unix(0, int64(start+5e9))) {
 			t.Errorf("event %+v", e)
@@ -392,10 +400,14 @@ func TestCountedOnceNamed(t *testing.T) {
 	if got := scrape(t, l.tab)[requests("frontend", "api.twilio.com", "A", "NXDOMAIN")]; got != 0 || len(l.ev.got) != 0 {
 		t.Fatalf("counted (%v) or reported (%d events) before the client was named", got, len(l.ev.got))
 	}
-	if len(l.names.waiting) != 1 {
-		t.Fatalf("%d lookups waiting, want 1", len(l.names.waiting))
+	if n := l.tab.unnamed.Len(); n != 1 {
+		t.Fatalf("%d lookups waiting, want 1", n)
 	}
-	l.names.waiting[0](flow.Key{SourceNamespace: "shop", SourceWorkload: "frontend"})
+	l.names.named = &flow.Key{SourceNamespace: "shop", SourceWorkload: "frontend"}
+	l.wait()
+	if n := l.tab.unnamed.Len(); n != 0 || l.names.waiting != 1 {
+		t.Fatalf("%d lookups waiting after the name came (asked %d times), want 0 (1: the NXDOMAIN waited a tick for a search expansion first)", n, l.names.waiting)
+	}
 	got := scrape(t, l.tab)
 	expect(t, got, map[string]float64{
 		"strata_dns_requests_total{qname=api.twilio.com,qtype=A,rcode=NXDOMAIN,source_namespace=shop,source_workload=frontend}": 1,

@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -76,8 +77,8 @@ func TestLateNamesAreCountedOnce(t *testing.T) {
 	if got := value(t, tb, "strata_tcp_active_connections", podLabels); got != 0 {
 		t.Errorf("active after the second close = %v, want 0", got)
 	}
-	if len(tb.lates) != 0 {
-		t.Errorf("%d connections still waiting", len(tb.lates))
+	if tb.lates.Len() != 0 {
+		t.Errorf("%d connections still waiting", tb.lates.Len())
 	}
 }
 
@@ -140,50 +141,108 @@ func TestSeriesOfDeletedWorkloadsGo(t *testing.T) {
 	}
 }
 
-func TestLaterWaitsForNames(t *testing.T) {
+func TestNameWaitsForNames(t *testing.T) {
 	id := &lateID{}
-	tb := NewTable(zap.NewNop(), id, DefaultOptions())
+	opts := DefaultOptions()
+	opts.LateWindow = 5 * time.Second
+	tb := NewTable(zap.NewNop(), id, opts)
 	now := time.Unix(1000, 0)
 	tb.now = func() time.Time { return now }
-	var got []Key
-	if _, ok := tb.Later(clientEvent(event.Connect, 5, 0, 0), func(k Key) { got = append(got, k) }); ok {
-		t.Fatal("named at once though the client is not known")
+	var w Wait
+	if k, ok := tb.Name(clientEvent(event.Connect, 5, 0, 0), &w); ok {
+		t.Fatalf("named %+v at once though the client is not known", k)
 	}
-	tb.Tick()
-	if len(got) != 0 {
-		t.Fatalf("called before the name came: %+v", got)
+	if k, ok := tb.Settle(&w); ok {
+		t.Fatalf("settled on %+v before the name came", k)
 	}
 	id.known = true
-	tb.Tick()
-	if len(got) != 1 || got[0].SourceWorkload != "pod-a" || got[0].SourceNamespace != "shop" {
-		t.Fatalf("named %+v, want shop/pod-a once", got)
+	if k, ok := tb.Settle(&w); !ok || k.SourceWorkload != "pod-a" || k.SourceNamespace != "shop" {
+		t.Fatalf("Settle = %+v, %v; want shop/pod-a", k, ok)
 	}
-	tb.Tick()
-	if len(got) != 1 {
-		t.Errorf("called %d times", len(got))
+	// Known now: named at once, w untouched.
+	w = Wait{}
+	if k, ok := tb.Name(clientEvent(event.Connect, 6, 0, 0), &w); !ok || k.SourceWorkload != "pod-a" || w != (Wait{}) {
+		t.Errorf("Name = %+v, %v; wait %+v", k, ok, w)
 	}
-	// Known now: named at once.
-	if k, ok := tb.Later(clientEvent(event.Connect, 6, 0, 0), func(Key) { t.Error("deferred") }); !ok || k.SourceWorkload != "pod-a" {
-		t.Errorf("Later = %+v, %v", k, ok)
+
+	// Never named: settled on the guess (the process name) once the window
+	// is over, not before.
+	id.known = false
+	if _, ok := tb.Name(clientEvent(event.Connect, 7, 0, 0), &w); ok {
+		t.Fatal("named at once though the client is not known")
+	}
+	now = now.Add(5*time.Second - 1)
+	if k, ok := tb.Settle(&w); ok {
+		t.Fatalf("settled on %+v within the window", k)
+	}
+	now = now.Add(1)
+	if k, ok := tb.Settle(&w); !ok || k.SourceWorkload != "client-a" || k.SourceNamespace != "" {
+		t.Errorf("Settle after the window = %+v, %v; want the process name client-a", k, ok)
+	}
+	// A caller whose Late is full passes no Wait: named at once, by guess.
+	if k, ok := tb.Name(clientEvent(event.Connect, 8, 0, 0), nil); !ok || k.SourceWorkload != "client-a" {
+		t.Errorf("Name without a Wait = %+v, %v; want client-a at once", k, ok)
 	}
 }
 
-// A record on a connection still waiting for names waits with it.
-func TestLaterOnAWaitingConnection(t *testing.T) {
+// A record on a connection still waiting for names waits with it: the same
+// event and start, so both settle on the same names in the same tick.
+func TestNameOnAWaitingConnection(t *testing.T) {
 	id := &lateID{}
 	tb := NewTable(zap.NewNop(), id, DefaultOptions())
-	tb.now = func() time.Time { return time.Unix(1000, 0) }
+	start := time.Unix(1000, 0)
+	now := start
+	tb.now = func() time.Time { return now }
 	tb.Apply(clientEvent(event.Connect, 7, 1, 0))
-	var got []Key
-	if _, ok := tb.Later(clientEvent(event.Snapshot, 7, 0, 0), func(k Key) { got = append(got, k) }); ok {
+	now = now.Add(3 * time.Second)
+	var w Wait
+	if _, ok := tb.Name(clientEvent(event.Snapshot, 7, 0, 0), &w); ok {
 		t.Fatal("named with a guess while its connection waits")
 	}
-	id.known = true
-	tb.Tick()
-	if len(got) != 1 || got[0].SourceWorkload != "pod-a" {
-		t.Fatalf("named %+v, want pod-a once", got)
+	if !w.since.Equal(start) || w.ev.Kind != event.Connect {
+		t.Errorf("waits since %v with a %v event, want the connection's: %v, connect", w.since, w.ev.Kind, start)
 	}
-	if k, ok := tb.Later(clientEvent(event.Snapshot, 7, 0, 0), nil); !ok || k.SourceWorkload != "pod-a" {
+	id.known = true
+	if k, ok := tb.Settle(&w); !ok || k.SourceWorkload != "pod-a" {
+		t.Fatalf("Settle = %+v, %v; want pod-a", k, ok)
+	}
+	tb.Tick()
+	if k, ok := tb.Name(clientEvent(event.Snapshot, 7, 0, 0), nil); !ok || k.SourceWorkload != "pod-a" {
 		t.Errorf("after the connection was named: %+v, %v", k, ok)
+	}
+}
+
+// Late keeps order, settles only what settle says is over, and bounds
+// itself at maxLate.
+func TestLateList(t *testing.T) {
+	var l Late[int]
+	waits := make([]Wait, maxLate)
+	for i := range maxLate {
+		if l.Full() {
+			t.Fatalf("full at %d, want %d", i, maxLate)
+		}
+		waits[i].pair.Port = uint16(i)
+		l.Add(&waits[i], i)
+	}
+	if !l.Full() || l.Len() != maxLate {
+		t.Fatalf("after %d: full %v, len %d", maxLate, l.Full(), l.Len())
+	}
+	var got []int
+	odd := func(w *Wait) (Key, bool) {
+		return Key{DestinationPort: strconv.Itoa(int(w.pair.Port))}, w.pair.Port%2 == 1
+	}
+	l.Settle(odd, func(v int, k Key) {
+		if k.DestinationPort != strconv.Itoa(v) {
+			t.Errorf("%d settled with %+v", v, k)
+		}
+		got = append(got, v)
+	})
+	if len(got) != maxLate/2 || got[0] != 1 || got[1] != 3 || got[len(got)-1] != maxLate-1 || l.Len() != maxLate/2 || l.Full() {
+		t.Fatalf("settled %d (first %v), %d left", len(got), got[:2], l.Len())
+	}
+	got = got[:0]
+	l.Settle(func(w *Wait) (Key, bool) { return Key{}, true }, func(v int, _ Key) { got = append(got, v) })
+	if len(got) != maxLate/2 || got[0] != 0 || got[1] != 2 || l.Len() != 0 {
+		t.Errorf("second settle: %d (first %v), %d left", len(got), got[:2], l.Len())
 	}
 }

@@ -13,8 +13,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/hist"
-	"github.com/stratanet/strata/exporters/loki"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -58,7 +58,7 @@ type Options struct {
 	BurstWindow   time.Duration
 	// Events receives failed connects, resets and retransmit bursts; nil:
 	// counted only.
-	Events Events
+	Events emit.Events
 	// LateWindow is how long a connection whose ends the identifier may
 	// name later (identity.Pair.Pending) waits for them before it is
 	// counted under its best guess.
@@ -72,10 +72,6 @@ type Options struct {
 
 // GoneFunc says since when no workload of this name exists in namespace.
 type GoneFunc func(namespace, workload string) (since time.Time, ok bool)
-
-// Events is where connection events go (the Loki exporter). Push never
-// blocks: it drops and counts when it must.
-type Events interface{ Push(loki.Event) bool }
 
 func DefaultOptions() Options {
 	return Options{Budgets: DefaultBudgets(), MaxConns: 1 << 18, BurstSegments: 10, BurstWindow: time.Second, LateWindow: 10 * time.Second}
@@ -116,14 +112,6 @@ type conn struct {
 	late *late // waiting for its ends' names: counted nowhere yet
 }
 
-// late is a connection counted aside until its pair is named.
-type late struct {
-	pair  identity.Pair
-	first event.TCP // the event that named it first, to name it again
-	since time.Time
-	acc   stats // what it did meanwhile
-}
-
 // Table is the flow table.
 type Table struct {
 	log  *zap.Logger
@@ -138,8 +126,7 @@ type Table struct {
 	byNetns   map[uint32]map[uint64]*conn // the same sockets by namespace, for sweep ends
 	closed    map[tombstone]*conn         // recently closed sockets, for events that trail the close
 	older     map[tombstone]*conn         // the generation of closed sockets before
-	lates     []*conn                     // connections waiting for names, oldest first
-	waiters   []waiter                    // others' records waiting for names (Later)
+	lates     Late[*conn]                 // connections waiting for names
 	pruned    time.Time                   // last look for series of deleted workloads
 	flows     map[Key]*stats
 	untracked uint64 // sockets not followed because MaxConns was reached
@@ -177,7 +164,7 @@ func (t *Table) apply(e *event.TCP) {
 		k := t.keyOf(e)
 		r := Result(e.Err)
 		t.flow(k).connections[r]++
-		t.notify(loki.ConnectFailed, k, e, "error", resultNames[r], "errno", errnoName(e.Err))
+		t.notify(emit.ConnectFailed, k, e, "error", resultNames[r], "errno", errnoName(e.Err))
 	case event.Snapshot:
 		if e.State == event.StateListen {
 			return
@@ -207,10 +194,10 @@ func (t *Table) apply(e *event.TCP) {
 		}
 		if e.Kind == event.ResetSent {
 			t.flow(k).resetsSent++
-			t.notify(loki.Reset, k, e, "direction", "sent")
+			t.notify(emit.Reset, k, e, "direction", "sent")
 		} else {
 			t.flow(k).resetsReceived++
-			t.notify(loki.Reset, k, e, "direction", "received")
+			t.notify(emit.Reset, k, e, "direction", "received")
 		}
 	case event.Retransmit:
 		if c := t.conns[e.Sock]; c != nil {
@@ -225,9 +212,9 @@ func (t *Table) apply(e *event.TCP) {
 func (t *Table) track(e *event.TCP) *conn {
 	c := &conn{local: e.Local, remote: e.Remote, netns: e.Netns, last: e.Counters}
 	if p := t.id.Identify(e); p.Pending && t.canWait() {
-		c.late = &late{pair: p, first: *e, since: t.now()}
+		c.late = &late{Wait: Wait{pair: p, ev: *e, since: t.now()}}
 		c.stats = &c.late.acc
-		t.lates = append(t.lates, c)
+		t.lates.Add(&c.late.Wait, c)
 	} else {
 		c.key = t.keyOfPair(p)
 		c.stats = t.flow(c.key)
@@ -309,7 +296,7 @@ func (t *Table) burst(c *conn, e *event.TCP) {
 	}
 	c.burstCount++
 	if c.burstCount == t.opts.BurstSegments {
-		t.notify(loki.RetransmitBurst, c.key, e, "segments", strconv.Itoa(c.burstCount), "within", t.opts.BurstWindow.String())
+		t.notify(emit.RetransmitBurst, c.key, e, "segments", strconv.Itoa(c.burstCount), "within", t.opts.BurstWindow.String())
 	}
 }
 
@@ -331,7 +318,7 @@ func (t *Table) notify(kind string, k Key, e *event.TCP, detail ...string) {
 	}
 	f = append(f, "source_addr", src.String(), "destination_addr", dst.String())
 	f = append(f, detail...)
-	t.opts.Events.Push(loki.Event{Time: t.now(), Kind: kind, Namespace: k.SourceNamespace, Fields: f})
+	t.opts.Events.Push(emit.Event{Time: t.now(), Kind: kind, Namespace: k.SourceNamespace, Fields: f})
 }
 
 // errnoName is the socket error as C names it (ECONNREFUSED), "" for none.
@@ -403,7 +390,7 @@ func (t *Table) lookup(e *event.TCP) (Key, bool) {
 		return Key{}, false
 	}
 	if c.late != nil {
-		return t.guess(c), true
+		return t.guess(&c.late.Wait), true
 	}
 	return c.key, true
 }
@@ -420,16 +407,15 @@ func (t *Table) connOf(e *event.TCP) *conn {
 	return t.older[ts]
 }
 
-// KeyFor names the pair of the socket behind e: the connection's own when
-// the table knows it, else what its addresses resolve to now (e.Kind says
-// which end: Accept for a server, Connect for a client).
-func (t *Table) KeyFor(e *event.TCP) Key {
+// Holds reports whether the table follows live sockets in network
+// namespace netns. The sweep reads the HTTP probe's counts only there: a
+// socket whose exchanges the kernel counts is one the table follows (from
+// its connect or accept, or the sweep's snapshot of it), and namespaces
+// with none are skipped, their walks can be long (TIME_WAIT).
+func (t *Table) Holds(netns uint32) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if k, ok := t.lookup(e); ok {
-		return k
-	}
-	return t.keyOf(e)
+	return len(t.byNetns[netns]) > 0
 }
 
 // Tracked returns how many live sockets the table follows.
@@ -439,128 +425,21 @@ func (t *Table) Tracked() int {
 	return len(t.conns)
 }
 
-// maxLate bounds the connections (and, apart, the other records) waiting
-// for names; beyond it, new ones are counted at once under their best guess.
-const maxLate = 8192
-
-// waiter is a record of another stage (a DNS lookup) waiting for the
-// names of its socket's ends.
-type waiter struct {
-	pair  identity.Pair
-	ev    event.TCP
-	since time.Time
-	then  func(Key)
-}
-
-// Later names the pair of the socket behind e as KeyFor does, but where an
-// end may be named later (a pod not reported yet) it waits as connections
-// do: ok is false and then is called with the key once the names are in
-// (or the wait is over), from Tick, with no lock of the table held.
-func (t *Table) Later(e *event.TCP, then func(Key)) (k Key, ok bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	var w waiter
-	if k, ok := t.name(e, &w); ok {
-		return k, true
-	}
-	w.then = then
-	t.waiters = append(t.waiters, w)
-	return Key{}, false
-}
-
-// Named is Later's answer when it needs no wait: a caller on a hot path
-// tries it first and builds its then only when ok is false.
-func (t *Table) Named(e *event.TCP) (Key, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.name(e, nil)
-}
-
-// name is Later without the wait: the key where none is needed (ok), else,
-// into w when w is not nil, what Later waits with (less its then).
-func (t *Table) name(e *event.TCP, w *waiter) (Key, bool) {
-	c := t.connOf(e)
-	if c != nil && c.late == nil {
-		return c.key, true
-	}
-	var p identity.Pair
-	if c != nil {
-		p = c.late.pair
-	} else {
-		p = t.id.Identify(e)
-	}
-	if !p.Pending || !t.canWait() || len(t.waiters) >= maxLate {
-		return t.keyOfPair(p), true
-	}
-	if w != nil {
-		*w = waiter{pair: p, ev: *e, since: t.now()}
-		if c != nil { // wait as long as the connection
-			w.ev, w.since = c.late.first, c.late.since
-		}
-	}
-	return Key{}, false
-}
-
-func (t *Table) canWait() bool {
-	_, ok := t.id.(identity.Late)
-	return ok && t.opts.LateWindow > 0 && len(t.lates) < maxLate
-}
-
-// guess is the key a waiting connection would be counted under now.
-func (t *Table) guess(c *conn) Key {
-	c.late.pair = t.id.(identity.Late).Retry(c.late.pair, &c.late.first)
-	return t.keyOfPair(c.late.pair)
-}
-
-// Tick names again the connections and records waiting for names, and
-// counts those named or out of time. The agent calls it about once a second.
+// Tick names again the connections waiting for names and counts those named
+// or out of time, and drops the series of deleted workloads. The agent calls
+// it about once a second.
 func (t *Table) Tick() {
-	for _, r := range t.tick() {
-		r.then(r.key)
-	}
-}
-
-type ready struct {
-	then func(Key)
-	key  Key
-}
-
-func (t *Table) tick() (done []ready) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	keepW := t.waiters[:0]
-	for _, w := range t.waiters { // only a Late identifier makes waiters
-		w.pair = t.id.(identity.Late).Retry(w.pair, &w.ev)
-		if t.waiting(w.pair, w.since, now) {
-			keepW = append(keepW, w)
-			continue
-		}
-		done = append(done, ready{w.then, t.keyOfPair(w.pair)})
-	}
-	clear(t.waiters[len(keepW):])
-	t.waiters = keepW
-	keep := t.lates[:0]
-	for _, c := range t.lates {
-		k := t.guess(c)
-		if t.waiting(c.late.pair, c.late.since, now) {
-			keep = append(keep, c)
-			continue
-		}
-		t.settle(c, k)
-	}
-	clear(t.lates[len(keep):])
-	t.lates = keep
+	t.lates.Settle(func(w *Wait) (Key, bool) {
+		k := t.guess(w)
+		return k, !t.waiting(w.pair, w.since, now)
+	}, t.settle)
 	if t.opts.Gone != nil && now.Sub(t.pruned) >= PruneEvery(t.opts.GoneGrace) {
 		t.pruned = now
 		t.prune(now)
 	}
-	return done
-}
-
-// waiting: p still has ends to name, and the window since it began is open.
-func (t *Table) waiting(p identity.Pair, since, now time.Time) bool {
-	return p.Pending && now.Sub(since) < t.opts.LateWindow
 }
 
 // PruneEvery is how often series of deleted workloads are looked for: often

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/exporters/loki"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
@@ -318,7 +319,7 @@ func TestMaxFlowsBoundsMemory(t *testing.T) {
 // events records what the table sends to Loki, as lines.
 type events []string
 
-func (ev *events) Push(e loki.Event) bool {
+func (ev *events) Push(e emit.Event) bool {
 	*ev = append(*ev, e.Kind+" ns="+e.Namespace+" "+loki.Line(e))
 	return true
 }
@@ -403,5 +404,27 @@ func TestClosedSocketsBounded(t *testing.T) {
 	}
 	if tb.connOf(events[0]) != nil {
 		t.Fatal("the first closed socket is still remembered")
+	}
+}
+
+// The sweep reads HTTP counts only in namespaces where the table follows
+// live sockets.
+func TestHolds(t *testing.T) {
+	tb := NewTable(zap.NewNop(), &fakeID{}, DefaultOptions())
+	if tb.Holds(1) {
+		t.Fatal("an empty table holds namespace 1")
+	}
+	tb.Apply(clientEvent(event.Connect, 1, 0, 0))
+	tb.Apply(clientEvent(event.Connect, 2, 0, 0))
+	if !tb.Holds(1) || tb.Holds(2) {
+		t.Fatalf("Holds(1) = %v, Holds(2) = %v; want true, false", tb.Holds(1), tb.Holds(2))
+	}
+	tb.Apply(clientEvent(event.Close, 1, 0, 0))
+	if !tb.Holds(1) {
+		t.Fatal("one of two sockets closed: namespace 1 no longer held")
+	}
+	tb.Apply(clientEvent(event.Close, 2, 0, 0))
+	if tb.Holds(1) {
+		t.Fatal("namespace 1 held after its last socket closed")
 	}
 }

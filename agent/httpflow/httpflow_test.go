@@ -10,21 +10,25 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
 	"github.com/stratanet/strata/exporters/loki"
-	"github.com/stratanet/strata/exporters/tempo"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/http"
 )
 
-type spans []tempo.Span
+type spans []emit.Span
 
-func (s *spans) Export(sp tempo.Span) bool { *s = append(*s, sp); return true }
+func (s *spans) Export(sp emit.Span) bool { *s = append(*s, sp); return true }
 
-type names struct{}
+// at names every socket at once, by keyFor.
+type at func(e *event.TCP) flow.Key
 
-func (names) KeyFor(e *event.TCP) flow.Key { return key(e) }
+func (f at) Name(e *event.TCP, _ *flow.Wait) (flow.Key, bool) { return f(e), true }
+func (f at) Settle(*flow.Wait) (flow.Key, bool)               { panic("nothing waits") }
+
+var names = at(key)
 
 func key(e *event.TCP) flow.Key {
 	k := flow.Key{SourceWorkload: "curl", DestinationWorkload: "nginx", DestinationPort: "80", Reporter: "client"}
@@ -86,7 +90,7 @@ func count(mfs map[string]*dto.MetricFamily, name string, labels map[string]stri
 }
 
 func TestKeepAliveAndPipelining(t *testing.T) {
-	tb := New(names{}, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	// keep-alive: three in a row
 	for i := uint64(0); i < 3; i++ {
 		tb.Apply(req(1, 100*i, "GET /users/"+string(rune('1'+i))+" HTTP/1.1\r\n"))
@@ -123,7 +127,7 @@ func TestKeepAliveAndPipelining(t *testing.T) {
 }
 
 func TestUnansweredAtClose(t *testing.T) {
-	tb := New(names{}, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	tb.Apply(req(7, 0, "GET /slow HTTP/1.1\r\n"))
 	tb.Apply(resp(7, 5e8, "HTTP/1.1 200 OK\r\n"))
 	tb.Apply(req(7, 6e8, "GET /never HTTP/1.1\r\n"))
@@ -143,7 +147,7 @@ func TestUnansweredAtClose(t *testing.T) {
 }
 
 func TestGarbageNeverBecomesSeries(t *testing.T) {
-	tb := New(names{}, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	tb.Apply(req(1, 0, "GET /x HTTP/9.9\r\n"))
 	tb.Apply(req(1, 0, "\x16\x03\x01\x00"))
 	tb.Apply(resp(1, 0, "HTTP/1.1 200 OK\r\n")) // no request in flight
@@ -162,7 +166,7 @@ func TestGarbageNeverBecomesSeries(t *testing.T) {
 
 func TestTraceparentJoinsTraceAndExemplar(t *testing.T) {
 	var sp spans
-	tb := New(names{}, nil, &sp, wall, "prod")
+	tb := New(names, nil, &sp, wall, "prod", DefaultOptions())
 	const tid, pid = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
 	tb.Apply(req(3, 1000, "GET /users/42 HTTP/1.1\r\nHost: x\r\ntraceparent: 00-"+tid+"-"+pid+"-01\r\n\r\n"))
 	tb.Apply(resp(3, 51_000_000, "HTTP/1.1 500 Oops\r\n"))
@@ -201,12 +205,12 @@ func TestTraceparentJoinsTraceAndExemplar(t *testing.T) {
 }
 
 func TestRoutesAreBounded(t *testing.T) {
-	tb := New(names{}, nil, nil, wall, "")
-	for i := 0; i < maxRoutes+100; i++ {
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
+	for i := 0; i < DefaultOptions().MaxRoutes+100; i++ {
 		tb.Apply(req(1, 0, "GET /page-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+"/"+hex.EncodeToString([]byte{byte(i), byte(i >> 8)})+"z HTTP/1.1\r\n"))
 		tb.Apply(resp(1, 1, "HTTP/1.1 200 OK\r\n"))
 	}
-	if len(tb.routes) > maxRoutes {
+	if len(tb.routes) > DefaultOptions().MaxRoutes {
 		t.Fatalf("%d routes kept", len(tb.routes))
 	}
 	if got := count(gather(t, tb), "strata_http_server_request_duration_seconds", map[string]string{"route": flow.Other}); got == 0 {
@@ -217,7 +221,7 @@ func TestRoutesAreBounded(t *testing.T) {
 // A socket address reused by a new connection whose predecessor's close
 // was not seen: the old request ends unanswered, the new one pairs.
 func TestReusedAddressWithoutClose(t *testing.T) {
-	tb := New(names{}, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	tb.Apply(req(5, 100, "POST /a HTTP/1.1\r\n"))
 	second := req(5, 300, "POST /a HTTP/1.1\r\n")
 	second.Remote = netip.MustParseAddrPort("10.0.0.1:5001") // the next connection
@@ -235,13 +239,13 @@ func TestReusedAddressWithoutClose(t *testing.T) {
 	}
 }
 
-type events []loki.Event
+type events []emit.Event
 
-func (ev *events) Push(e loki.Event) bool { *ev = append(*ev, e); return true }
+func (ev *events) Push(e emit.Event) bool { *ev = append(*ev, e); return true }
 
 func TestFailedRequestsAreEvents(t *testing.T) {
 	var ev events
-	tb := New(names{}, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	tb.Events = &ev
 	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
 	tb.Apply(req(3, 0, "POST /api/users/42 HTTP/1.1\r\ntraceparent: 00-"+tid+"-00f067aa0ba902b7-01\r\n\r\n"))
@@ -258,7 +262,7 @@ func TestFailedRequestsAreEvents(t *testing.T) {
 		`source_workload=curl destination_workload=nginx destination_port=80 reporter=server source_addr=10.0.0.1:5000 destination_addr=10.0.0.2:80 method=GET route=/hang status_code=0 duration=0.004000 error="no response before the connection closed"`,
 	}
 	for i, e := range ev {
-		if e.Kind != loki.HTTPError || e.Namespace != "" || loki.Line(e) != want[i] {
+		if e.Kind != emit.HTTPError || e.Namespace != "" || loki.Line(e) != want[i] {
 			t.Errorf("event %d: %s %q\n%s\nwant\n%s", i, e.Kind, e.Namespace, loki.Line(e), want[i])
 		}
 	}
@@ -270,7 +274,7 @@ func TestFailedRequestsAreEvents(t *testing.T) {
 // worldNames: client sockets to port 443 talk to the outside world.
 type worldNames struct{}
 
-func (worldNames) KeyFor(e *event.TCP) flow.Key {
+func (worldNames) keyFor(e *event.TCP) flow.Key {
 	k := key(e)
 	if k.Reporter == "client" && e.Remote.Port() == 443 {
 		k.DestinationWorkload = identity.World
@@ -279,7 +283,7 @@ func (worldNames) KeyFor(e *event.TCP) flow.Key {
 }
 
 func TestServiceGraph(t *testing.T) {
-	tb := New(worldNames{}, nil, nil, wall, "")
+	tb := New(at(worldNames{}.keyFor), nil, nil, wall, "", DefaultOptions())
 	// The server's view of three requests: 200, 500, never answered.
 	tb.Apply(req(1, 0, "GET /a HTTP/1.1\r\n"))
 	tb.Apply(resp(1, 2e6, "HTTP/1.1 200 OK\r\n"))
@@ -344,14 +348,14 @@ func TestServiceGraph(t *testing.T) {
 
 type shopNames struct{}
 
-func (shopNames) KeyFor(e *event.TCP) flow.Key {
+func (shopNames) keyFor(e *event.TCP) flow.Key {
 	k := key(e)
 	k.SourceNamespace, k.DestinationNamespace = "shop", "shop"
 	return k
 }
 
 func TestSeriesOfDeletedWorkloadsGo(t *testing.T) {
-	tb := New(shopNames{}, nil, nil, wall, "")
+	tb := New(at(shopNames{}.keyFor), nil, nil, wall, "", DefaultOptions())
 	now := time.Unix(5000, 0)
 	tb.now = func() time.Time { return now }
 	gone := map[string]time.Time{}
@@ -382,7 +386,7 @@ func paired(sock, at, end uint64, head string, status int) *event.HTTP {
 }
 
 func TestPairedInTheKernel(t *testing.T) {
-	tb := New(names{}, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	tb.Apply(paired(1, 0, 2e8, "GET /users/7 HTTP/1.1\r\n", 200))
 	tb.Apply(paired(1, 3e8, 4e8, "GET /users/8 HTTP/1.1\r\n", 200))
 	tb.Apply(paired(1, 5e8, 9e8, "POST /orders HTTP/1.1\r\n", 503))
@@ -436,13 +440,13 @@ func counted(sock, cookie uint64, slot, status, b int, n uint32, sum uint64, fin
 }
 
 func TestTallies(t *testing.T) {
-	tb := New(names{}, nil, nil, wall, "")
+	tb := New(names, nil, nil, wall, "", DefaultOptions())
 	const name = "strata_http_server_request_duration_seconds"
 	users := map[string]string{"route": "/users/{id}", "status_code": "200", "method": "GET"}
 	tb.Apply(opening(1, 11, 1, "GET /users/7 HTTP/1.1\r\n", 200))
 	tb.Apply(opening(1, 11, 2, "GET /missing HTTP/1.1\r\n", 404))
-	if !tb.TalliedIn(0) || tb.TalliedIn(5) {
-		t.Errorf("TalliedIn(0) = %v, TalliedIn(5) = %v; want the opening's namespace only", tb.TalliedIn(0), tb.TalliedIn(5))
+	if len(tb.tallies) != 1 {
+		t.Errorf("%d tallied sockets after the openings, want 1", len(tb.tallies))
 	}
 	tb.Tally(counted(1, 11, 0, 200, 2, 40, 40*2e6, false)) // 40 more of /users, 2 ms each
 	c := counted(1, 11, 0, 200, 3, 5, 5*4e6, true)         // the close: 5 more, and 2 of /missing
@@ -472,8 +476,8 @@ func TestTallies(t *testing.T) {
 			t.Errorf("sum %v, want %v", s, want)
 		}
 	}
-	if len(tb.tallies) != 0 || tb.TalliedIn(0) {
-		t.Errorf("%d tallied sockets after the final tally (in netns 0: %v), want none", len(tb.tallies), tb.TalliedIn(0))
+	if len(tb.tallies) != 0 {
+		t.Errorf("%d tallied sockets after the final tally, want none", len(tb.tallies))
 	}
 
 	// Counts of a socket whose opening exchange never came (a lost record),
@@ -499,37 +503,48 @@ func TestTallies(t *testing.T) {
 	tb.Closed(2, 0)
 	tb.now = func() time.Time { return time.Now().Add(2 * IdleAfter) }
 	tb.Tick()
-	if len(tb.tallies) != 0 || len(tb.talliedIn) != 0 {
-		t.Errorf("%d tallied sockets (%v by netns) an idle sweep after their close, want 0", len(tb.tallies), tb.talliedIn)
+	if len(tb.tallies) != 0 {
+		t.Errorf("%d tallied sockets an idle sweep after their close, want 0", len(tb.tallies))
 	}
 }
 
 // later is a namer that names nothing until told.
 type later struct {
-	waiting []func(flow.Key)
+	known bool
+	key   flow.Key
+	asked int // Settle calls
 }
 
-func (l *later) KeyFor(e *event.TCP) flow.Key      { return key(e) }
-func (l *later) Named(*event.TCP) (flow.Key, bool) { return flow.Key{}, false }
-func (l *later) Later(e *event.TCP, then func(flow.Key)) (flow.Key, bool) {
-	k := key(e)
-	l.waiting = append(l.waiting, func(flow.Key) { then(k) })
-	return flow.Key{}, false
+func (l *later) Name(e *event.TCP, w *flow.Wait) (flow.Key, bool) {
+	l.key = key(e)
+	return l.key, l.known || w == nil
+}
+
+func (l *later) Settle(*flow.Wait) (flow.Key, bool) {
+	l.asked++
+	return l.key, l.known
 }
 
 // Counts that come while the slot's opening exchange waits for its names
 // are held, and counted with it once named.
 func TestTallyWaitsForNames(t *testing.T) {
 	l := &later{}
-	tb := New(l, nil, nil, wall, "")
+	tb := New(l, nil, nil, wall, "", DefaultOptions())
 	tb.Apply(opening(1, 11, 1, "GET /x HTTP/1.1\r\n", 200))
 	tb.Tally(counted(1, 11, 0, 200, 1, 9, 9e5, false))
 	const name = "strata_http_server_request_duration_seconds"
 	if got := count(gather(t, tb), name, nil); got != 0 {
 		t.Fatalf("%d counted before the names came, want 0", got)
 	}
-	for _, f := range l.waiting {
-		f(flow.Key{})
+	tb.Tick()
+	if got := count(gather(t, tb), name, nil); got != 0 || l.asked != 1 {
+		t.Fatalf("%d counted while the names are not in (asked %d times), want 0", got, l.asked)
+	}
+	l.known = true
+	tb.Tick()
+	tb.Tick()
+	if l.asked != 2 {
+		t.Errorf("asked %d times, want 2: once named, a request waits no more", l.asked)
 	}
 	tb.Tally(counted(1, 11, 0, 200, 1, 2, 2e5, true))
 	if got := count(gather(t, tb), name, map[string]string{"route": "/x", "reporter": "server"}); got != 1+9+2 {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -128,28 +127,6 @@ type HTTP struct {
 	PasswordFile    string
 	BearerTokenFile string
 	CAFile          string // trust this CA for https (else the system's)
-}
-
-// Check reports settings that cannot work, naming the setting.
-func (h HTTP) Check(prefix string) error {
-	if h.Username != "" && h.PasswordFile == "" {
-		return fmt.Errorf("%s-username needs %s-password-file", prefix, prefix)
-	}
-	if h.PasswordFile != "" && h.Username == "" {
-		return fmt.Errorf("%s-password-file needs %s-username", prefix, prefix)
-	}
-	if h.PasswordFile != "" && h.BearerTokenFile != "" {
-		return fmt.Errorf("%s: basic auth and a bearer token are exclusive", prefix)
-	}
-	for _, f := range []struct{ setting, path string }{{"password-file", h.PasswordFile}, {"bearer-token-file", h.BearerTokenFile}, {"ca-file", h.CAFile}} {
-		if f.path == "" {
-			continue
-		}
-		if _, err := os.Stat(f.path); err != nil {
-			return fmt.Errorf("%s-%s: %w", prefix, f.setting, err)
-		}
-	}
-	return nil
 }
 
 // ClientConfig is the Prometheus HTTP client configuration for h, the form

@@ -110,52 +110,6 @@ func TestStatusErrorText(t *testing.T) {
 	}
 }
 
-func TestHTTPCheck(t *testing.T) {
-	dir := t.TempDir()
-	pw := filepath.Join(dir, "password")
-	token := filepath.Join(dir, "token")
-	ca := filepath.Join(dir, "ca.pem")
-	for _, f := range []string{pw, token, ca} {
-		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	missing := filepath.Join(dir, "missing")
-	for _, tc := range []struct {
-		name string
-		h    HTTP
-		want string // "" for no error
-	}{
-		{"nothing", HTTP{}, ""},
-		{"tenant only", HTTP{Tenant: "team-a"}, ""},
-		{"basic auth", HTTP{Username: "u", PasswordFile: pw}, ""},
-		{"bearer and CA", HTTP{BearerTokenFile: token, CAFile: ca}, ""},
-		{"username without password", HTTP{Username: "u"}, "mimir-username needs mimir-password-file"},
-		{"password without username", HTTP{PasswordFile: pw}, "mimir-password-file needs mimir-username"},
-		{"basic and bearer", HTTP{Username: "u", PasswordFile: pw, BearerTokenFile: token}, "mimir: basic auth and a bearer token are exclusive"},
-		{"missing password file", HTTP{Username: "u", PasswordFile: missing}, "mimir-password-file: stat " + missing + ": no such file or directory"},
-		{"missing token file", HTTP{BearerTokenFile: missing}, "mimir-bearer-token-file: stat " + missing + ": no such file or directory"},
-		{"missing CA file", HTTP{CAFile: missing}, "mimir-ca-file: stat " + missing + ": no such file or directory"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := tc.h.Check("mimir")
-			switch {
-			case tc.want == "" && err != nil:
-				t.Errorf("Check = %v, want nil", err)
-			case tc.want != "" && err == nil:
-				t.Errorf("Check = nil, want %q", tc.want)
-			case tc.want != "" && err.Error() != tc.want:
-				t.Errorf("Check = %q, want %q", err.Error(), tc.want)
-			}
-		})
-	}
-	// The file errors wrap the os error.
-	err := HTTP{CAFile: missing}.Check("loki")
-	if !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("Check(missing CA) = %v, want it to wrap os.ErrNotExist", err)
-	}
-}
-
 func TestClientConfig(t *testing.T) {
 	c := HTTP{Username: "u", PasswordFile: "/p", CAFile: "/ca"}.ClientConfig()
 	if c.EnableHTTP2 {

@@ -29,25 +29,9 @@ import (
 	"github.com/prometheus/common/model"
 	"go.uber.org/zap"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/exporters/export"
 )
-
-// Event kinds, the `event` stream label.
-const (
-	ConnectFailed   = "connect_failed"
-	Reset           = "reset"
-	RetransmitBurst = "retransmit_burst"
-	DNSError        = "dns_error"
-	HTTPError       = "http_error"
-)
-
-// Event is one line.
-type Event struct {
-	Time      time.Time
-	Kind      string
-	Namespace string   // the source's namespace ("" outside Kubernetes)
-	Fields    []string // logfmt keys and values, in order
-}
 
 // Config of the exporter.
 type Config struct {
@@ -67,7 +51,7 @@ type Exporter struct {
 	cfg    Config
 	lc     *loki.Client
 	host   string // the client's own metrics are labelled with it
-	queue  chan Event
+	queue  chan emit.Event
 	health *export.Health
 
 	mu      sync.Mutex
@@ -115,7 +99,7 @@ func New(log *zap.Logger, cfg Config) (*Exporter, error) {
 			labels[model.LabelName(k)] = model.LabelValue(v)
 		}
 	}
-	e := &Exporter{log: log, cfg: cfg, host: u.Host, queue: make(chan Event, cfg.Queue), streams: map[stream]*bucket{},
+	e := &Exporter{log: log, cfg: cfg, host: u.Host, queue: make(chan emit.Event, cfg.Queue), streams: map[stream]*bucket{},
 		health: export.NewHealth(log, "events to "+cfg.URL)}
 	lc := loki.Config{
 		URL:       urlutil.URLValue{URL: u},
@@ -137,7 +121,7 @@ func New(log *zap.Logger, cfg Config) (*Exporter, error) {
 
 // Push queues an event unless its stream is over its rate or the queue is
 // full; false when it was dropped (and counted).
-func (e *Exporter) Push(ev Event) bool {
+func (e *Exporter) Push(ev emit.Event) bool {
 	s := stream{ev.Kind, ev.Namespace}
 	now := ev.Time
 	e.mu.Lock()
@@ -174,7 +158,7 @@ func (e *Exporter) Push(ev Event) bool {
 }
 
 // Line is the event as Loki stores it.
-func Line(ev Event) string {
+func Line(ev emit.Event) string {
 	b, err := logfmt.MarshalKeyvals(toAny(ev.Fields)...)
 	if err != nil {
 		return fmt.Sprintf("msg=%q", err.Error())

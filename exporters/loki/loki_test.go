@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/exporters/export"
 )
 
@@ -38,8 +39,8 @@ func unusedURL(t *testing.T) string {
 }
 
 // queued takes what waits in the queue, without a Run.
-func queued(e *Exporter) []Event {
-	var out []Event
+func queued(e *Exporter) []emit.Event {
+	var out []emit.Event
 	for {
 		select {
 		case ev := <-e.queue:
@@ -50,7 +51,7 @@ func queued(e *Exporter) []Event {
 	}
 }
 
-func lines(evs []Event) []string {
+func lines(evs []emit.Event) []string {
 	out := make([]string, len(evs))
 	for i, ev := range evs {
 		out[i] = Line(ev)
@@ -71,25 +72,25 @@ func TestRateLimitPerStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	ev := func(at time.Duration, kind, ns string, i int) Event {
-		return Event{Time: t0.Add(at), Kind: kind, Namespace: ns, Fields: []string{"n", fmt.Sprint(i)}}
+	ev := func(at time.Duration, kind, ns string, i int) emit.Event {
+		return emit.Event{Time: t0.Add(at), Kind: kind, Namespace: ns, Fields: []string{"n", fmt.Sprint(i)}}
 	}
 	var admitted []bool
 	// A storm of 10 resets in shop at one instant: the burst of 3 passes.
 	for i := range 10 {
-		admitted = append(admitted, e.Push(ev(0, Reset, "shop", i)))
+		admitted = append(admitted, e.Push(ev(0, emit.Reset, "shop", i)))
 	}
 	// Other streams have their own buckets: another namespace, another kind.
-	admitted = append(admitted, e.Push(ev(0, Reset, "billing", 100)))
-	admitted = append(admitted, e.Push(ev(0, ConnectFailed, "shop", 101)))
+	admitted = append(admitted, e.Push(ev(0, emit.Reset, "billing", 100)))
+	admitted = append(admitted, e.Push(ev(0, emit.ConnectFailed, "shop", 101)))
 	// 0.25s later half a token has come back: still refused.
-	admitted = append(admitted, e.Push(ev(250*time.Millisecond, Reset, "shop", 10)))
+	admitted = append(admitted, e.Push(ev(250*time.Millisecond, emit.Reset, "shop", 10)))
 	// 0.5s after the storm one token is back: admitted, saying what was hidden.
-	admitted = append(admitted, e.Push(ev(500*time.Millisecond, Reset, "shop", 11)))
-	admitted = append(admitted, e.Push(ev(500*time.Millisecond, Reset, "shop", 12)))
+	admitted = append(admitted, e.Push(ev(500*time.Millisecond, emit.Reset, "shop", 11)))
+	admitted = append(admitted, e.Push(ev(500*time.Millisecond, emit.Reset, "shop", 12)))
 	// A long quiet refills the bucket only up to the burst.
 	for i := range 5 {
-		admitted = append(admitted, e.Push(ev(time.Hour, Reset, "shop", 20+i)))
+		admitted = append(admitted, e.Push(ev(time.Hour, emit.Reset, "shop", 20+i)))
 	}
 
 	want := []bool{true, true, true, false, false, false, false, false, false, false, // storm
@@ -127,7 +128,7 @@ func TestQueueFullDropsAndCounts(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	var got []bool
 	for i := range 5 {
-		got = append(got, e.Push(Event{Time: t0, Kind: DNSError, Fields: []string{"i", fmt.Sprint(i)}}))
+		got = append(got, e.Push(emit.Event{Time: t0, Kind: emit.DNSError, Fields: []string{"i", fmt.Sprint(i)}}))
 	}
 	if fmt.Sprint(got) != "[true true false false false]" {
 		t.Errorf("Push results = %v, want [true true false false false]", got)
@@ -158,7 +159,7 @@ func TestLine(t *testing.T) {
 		{[]string{"odd"}, "odd=null"},
 		{nil, ""},
 	} {
-		if got := Line(Event{Fields: tc.fields}); got != tc.want {
+		if got := Line(emit.Event{Fields: tc.fields}); got != tc.want {
 			t.Errorf("Line(%q) = %q, want %q", tc.fields, got, tc.want)
 		}
 	}
@@ -301,10 +302,10 @@ func TestPushesToLoki(t *testing.T) {
 	}
 	run(t, e)
 	t0 := time.Unix(1700000000, 123456789)
-	for _, ev := range []Event{
-		{Time: t0, Kind: ConnectFailed, Namespace: "shop", Fields: []string{"source_workload", "checkout", "destination_workload", "payments db", "error", "refused"}},
-		{Time: t0.Add(time.Millisecond), Kind: Reset, Fields: []string{"source_workload", "curl", "direction", "received"}},
-		{Time: t0.Add(2 * time.Millisecond), Kind: HTTPError, Namespace: "shop", Fields: []string{"route", "GET /cart", "status", "503"}},
+	for _, ev := range []emit.Event{
+		{Time: t0, Kind: emit.ConnectFailed, Namespace: "shop", Fields: []string{"source_workload", "checkout", "destination_workload", "payments db", "error", "refused"}},
+		{Time: t0.Add(time.Millisecond), Kind: emit.Reset, Fields: []string{"source_workload", "curl", "direction", "received"}},
+		{Time: t0.Add(2 * time.Millisecond), Kind: emit.HTTPError, Namespace: "shop", Fields: []string{"route", "GET /cart", "status", "503"}},
 	} {
 		if !e.Push(ev) {
 			t.Fatalf("Push(%v) refused", ev)
@@ -346,8 +347,8 @@ func TestRefusedBatchDroppedAfterOneAttempt(t *testing.T) {
 	}
 	run(t, e)
 	t0 := time.Unix(1700000000, 0)
-	e.Push(Event{Time: t0, Kind: Reset, Fields: []string{"a", "1"}})
-	e.Push(Event{Time: t0, Kind: Reset, Fields: []string{"a", "2"}})
+	e.Push(emit.Event{Time: t0, Kind: emit.Reset, Fields: []string{"a", "1"}})
+	e.Push(emit.Event{Time: t0, Kind: emit.Reset, Fields: []string{"a", "2"}})
 	eventually(t, 5*time.Second, "the batch dropped", func() bool { return e.Stats().Dropped == 2 })
 	time.Sleep(700 * time.Millisecond) // a retry would come after the 500ms minimum backoff
 	if n := l.count(); n != 1 {
@@ -384,7 +385,7 @@ func TestServerErrorRetriedThenRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, e)
-	e.Push(Event{Time: time.Unix(1700000000, 0), Kind: Reset, Fields: []string{"a", "1"}})
+	e.Push(emit.Event{Time: time.Unix(1700000000, 0), Kind: emit.Reset, Fields: []string{"a", "1"}})
 	eventually(t, 5*time.Second, "the entry sent", func() bool { return e.Stats().Sent == 1 })
 	eventually(t, 3*time.Second, "the recovery logged", func() bool {
 		e.Stats()
@@ -423,11 +424,11 @@ func TestRunReturnsWhileLokiDown(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 	t0 := time.Unix(1700000000, 0)
-	e.Push(Event{Time: t0, Kind: Reset, Fields: []string{"a", "1"}})
+	e.Push(emit.Event{Time: t0, Kind: emit.Reset, Fields: []string{"a", "1"}})
 	eventually(t, 3*time.Second, "the first push refused", func() bool { return l.count() >= 1 })
 	// The client now retries its batch; these wait for it.
-	e.Push(Event{Time: t0, Kind: Reset, Fields: []string{"a", "2"}})
-	e.Push(Event{Time: t0, Kind: Reset, Fields: []string{"a", "3"}})
+	e.Push(emit.Event{Time: t0, Kind: emit.Reset, Fields: []string{"a", "2"}})
+	e.Push(emit.Event{Time: t0, Kind: emit.Reset, Fields: []string{"a", "3"}})
 	eventually(t, time.Second, "the next event taken from the queue", func() bool { return e.QueueLength() == 1 })
 	cancel()
 	select {

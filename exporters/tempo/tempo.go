@@ -19,29 +19,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/exporters/export"
 )
-
-// Span is one observed request, in the terms the exporter needs.
-type Span struct {
-	TraceID  [16]byte
-	SpanID   [8]byte
-	ParentID [8]byte // zero for a root span
-	Name     string
-	Server   bool
-	Start    time.Time
-	End      time.Time
-	Resource Resource
-	Attrs    map[string]any // string or int64 values
-	Error    bool
-}
-
-// Resource says who produced the span.
-type Resource struct {
-	Service   string // the workload
-	Namespace string
-	Cluster   string
-}
 
 // Config of the exporter.
 type Config struct {
@@ -59,7 +39,7 @@ type Exporter struct {
 	log    *zap.Logger
 	cfg    Config
 	client otlptrace.Client
-	queue  chan Span
+	queue  chan emit.Span
 
 	export.Stats // spans sent and dropped (full queue or failed upload); failed uploads
 	health       *export.Health
@@ -75,7 +55,7 @@ func New(log *zap.Logger, cfg Config) (*Exporter, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
-	e := &Exporter{log: log, cfg: cfg, queue: make(chan Span, cfg.Queue), health: export.NewHealth(log, "spans to "+cfg.Endpoint)}
+	e := &Exporter{log: log, cfg: cfg, queue: make(chan emit.Span, cfg.Queue), health: export.NewHealth(log, "spans to "+cfg.Endpoint)}
 	opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(cfg.Endpoint), otlptracegrpc.WithTimeout(10 * time.Second),
 		// The queue is ours; the client must not hold batches for minutes.
 		otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: retryFor}),
@@ -123,7 +103,7 @@ func retried(err error) bool {
 
 // Export queues a span; false when the queue is full (the span is counted
 // as dropped).
-func (e *Exporter) Export(s Span) bool {
+func (e *Exporter) Export(s emit.Span) bool {
 	select {
 	case e.queue <- s:
 		return true
@@ -145,7 +125,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(e.cfg.Interval)
 	defer tick.Stop()
-	batch := make([]Span, 0, e.cfg.BatchSize)
+	batch := make([]emit.Span, 0, e.cfg.BatchSize)
 	flush := func(ctx context.Context) {
 		if len(batch) == 0 {
 			return
@@ -193,8 +173,8 @@ func (e *Exporter) Run(ctx context.Context) error {
 }
 
 // toProto groups spans by resource, as OTLP wants them.
-func toProto(spans []Span) []*tracepb.ResourceSpans {
-	by := map[Resource]*tracepb.ScopeSpans{}
+func toProto(spans []emit.Span) []*tracepb.ResourceSpans {
+	by := map[emit.Resource]*tracepb.ScopeSpans{}
 	var out []*tracepb.ResourceSpans
 	for i := range spans {
 		s := &spans[i]
@@ -228,7 +208,7 @@ func toProto(spans []Span) []*tracepb.ResourceSpans {
 	return out
 }
 
-func resource(r Resource) *resourcepb.Resource {
+func resource(r emit.Resource) *resourcepb.Resource {
 	a := map[string]any{"service.name": r.Service}
 	if r.Namespace != "" {
 		a["k8s.namespace.name"] = r.Namespace

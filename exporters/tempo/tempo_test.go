@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/exporters/tempo"
 )
 
@@ -190,13 +191,13 @@ func TestSpansArriveGroupedByResource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkout := tempo.Resource{Service: "checkout", Namespace: "shop", Cluster: "prod"}
+	checkout := emit.Resource{Service: "checkout", Namespace: "shop", Cluster: "prod"}
 	t0 := time.Unix(1700000000, 5)
-	spans := []tempo.Span{
+	spans := []emit.Span{
 		{TraceID: id16(1), SpanID: id8(2), Name: "GET /cart", Server: true, Start: t0, End: t0.Add(time.Millisecond),
 			Resource: checkout, Attrs: map[string]any{"http.request.method": "GET", "http.response.status_code": int64(200), "ignored": 1.5}},
 		{TraceID: id16(3), SpanID: id8(4), ParentID: id8(5), Name: "POST /pay", Start: t0, End: t0.Add(2 * time.Second),
-			Resource: tempo.Resource{Service: "curl"}, Attrs: map[string]any{"http.response.status_code": 503}, Error: true},
+			Resource: emit.Resource{Service: "curl"}, Attrs: map[string]any{"http.response.status_code": 503}, Error: true},
 		{TraceID: id16(1), SpanID: id8(6), ParentID: id8(2), Name: "GET /stock", Start: t0.Add(time.Microsecond), End: t0.Add(time.Millisecond),
 			Resource: checkout},
 	}
@@ -251,7 +252,7 @@ func TestIntervalFlushesPartialBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, e)
-	e.Export(tempo.Span{TraceID: id16(9), SpanID: id8(9), Name: "x", Resource: tempo.Resource{Service: "a"}})
+	e.Export(emit.Span{TraceID: id16(9), SpanID: id8(9), Name: "x", Resource: emit.Resource{Service: "a"}})
 	eventually(t, 3*time.Second, "the lone span sent by the interval", func() bool { return c.spans() == 1 && e.Sent.Load() == 1 })
 }
 
@@ -262,7 +263,7 @@ func TestFullQueueDrops(t *testing.T) {
 	}
 	var got []bool
 	for i := range 5 {
-		got = append(got, e.Export(tempo.Span{Name: fmt.Sprint(i)}))
+		got = append(got, e.Export(emit.Span{Name: fmt.Sprint(i)}))
 	}
 	if fmt.Sprint(got) != "[true true false false false]" {
 		t.Errorf("Export results = %v, want [true true false false false]", got)
@@ -293,14 +294,14 @@ func TestRejectedBatchDroppedThenRecovers(t *testing.T) {
 	}
 	run(t, e)
 	for i := range 4 {
-		e.Export(tempo.Span{TraceID: id16(1), SpanID: id8(byte(i + 1)), Name: "a", Resource: tempo.Resource{Service: "s"}})
+		e.Export(emit.Span{TraceID: id16(1), SpanID: id8(byte(i + 1)), Name: "a", Resource: emit.Resource{Service: "s"}})
 	}
 	eventually(t, 5*time.Second, "two batches refused", func() bool { return e.Dropped.Load() == 4 })
 	if s := statsOf(e); s != (stats{errors: 2, dropped: 4}) {
 		t.Errorf("stats = %+v, want 2 errors, 4 dropped", s)
 	}
 	for i := range 2 {
-		e.Export(tempo.Span{TraceID: id16(2), SpanID: id8(byte(i + 1)), Name: "b", Resource: tempo.Resource{Service: "s"}})
+		e.Export(emit.Span{TraceID: id16(2), SpanID: id8(byte(i + 1)), Name: "b", Resource: emit.Resource{Service: "s"}})
 	}
 	eventually(t, 5*time.Second, "the third batch accepted", func() bool { return e.Sent.Load() == 2 })
 	if s := statsOf(e); s != (stats{sent: 2, errors: 2, dropped: 4}) {
@@ -334,7 +335,7 @@ func TestUnavailableBackendCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		e.Export(tempo.Span{TraceID: id16(1), SpanID: id8(byte(i + 1)), Name: "a", Resource: tempo.Resource{Service: "s"}})
+		e.Export(emit.Span{TraceID: id16(1), SpanID: id8(byte(i + 1)), Name: "a", Resource: emit.Resource{Service: "s"}})
 	}
 	stop := run(t, e)
 	eventually(t, 3*time.Second, "the spans taken into a batch", func() bool { return e.QueueLength() == 0 })
@@ -371,7 +372,7 @@ func TestShutdownFlushesWholeQueue(t *testing.T) {
 	}
 	stop := run(t, e)
 	for i := range 2 {
-		e.Export(tempo.Span{TraceID: id16(1), SpanID: id8(byte(i + 1)), Name: "first", Resource: tempo.Resource{Service: "s"}})
+		e.Export(emit.Span{TraceID: id16(1), SpanID: id8(byte(i + 1)), Name: "first", Resource: emit.Resource{Service: "s"}})
 	}
 	select {
 	case <-entered:
@@ -379,7 +380,7 @@ func TestShutdownFlushesWholeQueue(t *testing.T) {
 		t.Fatal("first upload never arrived")
 	}
 	for i := range 10 {
-		e.Export(tempo.Span{TraceID: id16(2), SpanID: id8(byte(i + 1)), Name: "queued", Resource: tempo.Resource{Service: "s"}})
+		e.Export(emit.Span{TraceID: id16(2), SpanID: id8(byte(i + 1)), Name: "queued", Resource: emit.Resource{Service: "s"}})
 	}
 	if n := e.QueueLength(); n != 10 {
 		t.Fatalf("QueueLength = %d, want 10 behind the hanging upload", n)
