@@ -6,13 +6,15 @@
 # namespace takes per socket, the agent's RSS before and after, and exact
 # byte counts on a sample (every pair's series: PER x 100 bytes each way).
 #
-# Env: AGENT (bin/strata-agent), PAIRS (10), PER (10000), SWEEP (5s).
+# Env: AGENT (bin/strata-agent), PAIRS (10), PER (10000), SWEEP (5s),
+#      PEER_NICE (0: the nice value of the servers and clients).
 set -euo pipefail
 
 AGENT=${AGENT:-bin/strata-agent}
 PAIRS=${PAIRS:-10}
 PER=${PER:-10000}
 SWEEP=${SWEEP:-5s}
+PEER_NICE=${PEER_NICE:-0}
 METRICS=127.0.0.1:19812
 BASE_PORT=9300
 
@@ -51,7 +53,7 @@ for i in $(seq "$PAIRS"); do
 	ip -n "$srv" link set "${id}s$i" up
 	ip -n "$cli" link set "${id}c$i" up
 	ip netns exec "$srv" sysctl -qw net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=4096
-	ip netns exec "$srv" "$tmp/tcpserver" -listen "$net.1:$((BASE_PORT + i))" >"$tmp/srv$i.log" 2>&1 &
+	ip netns exec "$srv" nice -n "$PEER_NICE" "$tmp/tcpserver" -listen "$net.1:$((BASE_PORT + i))" >"$tmp/srv$i.log" 2>&1 &
 	disown
 done
 
@@ -69,7 +71,7 @@ rss0=$(rss_mib)
 
 echo "== $PAIRS pairs of namespaces, $PER live connections each, sweep every $SWEEP"
 for i in $(seq "$PAIRS"); do
-	ip netns exec "$id-$i-cli" "$tmp/tcpclient" -connect "10.244.$((169 + i)).1:$((BASE_PORT + i))" \
+	ip netns exec "$id-$i-cli" nice -n "$PEER_NICE" "$tmp/tcpclient" -connect "10.244.$((169 + i)).1:$((BASE_PORT + i))" \
 		-count "$PER" -parallel "$PER" -requests 2 -hold 1h -timeout 60s >"$tmp/cli$i.json" 2>&1 &
 	disown
 done
