@@ -149,6 +149,14 @@ bench-scale: deps build ## Agent memory and naming in a large cluster: 50 000 po
 	bash e2e/tools/build.sh k8s
 	STRATA_SCALE=1 CI=$(CI) $(GO) test -count=1 -timeout 60m -v -run '^TestScale$$' ./e2e/scale/
 
+.PHONY: bench-storm
+bench-storm: deps build ## Eight connection storms at once, each in its own pair of namespaces (20 000 connections each): counted exactly at both ends or not, records lost, agent CPU and RSS (root; STORMS, CONNS, PARALLEL, LATE, PROFILE)
+	AGENT=$(AGENT) bash e2e/bench/storm.sh
+
+.PHONY: bench-sockets
+bench-sockets: deps build ## 100 000 live sockets across 20 namespaces: sweep time per socket, agent RSS, exact bytes of every pair (root; PAIRS, PER, SWEEP)
+	AGENT=$(AGENT) bash e2e/bench/sockets.sh
+
 .PHONY: clean
 clean: ## Remove build output
 	rm -rf bin/

@@ -75,14 +75,19 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	h.loaded(k.modes, k.lost)
 
 	// Stages, in the order data flows through them.
-	resolver := process.New(log.Named("identity"), process.NewProcHost())
-	// Know every namespace's addresses before the first event, so that a
-	// connection to a local server is never named "world" for lack of it.
+	// The host's /proc and setns answers come from a worker, off the loop.
+	lookups := process.NewWorker(process.NewProcHost(), hostQueue)
+	resolver := process.New(log.Named("identity"), lookups)
+	// Know every namespace's addresses and every socket's owner before the
+	// first event (here, where waiting is fine), so that a connection to a
+	// local server is never named "world" for lack of it, nor one older
+	// than the agent "unknown".
 	if all, err := netns.Enumerate(); err == nil {
 		for ino := range all {
-			resolver.Learn(ino)
+			resolver.Answer(lookups.Do(process.Lookup{Need: process.Addrs, Netns: ino}))
 		}
 	}
+	resolver.Answer(lookups.Do(process.Lookup{Need: process.Owners}))
 	var id identity.Identifier = resolver
 	var gone flow.GoneFunc
 	if kubeWanted(cfg) {
@@ -123,29 +128,65 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	if x.loki != nil {
 		requests.Events = x.loki
 	}
-	var lookups *dnsflow.Table // nil when DNS is off or its probe refused
+	var queries *dnsflow.Table // nil when DNS is off or its probe refused
 	if k.dns != nil {
-		lookups = dnsflow.New(table, names, dnsOptions(cfg), monoNow, monoToWall())
+		queries = dnsflow.New(table, names, dnsOptions(cfg), monoNow, monoToWall())
 		if x.loki != nil {
-			lookups.Events = x.loki
+			queries.Events = x.loki
 		}
 	}
 	timed := newTimedCollectors() // strata_agent_collect_duration_seconds
 	timed.add("flow", table)
 	timed.add("http", requests)
-	if lookups != nil {
-		timed.add("dns", lookups)
+	if queries != nil {
+		timed.add("dns", queries)
 	}
-	reg.MustRegister(timed, h, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// One record's way through the stages, in the kernel's order.
+	apply := func(r *event.Record) {
+		if r.Tally != nil {
+			requests.Tally(r.Tally)
+			return
+		}
+		if r.IsHTTP {
+			requests.Apply(&r.HTTP)
+			return
+		}
+		if r.IsDNS {
+			if queries != nil {
+				queries.Apply(&r.DNS)
+			}
+			return
+		}
+		resolver.Observe(&r.TCP)
+		table.Apply(&r.TCP)
+		if r.TCP.Kind == event.Close {
+			requests.Closed(r.TCP.Sock, r.TCP.Mono)
+		}
+	}
+	// A namespace's first record waits for its addresses, and so does
+	// every record after it (of any probe): see order.
+	wait := func(r *event.Record) bool {
+		if r.Tally != nil || r.IsHTTP || r.IsDNS {
+			return resolver.Waiting()
+		}
+		return resolver.Wait(&r.TCP)
+	}
+	ord := newOrder(wait, apply, resolver.Release)
+	sweeps := &sweepStats{}
+	reg.MustRegister(timed, h, hostCollector{resolver.Stats(), &ord.holding, sweeps},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	g, ctx := errgroup.WithContext(ctx)
 	records, err := k.read(ctx, g, h, cfg.EventQueue)
 	if err != nil {
 		return err
 	}
+	g.Go(func() error { lookups.Run(ctx); return nil })
 	// The one goroutine that owns identity, the flow table, HTTP and DNS
 	// pairing; records come in the kernel's order, so an answer is learned
-	// before the connect that follows it.
+	// before the connect that follows it. It never blocks on the host: what
+	// /proc and setns answer comes back here as events, in its turn.
 	g.Go(func() error {
 		tick := time.NewTicker(time.Second) // idle HTTP sockets are forgotten
 		defer tick.Stop()
@@ -157,43 +198,26 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 					return nil
 				}
 				h.count(batch)
-				for i := range batch {
-					r := &batch[i]
-					if r.Tally != nil {
-						requests.Tally(r.Tally)
-						continue
-					}
-					if r.IsHTTP {
-						requests.Apply(&r.HTTP)
-						continue
-					}
-					if r.IsDNS {
-						if lookups != nil {
-							lookups.Apply(&r.DNS)
-						}
-						continue
-					}
-					resolver.Observe(&r.TCP)
-					table.Apply(&r.TCP)
-					if r.TCP.Kind == event.Close {
-						requests.Closed(r.TCP.Sock, r.TCP.Mono)
-					}
-				}
+				ord.push(batch, time.Now())
 				recycle(batch)
+			case a := <-lookups.Answers():
+				resolver.Answer(a)
+				ord.resume(time.Now())
 			case <-tick.C:
 				h.turn() // /healthz: the loop is not stuck
+				ord.expire(time.Now())
 				// Each stage counts what waited for names (flow.Late),
 				// asking the table; the table calls no stage back.
 				requests.Tick()
 				table.Tick()
-				if lookups != nil {
-					lookups.Tick()
+				if queries != nil {
+					queries.Tick()
 				}
 			}
 		}
 	})
 	if k.tcp.CanSweep() {
-		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, table.Holds, cfg.SweepInterval); return nil })
+		g.Go(func() error { sweep(ctx, log.Named("sweep"), k, table.Holds, cfg.SweepInterval, sweeps); return nil })
 	}
 	// Each exporter in its own goroutine, behind its own queue.
 	x.run(ctx, g)
@@ -234,6 +258,10 @@ type kernel struct {
 	dns   *dnsprobe.Probe  // nil when off or refused
 	modes map[string]string
 }
+
+// hostQueue bounds the namespace listings waiting for the host worker;
+// beyond it they are refused and counted (strata_agent_host_lookups_total).
+const hostQueue = 1024
 
 // poll is how often the reader drains a busy ring. An idle ring is drained
 // less often, down to every 8 polls (probes/ring), so a burst after quiet
@@ -370,10 +398,11 @@ func (k *kernel) close() {
 // sweep reads every network namespace's sockets each interval, starting
 // now: their TCP counters, and what the HTTP probe counted on them where
 // the flow table holds live sockets (held); it asks no later stage.
-func sweep(ctx context.Context, log *zap.Logger, k *kernel, held func(netns uint32) bool, every time.Duration) {
+func sweep(ctx context.Context, log *zap.Logger, k *kernel, held func(netns uint32) bool, every time.Duration, st *sweepStats) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for gen := uint32(1); ; gen++ {
+		start := time.Now()
 		all, err := netns.Enumerate()
 		if err != nil {
 			log.Warn("cannot list network namespaces", zap.Error(err))
@@ -391,6 +420,8 @@ func sweep(ctx context.Context, log *zap.Logger, k *kernel, held func(netns uint
 				log.Debug("sweep skipped a namespace", zap.Uint32("netns", ino), zap.Error(err))
 			}
 		}
+		st.seconds.Store(uint64(time.Since(start).Nanoseconds()))
+		st.namespaces.Store(uint64(len(all)))
 		select {
 		case <-ctx.Done():
 			return

@@ -1,55 +1,66 @@
 package process
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/stratanet/strata/probes/netns"
 )
 
-// ProcHost reads namespaces and socket owners from /proc.
+// ProcHost reads namespaces and socket owners from /proc. Its calls block
+// (setns, a readlink per fd): only a Worker's goroutines make them.
 type ProcHost struct {
-	owners  map[uint64]string // socket inode -> comm, from the last scan
-	scanned time.Time
+	paths map[uint32]string // namespace -> a path entering it, from the last listing
 }
 
-func NewProcHost() *ProcHost { return &ProcHost{} }
-
-// Rescans of every process's fds are limited to this rate.
-const rescanEvery = time.Second
+func NewProcHost() *ProcHost { return &ProcHost{paths: map[uint32]string{}} }
 
 func (h *ProcHost) NetnsAddrs(ns, pid uint32) ([]netip.Addr, error) {
-	path, err := netns.Path(ns, pid)
+	path, err := h.path(ns, pid)
 	if err != nil {
 		return nil, err
 	}
 	return netns.Addrs(path)
 }
 
-func (h *ProcHost) SocketOwner(inode uint64) (string, bool) {
-	if inode == 0 {
-		return "", false
+// path enters ns: through pid, else through the path found last time (if
+// it still enters ns), else by listing every namespace once. The agent
+// lists hundreds of namespaces at start; a listing of /proc each would be
+// quadratic.
+func (h *ProcHost) path(ns, pid uint32) (string, error) {
+	if pid != 0 {
+		p := "/proc/" + strconv.FormatUint(uint64(pid), 10) + "/ns/net"
+		if ino, err := netns.Inode(p); err == nil && ino == ns {
+			return p, nil
+		}
 	}
-	if name, ok := h.owners[inode]; ok {
-		return name, true
+	if p, ok := h.paths[ns]; ok {
+		if ino, err := netns.Inode(p); err == nil && ino == ns {
+			return p, nil
+		}
 	}
-	if time.Since(h.scanned) < rescanEvery {
-		return "", false
+	all, err := netns.Enumerate()
+	if err != nil {
+		return "", err
 	}
-	h.scan()
-	name, ok := h.owners[inode]
-	return name, ok
+	h.paths = all
+	if p, ok := all[ns]; ok {
+		return p, nil
+	}
+	return "", fmt.Errorf("network namespace %d: no process or mount enters it", ns)
 }
 
-// scan maps every socket inode to the name of a process holding it, the
+// Owners maps every socket inode to the name of a process holding it, the
 // way ss -p does.
-func (h *ProcHost) scan() {
-	h.scanned = time.Now()
+func (h *ProcHost) Owners() (map[uint64]string, error) {
 	owners := map[uint64]string{}
-	procs, _ := os.ReadDir("/proc")
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range procs {
 		if _, err := strconv.Atoi(p.Name()); err != nil {
 			continue
@@ -78,5 +89,5 @@ func (h *ProcHost) scan() {
 			owners[ino] = comm
 		}
 	}
-	h.owners = owners
+	return owners, nil
 }

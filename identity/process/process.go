@@ -1,10 +1,26 @@
 // Package process is standalone identity: each end of a connection on this
 // host is named after the process that owns its socket; anything else is
-// the world. Only the agent's event loop calls it, so it holds no locks.
+// the world. Only the agent's event loop calls it, so it holds no locks
+// (but its counters, which a scrape reads).
+//
+// What the event stream cannot tell (a namespace's addresses, the owner of
+// a socket whose record carries no process) the host answers, and its
+// calls block (setns, a readlink of every fd). So the resolver never calls
+// the host: it asks (an Asker, the agent's Worker, takes the lookup
+// without waiting) and the answer comes back through the event loop
+// (Answer), in its turn among the kernel's records. Order is kept where it
+// matters:
+//   - a namespace seen for the first time: its addresses name every later
+//     connection to it, so the loop holds the records from this one on
+//     (Wait says so) until the answer comes, then goes on in order;
+//   - a socket whose owner is not known: its pair is Pending, and the flow
+//     table's late naming names it again (Retry) once the scan it asked
+//     for has answered; nothing else waits for it.
 package process
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -14,13 +30,14 @@ import (
 )
 
 // Host answers what the event stream cannot: the addresses of a network
-// namespace and the owner of a socket inode (both from /proc on Linux).
+// namespace and the owners of socket inodes (both from /proc on Linux).
+// Its calls block; only a Worker makes them.
 type Host interface {
 	// NetnsAddrs lists the addresses of namespace netns; pid, when not
 	// zero, is a process known to live in it.
 	NetnsAddrs(netns, pid uint32) ([]netip.Addr, error)
-	// SocketOwner names the process holding the socket with this inode.
-	SocketOwner(inode uint64) (string, bool)
+	// Owners names the process holding each socket inode.
+	Owners() (map[uint64]string, error)
 }
 
 // Limits bound the resolver's memory whatever the traffic.
@@ -30,12 +47,24 @@ const (
 	maxAddrs     = 1 << 16
 )
 
-// How often a namespace's addresses are listed again.
-const refreshAddrs = 30 * time.Second
+// How often a namespace's addresses are listed again, and how often at
+// most every fd is read to find sockets' owners.
+const (
+	refreshAddrs = 30 * time.Second
+	rescanEvery  = time.Second
+)
 
 type listener struct {
 	addr  netip.Addr // unspecified for a wildcard listener
+	owner string     // "" until known: then inode names it
+	inode uint64
+}
+
+// client is a live client socket's owner: its name, or its inode until the
+// name is known.
+type client struct {
 	owner string
+	inode uint64
 }
 
 type listenKey struct {
@@ -51,33 +80,58 @@ type tuple struct {
 }
 
 type Resolver struct {
-	log  *zap.Logger
-	host Host
-	now  func() time.Time
+	log *zap.Logger
+	ask Asker
+	now func() time.Time
 
 	listeners map[listenKey]map[uint64]listener // by socket
 	listenAt  map[uint64]listenKey              // listening socket -> its key
-	clients   map[tuple]string                  // live client sockets -> owner
+	clients   map[tuple]client                  // live client sockets -> owner
 	clientOf  map[uint64]tuple
 	addrs     map[netip.Addr]uint32 // local address -> namespace
-	listed    map[uint32]time.Time  // namespaces whose addresses were listed
+	listed    map[uint32]time.Time  // namespaces whose addresses were asked for
+	first     map[uint32]bool       // first listings asked and not answered: the loop holds records
+
+	owners   map[uint64]string // socket inode -> process, from the last scan
+	scanned  time.Time         // when the last scan was asked for
+	scanning bool              // a scan was asked for and has not answered
+
+	stats Stats
 }
 
-var _ identity.Identifier = (*Resolver)(nil)
+// Stats count the resolver's lookups, for the agent's own metrics. A
+// lookup the worker could not take (Dropped) or records that stopped
+// waiting for one (Released) are named less well than they could have
+// been, never silently.
+type Stats struct {
+	Asked, Answered, Failed, Dropped [Owners + 1]atomic.Uint64 // by Need
+	Released                         atomic.Uint64             // holds given up (Release)
+}
 
-func New(log *zap.Logger, host Host) *Resolver {
+var (
+	_ identity.Identifier = (*Resolver)(nil)
+	_ identity.Late       = (*Resolver)(nil)
+)
+
+// New resolves with what ask's answers bring (see Answer).
+func New(log *zap.Logger, ask Asker) *Resolver {
 	return &Resolver{
 		log:       log,
-		host:      host,
+		ask:       ask,
 		now:       time.Now,
 		listeners: map[listenKey]map[uint64]listener{},
 		listenAt:  map[uint64]listenKey{},
-		clients:   map[tuple]string{},
+		clients:   map[tuple]client{},
 		clientOf:  map[uint64]tuple{},
 		addrs:     map[netip.Addr]uint32{},
 		listed:    map[uint32]time.Time{},
+		first:     map[uint32]bool{},
+		owners:    map[uint64]string{},
 	}
 }
+
+// Stats are the resolver's counters; safe from any goroutine.
+func (r *Resolver) Stats() *Stats { return &r.stats }
 
 func key(netns uint32, local, remote netip.AddrPort) tuple {
 	if !local.Addr().IsLoopback() {
@@ -89,12 +143,16 @@ func key(netns uint32, local, remote netip.AddrPort) tuple {
 // Observe implements identity.Identifier.
 func (r *Resolver) Observe(e *event.TCP) {
 	if e.Kind == event.SweepEnd {
+		// A refresh: what is known meanwhile stays true enough that
+		// nothing waits for it.
 		if last, ok := r.listed[e.Netns]; ok && r.now().Sub(last) > refreshAddrs {
-			r.listNetns(e.Netns, 0)
+			r.askAddrs(e.Netns, 0)
 		}
 		return
 	}
-	r.learnNetns(e)
+	if a := e.Local.Addr(); a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
+		r.addAddr(a, e.Netns)
+	}
 	switch e.Kind {
 	case event.Listen:
 		r.addListener(e, e.Comm)
@@ -103,8 +161,7 @@ func (r *Resolver) Observe(e *event.TCP) {
 	case event.Snapshot:
 		if e.State == event.StateListen {
 			if _, ok := r.listenerOf(e.Netns, e.Local.Port(), e.Sock); !ok {
-				owner, _ := r.host.SocketOwner(e.Inode)
-				r.addListener(e, owner)
+				r.addListener(e, "") // named by its inode
 			}
 		} else if _, ok := r.clientOf[e.Sock]; !ok && !r.isServer(e) {
 			r.addClient(e) // predates the agent
@@ -119,7 +176,11 @@ func (r *Resolver) Observe(e *event.TCP) {
 func (r *Resolver) addClient(e *event.TCP) {
 	if len(r.clients) < maxClients {
 		t := key(e.Netns, e.Local, e.Remote)
-		r.clients[t] = r.owner(e)
+		c := client{inode: e.Inode}
+		if e.PID != 0 && e.Comm != "" {
+			c.owner = e.Comm
+		}
+		r.clients[t] = c
 		r.clientOf[e.Sock] = t
 	}
 }
@@ -139,22 +200,43 @@ func (r *Resolver) Forget(sock uint64) {
 	}
 }
 
-// Identify implements identity.Identifier.
+// Identify implements identity.Identifier. An end whose owner a scan
+// asked for may name makes the pair Pending (Retry names it again).
 func (r *Resolver) Identify(e *event.TCP) identity.Pair {
+	var wait bool
 	if r.isServer(e) {
 		return identity.Pair{
-			Source:      identity.Workload{Name: r.peerClient(e)},
-			Destination: identity.Workload{Name: r.listenerOwner(e.Netns, e.Local, e)},
+			Source:      identity.Workload{Name: r.peerClient(e, &wait)},
+			Destination: identity.Workload{Name: r.listenerOwner(e.Netns, e.Local, e, &wait)},
 			Port:        e.Local.Port(),
 			Reporter:    identity.Server,
+			Pending:     wait,
 		}
 	}
 	return identity.Pair{
-		Source:      identity.Workload{Name: r.owner(e)},
-		Destination: identity.Workload{Name: r.peerServer(e)},
+		Source:      identity.Workload{Name: r.owner(e, &wait)},
+		Destination: identity.Workload{Name: r.peerServer(e, &wait)},
 		Port:        e.Remote.Port(),
 		Reporter:    identity.Client,
+		Pending:     wait,
 	}
+}
+
+// Retry implements identity.Late: the ends of a pending pair that are
+// guesses (unknown) are named again with what the scans brought since; a
+// named end stays.
+func (r *Resolver) Retry(p identity.Pair, e *event.TCP) identity.Pair {
+	if !p.Pending {
+		return p
+	}
+	q := r.Identify(e)
+	if p.Source.Name != identity.Unknown {
+		q.Source = p.Source
+	}
+	if p.Destination.Name != identity.Unknown {
+		q.Destination = p.Destination
+	}
+	return q
 }
 
 // isServer: accepted sockets are, and so is any socket whose local port has
@@ -171,29 +253,54 @@ func (r *Resolver) isServer(e *event.TCP) bool {
 }
 
 // owner names the process owning e's socket.
-func (r *Resolver) owner(e *event.TCP) string {
+func (r *Resolver) owner(e *event.TCP, wait *bool) string {
 	if e.PID != 0 && e.Comm != "" {
 		return e.Comm
 	}
-	if name, ok := r.host.SocketOwner(e.Inode); ok {
+	return r.ownerOf(e.Inode, wait)
+}
+
+// ownerOf names the process holding a socket inode from the last scan.
+// Where it is not there and a scan may run (one a second at most, as
+// before), one is asked for and *wait set: the name may come with it.
+func (r *Resolver) ownerOf(inode uint64, wait *bool) string {
+	if inode == 0 {
+		return identity.Unknown
+	}
+	if name, ok := r.owners[inode]; ok {
 		return name
+	}
+	if !r.scanning && r.now().Sub(r.scanned) >= rescanEvery {
+		r.scanned = r.now()
+		r.stats.Asked[Owners].Add(1)
+		if r.ask.Ask(Lookup{Need: Owners}) {
+			r.scanning = true
+		} else {
+			r.stats.Dropped[Owners].Add(1)
+		}
+	}
+	if r.scanning {
+		*wait = true
 	}
 	return identity.Unknown
 }
 
 // peerServer names the server a client connected to.
-func (r *Resolver) peerServer(e *event.TCP) string {
+func (r *Resolver) peerServer(e *event.TCP, wait *bool) string {
 	netns, local := r.localNetns(e.Netns, e.Remote.Addr())
 	if !local {
 		return identity.World
 	}
-	return r.listenerOwner(netns, e.Remote, nil)
+	return r.listenerOwner(netns, e.Remote, nil, wait)
 }
 
 // peerClient names the client of an accepted connection.
-func (r *Resolver) peerClient(e *event.TCP) string {
-	if owner, ok := r.clients[key(e.Netns, e.Remote, e.Local)]; ok {
-		return owner
+func (r *Resolver) peerClient(e *event.TCP, wait *bool) string {
+	if c, ok := r.clients[key(e.Netns, e.Remote, e.Local)]; ok {
+		if c.owner != "" {
+			return c.owner
+		}
+		return r.ownerOf(c.inode, wait)
 	}
 	if _, local := r.localNetns(e.Netns, e.Remote.Addr()); local {
 		return identity.Unknown
@@ -203,15 +310,23 @@ func (r *Resolver) peerClient(e *event.TCP) string {
 
 // listenerOwner names whoever listens on addr in netns; self, when given,
 // is the accepted socket whose inode may name the owner instead.
-func (r *Resolver) listenerOwner(netns uint32, addr netip.AddrPort, self *event.TCP) string {
-	if l, ok := r.listenerAt(netns, addr); ok && l.owner != "" {
+func (r *Resolver) listenerOwner(netns uint32, addr netip.AddrPort, self *event.TCP, wait *bool) string {
+	l, ok := r.listenerAt(netns, addr)
+	if ok && l.owner != "" {
 		return l.owner
 	}
-	if self != nil {
-		if name, ok := r.host.SocketOwner(self.Inode); ok {
+	var later bool
+	if ok && l.inode != 0 {
+		if name := r.ownerOf(l.inode, &later); name != identity.Unknown {
 			return name
 		}
 	}
+	if self != nil && self.Inode != 0 {
+		if name := r.ownerOf(self.Inode, &later); name != identity.Unknown {
+			return name
+		}
+	}
+	*wait = *wait || later
 	return identity.Unknown
 }
 
@@ -246,7 +361,7 @@ func (r *Resolver) addListener(e *event.TCP, owner string) {
 		ls = map[uint64]listener{}
 		r.listeners[k] = ls
 	}
-	ls[e.Sock] = listener{addr: e.Local.Addr(), owner: owner}
+	ls[e.Sock] = listener{addr: e.Local.Addr(), owner: owner, inode: e.Inode}
 	r.listenAt[e.Sock] = k
 }
 
@@ -265,39 +380,74 @@ func (r *Resolver) NetnsOf(a netip.Addr) (uint32, bool) {
 	return netns, ok
 }
 
-// learnNetns records which namespace owns which address: from the socket's
-// own local address, and by listing a namespace's addresses the first time
-// it shows up (and again at its sweeps, now and then), so that a connection
-// to a namespace on this host resolves even before its server accepts.
-func (r *Resolver) learnNetns(e *event.TCP) {
-	if a := e.Local.Addr(); a.IsValid() && !a.IsUnspecified() && !a.IsLoopback() {
-		r.addAddr(a, e.Netns)
-	}
+// Wait says whether e, and every record after it, must wait for an answer
+// before the loop goes on: while a namespace seen for the first time has
+// not had its addresses listed, a connection to one of them would be
+// taken for the world. Wait asks for the listing when e's namespace is new.
+func (r *Resolver) Wait(e *event.TCP) bool {
 	if _, ok := r.listed[e.Netns]; !ok && e.Netns != 0 {
-		r.listNetns(e.Netns, e.PID)
+		if r.askAddrs(e.Netns, e.PID) {
+			r.first[e.Netns] = true
+		}
 	}
+	return len(r.first) > 0
 }
 
-// Learn lists a namespace's addresses unless they are known: the agent
-// calls it for every namespace at start, before any event.
-func (r *Resolver) Learn(netns uint32) {
-	if _, ok := r.listed[netns]; !ok {
-		r.listNetns(netns, 0)
-	}
+// Waiting says whether a first listing is still to come: records of other
+// kinds wait behind it too.
+func (r *Resolver) Waiting() bool { return len(r.first) > 0 }
+
+// Release stops waiting for the first listings asked for: the loop waited
+// as long as it may. Their answers still count when they come.
+func (r *Resolver) Release() {
+	r.stats.Released.Add(1)
+	clear(r.first)
 }
 
-func (r *Resolver) listNetns(netns, pid uint32) {
+// askAddrs asks for the addresses of a namespace; one the worker cannot
+// take is asked again by the next record from there.
+func (r *Resolver) askAddrs(netns, pid uint32) bool {
 	if len(r.listed) >= maxAddrs { // namespaces come and go: start over
 		clear(r.listed)
 	}
-	r.listed[netns] = r.now()
-	addrs, err := r.host.NetnsAddrs(netns, pid)
-	if err != nil {
-		r.log.Debug("cannot list namespace addresses", zap.Uint32("netns", netns), zap.Error(err))
-		return
+	r.stats.Asked[Addrs].Add(1)
+	if !r.ask.Ask(Lookup{Need: Addrs, Netns: netns, PID: pid}) {
+		r.stats.Dropped[Addrs].Add(1)
+		delete(r.listed, netns)
+		return false
 	}
-	for _, a := range addrs {
-		r.addAddr(a, netns)
+	r.listed[netns] = r.now()
+	return true
+}
+
+// Answer folds in what the host said; the agent's loop calls it in its
+// turn among the records. An answer to no question (the agent's start
+// lists every namespace and scans once, before any record) is welcome too.
+func (r *Resolver) Answer(a Answer) {
+	r.stats.Answered[a.Need].Add(1)
+	if a.Err != nil {
+		r.stats.Failed[a.Need].Add(1)
+	}
+	switch a.Need {
+	case Addrs:
+		delete(r.first, a.Netns)
+		if _, ok := r.listed[a.Netns]; !ok {
+			r.listed[a.Netns] = r.now()
+		}
+		if a.Err != nil {
+			// Namespaces vanish between a record and its listing; that is normal.
+			r.log.Debug("cannot list namespace addresses", zap.Uint32("netns", a.Netns), zap.Error(a.Err))
+			return
+		}
+		for _, addr := range a.Addrs {
+			r.addAddr(addr, a.Netns)
+		}
+	case Owners:
+		r.scanning = false
+		r.scanned = r.now()
+		if a.Err == nil {
+			r.owners = a.Owners
+		}
 	}
 }
 
