@@ -79,15 +79,31 @@ func (p Pairs) Retry(pair identity.Pair, e *event.TCP) identity.Pair {
 	if p.Clock != nil && e.Mono != 0 {
 		at = p.Clock(e.Mono)
 	}
+	// A loopback end is the host resolver's to name; one it could not name
+	// yet (its owner's scan still to come) is asked again.
+	var host *identity.Pair
+	again := func(w identity.Workload, a netip.Addr, src bool) identity.Workload {
+		if w.Name != identity.Unknown || !a.IsLoopback() {
+			return w
+		}
+		if host == nil {
+			h := p.Host.Identify(e)
+			host = &h
+		}
+		if src {
+			return host.Source
+		}
+		return host.Destination
+	}
 	if en, ok := p.Dir.Lookup(client.Addr(), at); ok {
 		pair.Source = identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 	} else {
-		pair.Source = p.unknown(client.Addr(), pair.Source, clientLocal, e, &pair.Pending)
+		pair.Source = p.unknown(client.Addr(), again(pair.Source, client.Addr(), true), clientLocal, e, &pair.Pending)
 	}
 	if en, ok := p.Dir.Lookup(server.Addr(), at); ok {
 		pair.Destination = identity.Workload{Namespace: en.Namespace, Name: en.Workload, Service: en.Service}
 	} else {
-		pair.Destination = p.unknown(server.Addr(), pair.Destination, !clientLocal, e, &pair.Pending)
+		pair.Destination = p.unknown(server.Addr(), again(pair.Destination, server.Addr(), false), !clientLocal, e, &pair.Pending)
 	}
 	return pair
 }
@@ -95,8 +111,11 @@ func (p Pairs) Retry(pair identity.Pair, e *event.TCP) identity.Pair {
 // unknown names an end the cluster does not know (yet): w is what the
 // host resolver called it, local whether it is the observed socket's end.
 func (p Pairs) unknown(a netip.Addr, w identity.Workload, local bool, e *event.TCP, pending *bool) identity.Workload {
-	if a.IsLoopback() {
-		return w // a process talking to itself or a neighbour in its namespace
+	if a.IsLoopback() { // a process talking to itself or a neighbour in its namespace
+		if w.Name == identity.Unknown {
+			*pending = true // its owner's scan may name it yet
+		}
+		return w
 	}
 	netns, onNode := e.Netns, local
 	if !local && p.NetnsOf != nil {

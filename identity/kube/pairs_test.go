@@ -113,3 +113,35 @@ func netnsOf(a netip.Addr) (uint32, bool) {
 	}
 	return 0, false
 }
+
+// scanning names a process only once its scan has come back, as the host
+// resolver does for a socket it has not seen an owner of yet.
+type scanning struct{ scanned *bool }
+
+func (scanning) Observe(*event.TCP) {}
+func (scanning) Forget(uint64)      {}
+func (s scanning) Identify(e *event.TCP) identity.Pair {
+	name := identity.Unknown
+	if *s.scanned {
+		name = "redis"
+	}
+	return identity.Pair{Source: identity.Workload{Name: e.Comm}, Destination: identity.Workload{Name: name}, Port: e.Remote.Port(), Reporter: identity.Client, Pending: !*s.scanned}
+}
+
+// A loopback peer the host resolver cannot name yet keeps the pair pending,
+// and the retry after the scan names it.
+func TestLoopbackNamedAfterScan(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	e := &event.TCP{Kind: event.Connect, Netns: 7, Comm: "app", Local: netip.AddrPortFrom(lo, 40000), Remote: netip.AddrPortFrom(lo, 6379)}
+	scanned := false
+	p := Pairs{Host: scanning{&scanned}, Dir: dir{}, HostNetns: hostNetns}
+	pair := p.Identify(e)
+	if !pair.Pending || pair.Source.Name != "app" || pair.Destination.Name != identity.Unknown {
+		t.Fatalf("before the scan: %+v, want app -> unknown, pending", pair)
+	}
+	scanned = true
+	pair = p.Retry(pair, e)
+	if pair.Pending || pair.Source.Name != "app" || pair.Destination.Name != "redis" {
+		t.Fatalf("after the scan: %+v, want app -> redis, settled", pair)
+	}
+}
