@@ -729,4 +729,9 @@ func folded(t *testing.T, prom *harness.Prometheus, instance string, at time.Tim
 		}
 	}
 	t.Errorf("strata-agent / Label values folded into ~other: no source_namespace folds 30 s after the batch Job started: %s -> %v", expr, samples)
+	// When the count moved, if it did: the raw counter every 15 s.
+	for d := -30 * time.Second; d <= 150*time.Second; d += 15 * time.Second {
+		raw, _ := prom.QueryAt(`strata_agent_overflow_total{label="source_namespace"}`, at.Add(d))
+		t.Logf("  at job start %+v: %v", at.Add(d-30*time.Second).Sub(at.Add(-30*time.Second)), raw)
+	}
 }
