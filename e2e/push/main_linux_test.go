@@ -114,6 +114,9 @@ func stored(t *testing.T, m *harness.Prometheus, metric string, l labels) string
 	case 1:
 		return s[0].Value
 	}
+	for _, x := range s {
+		t.Logf("  %v = %s", x.Labels, x.Value)
+	}
 	t.Fatalf("%s%v matches %d series in Prometheus", metric, l, len(s))
 	return ""
 }
