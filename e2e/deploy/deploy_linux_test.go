@@ -7,12 +7,9 @@ package deploy_test
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -264,20 +261,12 @@ func checkConfinement(t *testing.T, pid int) {
 func waitReady(t *testing.T, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
-	last := ""
+	var err error
 	for time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-			last = strconv.Itoa(resp.StatusCode) + " " + string(b)
-		} else {
-			last = err.Error()
+		if err = harness.Ready(addr); err == nil {
+			return
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	t.Fatalf("agent not ready within 60s: %s", last)
+	t.Fatalf("agent not ready within 60s: %v", err)
 }

@@ -5,6 +5,7 @@ package harness
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -99,18 +100,30 @@ func StartAgent(t *testing.T, binary string, args ...string) *Agent {
 	// probes still load, and traffic sent then is never seen.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get("http://" + a.Addr + "/readyz")
+		err := Ready(a.Addr)
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return a
-			}
+			return a
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("agent not ready within 30s:\n%s", a.log.String())
+			t.Fatalf("agent not ready within 30s (%v):\n%s", err, a.log.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Ready asks the agent at addr once whether it is ready (/readyz: probes
+// loaded, event loop turning, informers synced); the error says why not.
+func Ready(addr string) error {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%d %s", resp.StatusCode, b)
+	}
+	return nil
 }
 
 // Scrape reads /metrics once.
