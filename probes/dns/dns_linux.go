@@ -6,7 +6,6 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
-	"github.com/cilium/ebpf/link"
 
 	"github.com/stratanet/strata/probes/cgroup"
 	"github.com/stratanet/strata/probes/tracepoint"
@@ -14,8 +13,9 @@ import (
 
 // Modes, as strata_agent_probe_info reports them.
 const (
-	// ModeCgroupSKB: programs on the packets of every socket (cgroup_skb
-	// on the cgroup v2 root). Nothing but packets pays for them.
+	// ModeCgroupSKB: programs on the packets of every socket, handed
+	// DNS's packets by the cgroup v2 root's program pair (probes/cgroup).
+	// Nothing but packets pays for them.
 	ModeCgroupSKB = "cgroup_skb"
 	// ModeSyscall: the syscall tracepoints of reads and writes, the
 	// fallback: every read and write on the node pays for them.
@@ -51,26 +51,17 @@ func openSKB(events *ebpf.Map) (*Probe, error) {
 		// Said in one line instead of the loader's verifier log.
 		return nil, fmt.Errorf("DNS probe (cgroup_skb): %w", err)
 	}
-	root, err := cgroup.Root()
-	if err != nil {
-		return nil, err
-	}
 	var objs skbObjects
 	if err := load(loadSkb, &objs, events); err != nil {
 		return nil, fmt.Errorf("load DNS packet programs: %w", err)
 	}
-	p := &Probe{mode: ModeCgroupSKB, lost: objs.Lost, close: []func() error{objs.Close}}
-	for _, a := range []struct {
-		prog   *ebpf.Program
-		attach ebpf.AttachType
-	}{{objs.DnsEgress, ebpf.AttachCGroupInetEgress}, {objs.DnsIngress, ebpf.AttachCGroupInetIngress}} {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: a.attach, Program: a.prog})
-		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("attach DNS packet programs to the cgroup v2 root %s: %w", root, err)
-		}
-		p.close = append([]func() error{l.Close}, p.close...)
+	// Behind the root's one program pair, which HTTP capture shares.
+	leave, err := cgroup.Join(cgroup.DNS, objs.DnsEgress, objs.DnsIngress)
+	if err != nil {
+		objs.Close()
+		return nil, fmt.Errorf("DNS probe (cgroup_skb): %w", err)
 	}
+	p := &Probe{mode: ModeCgroupSKB, lost: objs.Lost, close: []func() error{leave, objs.Close}}
 	return p, nil
 }
 

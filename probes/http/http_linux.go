@@ -61,7 +61,8 @@ type Probe struct {
 	lost     *ebpf.Variable
 	close    func() error
 	links    []link.Link
-	iter     *link.Iter // the tally iterator; nil without Tally
+	iter     *link.Iter   // the tally iterator; nil without Tally
+	leave    func() error // Packet: out of the cgroup root's programs
 }
 
 // Open loads the programs, writing into the shared ring events, and
@@ -155,15 +156,12 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 	return p, nil
 }
 
-// openPacket loads and attaches Packet mode: the segment programs on the
-// cgroup v2 root, the socket-state hook that names owners and sends
-// unanswered requests, and the tally iterator.
+// openPacket loads and attaches Packet mode: the segment programs, handed
+// their packets by the cgroup v2 root's program pair (probes/cgroup), the
+// socket-state hook that names owners and sends unanswered requests, and
+// the tally iterator.
 func openPacket(events *ebpf.Map, o Options) (*Probe, error) {
 	if err := PacketsSupported(); err != nil {
-		return nil, fmt.Errorf("HTTP probe (cgroup_skb): %w", err)
-	}
-	root, err := cgroup.Root()
-	if err != nil {
 		return nil, fmt.Errorf("HTTP probe (cgroup_skb): %w", err)
 	}
 	spec, err := loadSkb()
@@ -191,17 +189,13 @@ func openPacket(events *ebpf.Map, o Options) (*Probe, error) {
 		return nil, fmt.Errorf("attach HTTP probe to inet_sock_set_state: %w", err)
 	}
 	p.links = append(p.links, l)
-	for _, a := range []struct {
-		prog   *ebpf.Program
-		attach ebpf.AttachType
-	}{{objs.HttpEgress, ebpf.AttachCGroupInetEgress}, {objs.HttpIngress, ebpf.AttachCGroupInetIngress}} {
-		l, err := link.AttachCgroup(link.CgroupOptions{Path: root, Attach: a.attach, Program: a.prog})
-		if err != nil {
-			p.Close()
-			return nil, fmt.Errorf("attach HTTP packet programs to the cgroup v2 root %s: %w", root, err)
-		}
-		p.links = append(p.links, l)
+	// Behind the root's one program pair, which DNS capture shares.
+	leave, err := cgroup.Join(cgroup.HTTP, objs.HttpEgress, objs.HttpIngress)
+	if err != nil {
+		p.Close()
+		return nil, fmt.Errorf("HTTP probe (cgroup_skb): %w", err)
 	}
+	p.leave = leave
 	return p, nil
 }
 
@@ -279,6 +273,9 @@ func (p *Probe) Lost() uint64 {
 
 // Close detaches everything.
 func (p *Probe) Close() error {
+	if p.leave != nil {
+		p.leave()
+	}
 	if p.iter != nil {
 		p.iter.Close()
 	}
