@@ -81,14 +81,14 @@ start_agent() { # extra agent arguments
 stop_agent() { kill "$agent_pid"; wait "$agent_pid" || true; agent_pid=""; }
 
 # Kernel time (kernel.bpf_stats_enabled) of the running agent's capture
-# programs (syscall hooks enter_*/exit_*, socket tracepoints http_*),
-# summed: its own, found by the program ids of its file descriptors, since
+# programs (syscall hooks enter_*/exit_*, socket tracepoints http_*, the
+# cgroup root's root_* with the packet programs it tail-calls), summed: its own, found by the program ids of its file descriptors, since
 # other agents on the host load programs of the same names.
 agent_bpf_ns() {
 	local ids
 	ids=$(grep -h '^prog_id:' /proc/"$agent_pid"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u | paste -sd' ' -)
 	bpftool prog show 2>/dev/null | awk -v ids="$ids" 'BEGIN {n = split(ids, a, " "); for (i = 1; i <= n; i++) mine[a[i] ":"] = 1}
-		$1 in mine && / name (enter|exit|http)_/ {for (i = 1; i < NF; i++) if ($i == "run_time_ns") s += $(i+1)} END {print s+0}'
+		$1 in mine && / name (enter|exit|http|root)_/ {for (i = 1; i < NF; i++) if ($i == "run_time_ns") s += $(i+1)} END {print s+0}'
 }
 
 # CPU time the running agent has used, in µs (user and system).

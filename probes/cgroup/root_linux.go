@@ -64,12 +64,14 @@ func Join(slot Slot, egress, ingress *ebpf.Program) (leave func() error, err err
 		return nil, fmt.Errorf("cgroup root: %s ingress program: %w", slot, err)
 	}
 	pair.joined[slot] = true
+	left := false
 	return func() error {
 		pair.Lock()
 		defer pair.Unlock()
-		if !pair.joined[slot] {
+		if left {
 			return nil
 		}
+		left = true
 		delete(pair.joined, slot)
 		pair.objs.EgressNext.Delete(key)
 		pair.objs.IngressNext.Delete(key)

@@ -22,6 +22,7 @@ import (
 	"github.com/stratanet/strata/e2e/harness"
 	"github.com/stratanet/strata/e2e/netlab"
 	"github.com/stratanet/strata/probes/event"
+	httpprobe "github.com/stratanet/strata/probes/http"
 	"github.com/stratanet/strata/probes/netns"
 	"github.com/stratanet/strata/probes/ring"
 )
@@ -326,6 +327,29 @@ func TestSocketCalls(t *testing.T) {
 			testSocketCalls(t, newLab(t, mode))
 		})
 	}
+}
+
+// The packet programs share the cgroup root's programs with HTTP capture
+// (TCP that is not DNS goes to it): every call still seen exactly, TCP/53
+// included.
+func TestSocketCallsBesideHTTP(t *testing.T) {
+	if refused(t, ModeCgroupSKB) {
+		return
+	}
+	if err := httpprobe.PacketsSupported(); err != nil {
+		t.Skipf("HTTP capture has no packet mode here: %v", err)
+	}
+	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer events.Close()
+	h, err := httpprobe.Open(events, httpprobe.Options{Mode: httpprobe.Packet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	t.Run(ModeCgroupSKB, func(t *testing.T) { testSocketCalls(t, newLab(t, ModeCgroupSKB)) })
 }
 
 func testSocketCalls(t *testing.T, l *lab) {

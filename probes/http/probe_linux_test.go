@@ -21,6 +21,7 @@ import (
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/stratanet/strata/probes/dns"
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/ring"
 )
@@ -240,51 +241,84 @@ func logRecords(t *testing.T, evs []event.HTTP) {
 // Keep-alive requests from Go's client to Go's server: one record per
 // request and per response on each end, none for the bodies.
 func TestOneRecordPerRequestAndResponse(t *testing.T) {
-	eachMode(t, func(t *testing.T, records func(port uint16) []event.HTTP) {
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		port := uint16(ln.Addr().(*net.TCPAddr).Port)
-		srv := &nethttp.Server{Handler: nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
-			io.Copy(io.Discard, r.Body)
-			w.WriteHeader(201)
-			w.Write([]byte(strings.Repeat("b", 100000))) // a body over many calls
-		})}
-		go srv.Serve(ln)
-		defer srv.Close()
-		for i := 0; i < 5; i++ {
-			resp, err := nethttp.Post(fmt.Sprintf("http://%s/users/%d?secret=x", ln.Addr(), i), "text/plain",
-				strings.NewReader(strings.Repeat("GET / HTTP/1.1\r\n", 1000))) // a body that looks like requests
-			if err != nil {
-				t.Fatal(err)
-			}
-			io.ReadAll(resp.Body)
-			resp.Body.Close()
+	eachMode(t, oneRecordPerRequestAndResponse)
+}
+
+// Packet mode shares the cgroup root's programs with DNS capture (DNS's
+// packets go to it, everything else to HTTP): exact beside it, and still
+// exact once DNS capture has gone.
+func TestPacketBesideDNS(t *testing.T) {
+	if refused(t, Packet) {
+		return
+	}
+	events := openRing(t)
+	defer events.Close()
+	d, _, err := dns.Open(events, dns.ModeCgroupSKB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leave := sync.OnceValue(d.Close)
+	defer leave()
+	t.Run(string(Packet), func(t *testing.T) {
+		records := open(t, Packet)
+		t.Run("beside DNS", func(t *testing.T) { oneRecordPerRequestAndResponse(t, records) })
+		leave()
+		// The same probe, its records from here on (a socket's kernel
+		// address, which the records go by, is reused).
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		since := uint64(ts.Nano())
+		later := func(port uint16) []event.HTTP {
+			return slices.DeleteFunc(records(port), func(e event.HTTP) bool { return e.Mono < since })
 		}
-		evs := records(port)
-		want := map[string]int{"client sent request": 5, "server received request": 5,
-			"server sent response": 5, "client received response": 5}
-		got := tally(evs, port)
-		for k, v := range want {
-			if got[k] != v {
-				t.Errorf("%s: %d, want %d (all: %v)", k, got[k], v, got)
-			}
-		}
-		for _, e := range evs {
-			if !e.Response {
-				if !e.Valid || e.Method != "POST" || !strings.HasPrefix(e.Path, "/users/") || (e.Ended != 0 && e.Status != 201) {
-					t.Errorf("request %+v", e)
-				}
-			} else if !e.Valid || e.Status != 201 {
-				t.Errorf("response %+v", e)
-			}
-			owner := fmt.Sprintf("http.test/%d", os.Getpid())
-			if e.Received && strings.HasSuffix(t.Name(), "/"+string(Packet)) {
-				owner = "/0" // received in softirq: no process; the listener names the server
-			}
-			if got := fmt.Sprintf("%s/%d", e.Comm, e.PID); !e.Response && got != owner {
-				t.Errorf("request owned by %s, want %s", got, owner)
-			}
-		}
+		t.Run("after DNS left", func(t *testing.T) { oneRecordPerRequestAndResponse(t, later) })
 	})
+}
+
+func oneRecordPerRequestAndResponse(t *testing.T, records func(port uint16) []event.HTTP) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+	srv := &nethttp.Server{Handler: nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(201)
+		w.Write([]byte(strings.Repeat("b", 100000))) // a body over many calls
+	})}
+	go srv.Serve(ln)
+	defer srv.Close()
+	for i := 0; i < 5; i++ {
+		resp, err := nethttp.Post(fmt.Sprintf("http://%s/users/%d?secret=x", ln.Addr(), i), "text/plain",
+			strings.NewReader(strings.Repeat("GET / HTTP/1.1\r\n", 1000))) // a body that looks like requests
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	evs := records(port)
+	want := map[string]int{"client sent request": 5, "server received request": 5,
+		"server sent response": 5, "client received response": 5}
+	got := tally(evs, port)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %d, want %d (all: %v)", k, got[k], v, got)
+		}
+	}
+	for _, e := range evs {
+		if !e.Response {
+			if !e.Valid || e.Method != "POST" || !strings.HasPrefix(e.Path, "/users/") || (e.Ended != 0 && e.Status != 201) {
+				t.Errorf("request %+v", e)
+			}
+		} else if !e.Valid || e.Status != 201 {
+			t.Errorf("response %+v", e)
+		}
+		owner := fmt.Sprintf("http.test/%d", os.Getpid())
+		if e.Received && strings.Contains(t.Name(), "/"+string(Packet)) {
+			owner = "/0" // received in softirq: no process; the listener names the server
+		}
+		if got := fmt.Sprintf("%s/%d", e.Comm, e.PID); !e.Response && got != owner {
+			t.Errorf("request owned by %s, want %s", got, owner)
+		}
+	}
 }
 
 // writev on one end, recvmsg-family reads on the other: vectored calls
