@@ -82,8 +82,9 @@ stop_agent() { kill "$agent_pid"; wait "$agent_pid" || true; agent_pid=""; }
 
 # Kernel time (kernel.bpf_stats_enabled) of the running agent's capture
 # programs (syscall hooks enter_*/exit_*, socket tracepoints http_*, the
-# cgroup root's root_* with the packet programs it tail-calls), summed: its own, found by the program ids of its file descriptors, since
-# other agents on the host load programs of the same names.
+# cgroup root's root_* with the packet programs it tail-calls), summed:
+# its own, found by the program ids of its file descriptors, since other
+# agents on the host load programs of the same names.
 agent_bpf_ns() {
 	local ids
 	ids=$(grep -h '^prog_id:' /proc/"$agent_pid"/fdinfo/* 2>/dev/null | awk '{print $2}' | sort -u | paste -sd' ' -)
