@@ -61,9 +61,9 @@ static __always_inline int dispatch(struct __sk_buff *skb, void *next, bool egre
 		if ((void *)(th + 1) > data_end)
 			return 1;
 		if ((egress ? th->dest : th->source) == bpf_htons(DNS_PORT))
-			bpf_tail_call(skb, next, SLOT_DNS); // returns only when DNS is off
+			bpf_tail_call_static(skb, next, SLOT_DNS); // returns only when DNS is off
 		if (skb->len >= l4 + th->doff * 4 + HTTP_MIN)
-			bpf_tail_call(skb, next, SLOT_HTTP);
+			bpf_tail_call_static(skb, next, SLOT_HTTP);
 		return 1;
 	}
 	if (proto == IPPROTO_UDP) {
@@ -71,7 +71,7 @@ static __always_inline int dispatch(struct __sk_buff *skb, void *next, bool egre
 		if ((void *)(uh + 1) > data_end)
 			return 1;
 		if ((egress ? uh->dest : uh->source) == bpf_htons(DNS_PORT))
-			bpf_tail_call(skb, next, SLOT_DNS);
+			bpf_tail_call_static(skb, next, SLOT_DNS);
 	}
 	return 1;
 }
