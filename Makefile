@@ -140,7 +140,7 @@ bench: ## Go benchmarks of the agent's per-record work (decode, pair, count)
 	$(GO) test -run '^$$' -bench . -benchmem ./agent/... ./probes/...
 
 .PHONY: bench-overhead
-bench-overhead: deps build ## No agent, default, TCP only, DNS, HTTP floor, HTTP, interleaved: ns per exchange, wrk ratios, targets (root)
+bench-overhead: deps build ## No agent, default, TCP only, DNS, HTTP floor, HTTP, both beside DNS, interleaved: ns per exchange, wrk ratios, targets (root)
 	AGENT=$(AGENT) bash e2e/bench/overhead.sh
 
 .PHONY: bench-scale

@@ -10,6 +10,11 @@
 #            first bytes, record nothing): what any capture from those
 #            hooks costs at least
 #   http     TCP + HTTP capture (--http=on --dns=off)
+#   dns-floor  TCP + DNS capture + the HTTP floor, sharing the cgroup root's
+#            program pair (httpfloor -dns)
+#   both     TCP + DNS + HTTP capture (--http=on --dns=on), sharing it: what
+#            HTTP costs on top of the default agent is both - dns, its floor
+#            there dns-floor - dns
 # and, when named in SETUPS, floor-tp: the floor of the sock_*_length
 # tracepoint hooks (the fallback mode) for comparison.
 #
@@ -25,7 +30,7 @@
 #
 # Env: AGENT (bin/strata-agent), RUNS (5), DURATION (10s), CONNS (32),
 #      THREADS (2), MODES ("keepalive realistic"; add close; empty: none),
-#      EXCHANGE_RUNS (7; 0 skips the ping-pong), SETUPS (all six).
+#      EXCHANGE_RUNS (7; 0 skips the ping-pong), SETUPS (all eight).
 set -euo pipefail
 
 AGENT=${AGENT:-bin/strata-agent}
@@ -36,7 +41,7 @@ THREADS=${THREADS:-2}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 MODES=${MODES-keepalive realistic}
 EXCHANGE_RUNS=${EXCHANGE_RUNS:-7}
-SETUPS=${SETUPS:-none default tcp dns floor http}
+SETUPS=${SETUPS:-none default tcp dns floor http dns-floor both}
 METRICS=127.0.0.1:19810
 
 [ "$(id -u)" = 0 ] || { echo "bench-overhead: run as root (network namespaces, eBPF)"; exit 1; }
@@ -63,15 +68,17 @@ start_setup() {
 	default) start_agent ;;
 	tcp) start_agent --http=off --dns=off ;;
 	dns) start_agent --http=off --dns=on ;;
-	floor | floor-tp)
+	floor | floor-tp | dns-floor)
 		start_agent --http=off --dns=off
-		local mode=""
+		local mode="" dns=false
 		if [ "$1" = floor-tp ]; then mode=tracepoint; fi
-		"$tmp/httpfloor" -mode="$mode" >"$tmp/floor.log" 2>&1 &
+		if [ "$1" = dns-floor ]; then dns=true; fi
+		"$tmp/httpfloor" -mode="$mode" -dns="$dns" >"$tmp/floor.log" 2>&1 &
 		floor_pid=$!
 		for _ in $(seq 100); do grep -q attached "$tmp/floor.log" && return 0; sleep 0.1; done
 		echo "bench-overhead: httpfloor did not attach:"; cat "$tmp/floor.log"; exit 1
 		;;
+	both) start_agent --http=on --dns=on ;;
 	http)
 		start_agent --http=on --dns=off
 		if [ -z "${http_mode:-}" ]; then # said once: which hooks the capture ran on
@@ -143,6 +150,10 @@ for mode in $MODES; do
 		for s in $SETUPS; do [ "$s" = tcp ] || [ "$s" = none ] || printf "  %s %s" "$s" "$(ratio "$(med "$s" rps)" "$(med tcp rps)")"; done; echo
 		if has http; then http_tcp[$mode]=$(ratio "$(med http rps)" "$(med tcp rps)"); fi
 	fi
+	if has dns && has both; then
+		printf "ratio to dns: "
+		for s in dns-floor both; do has "$s" && printf "  %s %s" "$s" "$(ratio "$(med "$s" rps)" "$(med dns rps)")"; done; echo
+	fi
 	echo
 done
 
@@ -156,6 +167,12 @@ if has tcp && [ "$EXCHANGE_RUNS" -gt 0 ]; then
 		http_add=$(diff_ns "$(med http x)" "$tcp") floor_add=$(diff_ns "$(med floor x)" "$tcp")
 		echo "HTTP capture adds $http_add ns per exchange (target <= 1000); its hooks' floor adds $floor_add ns:" \
 			"$(awk -v a="$http_add" -v b="$floor_add" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}') x the floor (target <= 1.3)"
+	fi
+	if has dns && has both && has dns-floor; then
+		dns_x=$(med dns x)
+		both_add=$(diff_ns "$(med both x)" "$dns_x") dfloor_add=$(diff_ns "$(med dns-floor x)" "$dns_x")
+		echo "Beside DNS capture (sharing its packet programs): HTTP adds $both_add ns per exchange over the dns setup;" \
+			"its floor there adds $dfloor_add ns: $(awk -v a="$both_add" -v b="$dfloor_add" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}') x"
 	fi
 	if [ -n "${http_tcp[keepalive]:-}" ]; then echo "wrk keep-alive, http/tcp: ${http_tcp[keepalive]} (target >= 0.95)"; fi
 	if [ -n "${http_tcp[realistic]:-}" ]; then echo "wrk realistic (16 KiB), http/tcp: ${http_tcp[realistic]} (target >= 0.99)"; fi

@@ -15,11 +15,13 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	dnsprobe "github.com/stratanet/strata/probes/dns"
 	httpprobe "github.com/stratanet/strata/probes/http"
 )
 
 func main() {
 	mode := flag.String("mode", "", "probe mode: cgroup_skb, tracepoint or syscall (default: the agent's choice)")
+	withDNS := flag.Bool("dns", false, "DNS capture on too (its records dropped): the floor as HTTP capture would pay it beside DNS, sharing its packet programs")
 	flag.Parse()
 	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
 	if err != nil {
@@ -28,6 +30,13 @@ func main() {
 	p, err := httpprobe.Open(events, httpprobe.Options{Mode: httpprobe.Mode(*mode), Floor: true})
 	if err != nil {
 		log.Fatal(err)
+	}
+	if *withDNS {
+		d, _, err := dnsprobe.Open(events, "")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer d.Close()
 	}
 	fmt.Println("attached", p.Mode())
 	stop := make(chan os.Signal, 1)
