@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 // DNS messages of clients, from the packets their sockets send and
-// receive: cgroup_skb egress and ingress programs attached to the root of
-// the cgroup v2 hierarchy, so every socket on the node passes them.
+// receive: cgroup_skb egress and ingress programs, handed every UDP or TCP
+// packet to or from port 53 of every socket on the node by the program
+// pair on the root of the cgroup v2 hierarchy (probes/cgroup/bpf/root.c).
 //   - egress: a UDP datagram or TCP segment to port 53 whose payload starts
 //     with a standard query is a query; the sender is the current task
 //     (a locally generated packet leaves in its sender's system call);
@@ -9,9 +10,9 @@
 //     queued to the client's socket before the client can read it, so it
 //     is in the ring before any connect the answer leads to.
 // The payload is read from the kernel's own copy (bpf_skb_load_bytes): no
-// user memory, no buffer to find. Everything else that passes costs a look
-// at the IP and transport headers and one branch; nothing else a process
-// does (reads, writes, files) passes at all.
+// user memory, no buffer to find. Other packets cost the root's look at
+// their headers and stop there; nothing else a process does (reads,
+// writes, files) passes at all.
 #include "vmlinux.h"
 #include "bpf_helpers.h"
 #include "bpf_endian.h"

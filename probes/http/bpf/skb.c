@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 // HTTP/1.x on TCP from the packets of every socket: cgroup_skb egress and
-// ingress programs on the root of the cgroup v2 hierarchy (as the DNS
-// probe's) read the first bytes of each TCP segment from the kernel's own
+// ingress programs, handed each TCP segment with a payload of 16 bytes or
+// more by the program pair on the root of the cgroup v2 hierarchy
+// (probes/cgroup/bpf/root.c, shared with DNS capture, which takes port
+// 53's), read the first bytes of each from the kernel's own
 // copy (bpf_skb_load_bytes): no user memory, no buffer to find, nothing on
 // the path of reads and writes. A segment that starts no request or
 // response costs a look at the headers and one 16-byte load.
