@@ -77,6 +77,9 @@ func TestDashboardsOnRealData(t *testing.T) {
 	ledger := service(t, c, "ledger", 1, 9090, "tcpserver", "-listen", ":8080") // the Service points at a port nobody listens on
 	inventory := service(t, c, "inventory", 1, 8080, "tcpserver", "-listen", ":8080", "-reset")
 
+	// The fold counter is read as a rate: Prometheus must hold a sample
+	// from before the traffic.
+	prom.WaitScraping(t, agent.Addr, 30*time.Second)
 	b := func(name string) string { return filepath.Join(bin, name) }
 	trafficStart := time.Now()
 	job(t, c, "shop", "frontend", fmt.Sprintf(`for i in $(seq 1 %d); do
@@ -732,6 +735,8 @@ func folded(t *testing.T, prom *harness.Prometheus, instance string, at time.Tim
 	// When the count moved, if it did: the raw counter every 15 s.
 	for d := -30 * time.Second; d <= 150*time.Second; d += 15 * time.Second {
 		raw, _ := prom.QueryAt(`strata_agent_overflow_total{label="source_namespace"}`, at.Add(d))
-		t.Logf("  job start %+v: %v", d+30*time.Second, raw)
+		up, _ := prom.QueryAt(`up`, at.Add(d))
+		took, _ := prom.QueryAt(`scrape_duration_seconds`, at.Add(d))
+		t.Logf("  job start %+v: %v (up %v, scrape took %v)", d+30*time.Second, raw, up, took)
 	}
 }
