@@ -87,17 +87,11 @@ func TestDashboardsOnRealData(t *testing.T) {
 %[2]s -url http://api.twilio.com/v1/messages >/dev/null
 sleep 1
 done`, rounds, b("httpclient"), backend))
-	// checkout waits until the API has its pod's address: a refused connect
-	// or a reset in the pod's first half second is named by its process
-	// (source_workload="tcpclient", the server's side "world") instead of
-	// waiting for the pod's name as connections do (agent/flow: ConnectFailed
-	// and resets on a late connection take the guess). What is tested here
-	// is the dashboards on correctly named data; that naming gap is
-	// reported separately. Likewise it stays 3 s after its last query: a
-	// DNS timeout whose pod is gone when the agent gives up on the answer
-	// (--dns-timeout, 1 s, plus a second for stragglers) is named by the
-	// process (source_workload="dnsquery").
-	job(t, c, "shop", "checkout", fmt.Sprintf(`sleep 2; for i in $(seq 1 %d); do
+	// checkout starts at once: its first refused connect and reset may come
+	// before the API has its pod's address, and wait for the pod's name as
+	// its connections do (agent/flow one-offs). It ends with a query that
+	// times out after the pod is gone: named as it was asked (dnsflow).
+	job(t, c, "shop", "checkout", fmt.Sprintf(`for i in $(seq 1 %d); do
 %[2]s -url http://%[3]s/api/orders/$i -n 2 >/dev/null
 %[2]s -url http://%[3]s/api/pay >/dev/null
 %[2]s -url http://%[3]s/api/report >/dev/null
@@ -107,7 +101,7 @@ done`, rounds, b("httpclient"), backend))
 %[7]s -server %[8]s:53 broken.example.com >/dev/null
 %[7]s -server %[9]s:53 -timeout 1s gone.example.com >/dev/null 2>&1
 sleep 1
-done; sleep 3`, rounds, b("httpclient"), payments, b("tcpclient"), ledger, inventory, b("dnsquery"), faultDNS, deadDNS))
+done`, rounds, b("httpclient"), payments, b("tcpclient"), ledger, inventory, b("dnsquery"), faultDNS, deadDNS))
 	c.WaitRunning("shop", "job-name=frontend", 1)
 	c.WaitRunning("shop", "job-name=checkout", 1)
 	nightly := time.Now()
