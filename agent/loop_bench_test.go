@@ -2,7 +2,9 @@ package agent
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"go.uber.org/zap"
@@ -17,6 +19,7 @@ type fixedHost map[uint32][]netip.Addr
 
 func (h fixedHost) NetnsAddrs(ns, _ uint32) ([]netip.Addr, error) { return h[ns], nil }
 func (fixedHost) Owners() (map[uint64]string, error)              { return map[uint64]string{}, nil }
+func (h fixedHost) Namespaces() ([]uint32, error)                 { return slices.Collect(maps.Keys(h)), nil }
 
 // inline answers at once, as a worker that is never behind.
 type inline struct {

@@ -81,6 +81,8 @@ type query struct {
 	qtype string
 	pid   uint32
 	comm  string
+	key   flow.Key   // the client, named as it asked, or
+	wait  *flow.Wait // its names to come: what was known as it asked
 }
 
 type countKey struct {
@@ -119,7 +121,7 @@ type Table struct {
 	malformed uint64              // records that did not parse
 	dropped   uint64              // queries not followed: too many pending
 	unnamed   flow.Late[answered] // completed lookups waiting for their client's name
-	wait      flow.Wait           // scratch for the namer (complete)
+	wait      flow.Wait           // scratch for the namer (Apply)
 
 	scrape sync.Mutex // held by a Collect, which owns snap
 	snap   snapshot   // a scrape's copy of the values, its buffers reused
@@ -163,7 +165,17 @@ func (t *Table) Apply(e *event.DNS) {
 			t.dropped++
 			return
 		}
-		t.pending[k] = query{at: e.Mono, name: q.Name, qtype: q.Type, pid: e.PID, comm: e.Comm}
+		p := query{at: e.Mono, name: q.Name, qtype: q.Type, pid: e.PID, comm: e.Comm}
+		// Named while the client surely lives: a pod may be gone by the
+		// time its query times out. Ends not known yet wait from here, with
+		// the ends already named (the pod) kept.
+		if key, ok := t.names.Name(asking(k, p), &t.wait); ok {
+			p.key = key
+		} else {
+			p.wait = new(flow.Wait)
+			*p.wait = t.wait
+		}
+		t.pending[k] = p
 		return
 	}
 	a, ok := dnsid.Parse(e.Msg)
@@ -239,18 +251,20 @@ func (t *Table) releaseIdle(now uint64) {
 // named; a search-path expansion (suffix set) under "*.suffix", with no
 // event.
 func (t *Table) complete(k client, q query, rcode string, end uint64, suffix string) {
-	who := event.TCP{Kind: event.Connect, Netns: k.netns, PID: q.pid, Comm: q.comm, Local: k.local, Remote: k.remote}
-	w := &t.wait // the table's own: a local would move to the heap, once per lookup
-	if t.unnamed.Full() {
-		w = nil // named now, by guess
-	}
-	if key, ok := t.names.Name(&who, w); ok {
+	switch {
+	case q.wait == nil:
+		t.count(q.key, k, q, rcode, end, suffix)
+	case t.unnamed.Full():
+		key, _ := t.names.Name(asking(k, q), nil) // named now, by guess
 		t.count(key, k, q, rcode, end, suffix)
-		return
+	default:
+		t.unnamed.Add(q.wait, answered{k, q, rcode, end, suffix})
 	}
-	wait := new(flow.Wait)
-	*wait = t.wait
-	t.unnamed.Add(wait, answered{k, q, rcode, end, suffix})
+}
+
+// asking is the lookup's client as a connection the namer can name.
+func asking(k client, q query) *event.TCP {
+	return &event.TCP{Kind: event.Connect, Netns: k.netns, PID: q.pid, Comm: q.comm, Local: k.local, Remote: k.remote}
 }
 
 // named counts the lookups whose client was named (or whose wait is over).

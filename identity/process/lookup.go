@@ -9,13 +9,17 @@ import (
 type Need uint8
 
 const (
-	Addrs  Need = iota + 1 // the addresses of one network namespace (setns)
-	Owners                 // every socket inode's process (a readlink of every /proc/*/fd)
+	Addrs      Need = iota + 1 // the addresses of one network namespace (setns)
+	Owners                     // every socket inode's process (a readlink of every /proc/*/fd)
+	Namespaces                 // every network namespace of the host (a readlink of every /proc/*/ns/net)
 )
 
 func (n Need) String() string {
-	if n == Addrs {
+	switch n {
+	case Addrs:
 		return "addresses"
+	case Namespaces:
+		return "namespaces"
 	}
 	return "owners"
 }
@@ -32,6 +36,7 @@ type Answer struct {
 	Lookup
 	Addrs  []netip.Addr
 	Owners map[uint64]string
+	All    []uint32 // Namespaces: every namespace found
 	Err    error
 }
 
@@ -52,13 +57,13 @@ type Worker struct {
 func NewWorker(host Host, queue int) *Worker {
 	return &Worker{
 		host:    host,
-		queues:  map[Need]chan Lookup{Addrs: make(chan Lookup, queue), Owners: make(chan Lookup, 1)},
+		queues:  map[Need]chan Lookup{Addrs: make(chan Lookup, queue), Owners: make(chan Lookup, 1), Namespaces: make(chan Lookup, 1)},
 		answers: make(chan Answer, queue),
 	}
 }
 
-// Ask implements Asker; it never blocks. An owners scan already queued
-// answers a second ask too.
+// Ask implements Asker; it never blocks. An owners scan or a namespace
+// listing already queued answers a second ask too.
 func (w *Worker) Ask(l Lookup) bool {
 	select {
 	case w.queues[l.Need] <- l:
@@ -104,6 +109,8 @@ func (w *Worker) Do(l Lookup) Answer {
 		a.Addrs, a.Err = w.host.NetnsAddrs(l.Netns, l.PID)
 	case Owners:
 		a.Owners, a.Err = w.host.Owners()
+	case Namespaces:
+		a.All, a.Err = w.host.Namespaces()
 	}
 	return a
 }
