@@ -1,5 +1,7 @@
 // Package cgroup finds the root of the cgroup v2 hierarchy, where programs
-// that every socket on the node must pass (cgroup_skb) are attached.
+// that every socket on the node must pass (cgroup_skb) are attached, and
+// keeps the one program pair there that hands DNS and HTTP capture their
+// packets (Join).
 package cgroup
 
 import (
