@@ -122,7 +122,7 @@ type Table struct {
 
 	mu        sync.Mutex
 	gov       *governor
-	keys      map[identity.Pair]Key // the governor's answers, remembered
+	keys      map[identity.Pair]*pairKey // the governor's answers and their flows, remembered
 	conns     map[uint64]*conn
 	byNetns   map[uint32]map[uint64]*conn // the same sockets by namespace, for sweep ends
 	closed    map[tombstone]*conn         // recently closed sockets, for events that trail the close
@@ -144,7 +144,7 @@ func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {
 	return &Table{
 		log: log, id: id, opts: opts, now: time.Now,
 		gov:     newGovernor(opts.Budgets),
-		keys:    map[identity.Pair]Key{},
+		keys:    map[identity.Pair]*pairKey{},
 		conns:   map[uint64]*conn{},
 		byNetns: map[uint32]map[uint64]*conn{},
 		closed:  map[tombstone]*conn{},
@@ -167,9 +167,9 @@ func (t *Table) apply(e *event.TCP) {
 		}
 		t.track(e).stats.connections[Success]++
 	case event.ConnectFailed:
-		k := t.keyOf(e)
+		k, s := t.flowOfPair(t.id.Identify(e))
 		r := Result(e.Err)
-		t.flow(k).connections[r]++
+		s.connections[r]++
 		t.notify(emit.ConnectFailed, k, e, "error", resultNames[r], "errno", errnoName(e.Err))
 	case event.Snapshot:
 		if e.State == event.StateListen {
@@ -222,8 +222,7 @@ func (t *Table) track(e *event.TCP) *conn {
 		c.stats = &c.late.acc
 		t.lates.Add(&c.late.Wait, c)
 	} else {
-		c.key = t.keyOfPair(p)
-		c.stats = t.flow(c.key)
+		c.key, c.stats = t.flowOfPair(p)
 	}
 	if len(t.conns) >= t.opts.MaxConns {
 		t.untracked++
@@ -231,7 +230,7 @@ func (t *Table) track(e *event.TCP) *conn {
 	}
 	c.stats.active++
 	t.conns[e.Sock] = c
-	ns := t.byNetns[c.netns]
+	ns := t.byNetns[c.netns] // emptied ones stay until Tick: a storm empties and refills them
 	if ns == nil {
 		ns = map[uint64]*conn{}
 		t.byNetns[c.netns] = ns
@@ -243,18 +242,19 @@ func (t *Table) track(e *event.TCP) *conn {
 func (t *Table) end(sock uint64, c *conn) {
 	c.stats.active--
 	delete(t.conns, sock)
-	if ns := t.byNetns[c.netns]; ns != nil {
-		if delete(ns, sock); len(ns) == 0 {
-			delete(t.byNetns, c.netns)
-		}
-	}
+	delete(t.byNetns[c.netns], sock)
 	t.id.Forget(sock)
 	// Two generations, the older dropped whole: deleting the oldest of one
 	// map at each close left it so full of deleted slots that inserts
 	// probed far (a fifth of the agent's CPU under a new connection per
-	// request).
+	// request). The older map is cleared and reused: clear leaves no
+	// deleted slots behind, and nothing is allocated per generation.
 	if len(t.closed) >= maxClosed {
-		t.older, t.closed = t.closed, make(map[tombstone]*conn, maxClosed)
+		if t.older == nil {
+			t.older = make(map[tombstone]*conn, maxClosed)
+		}
+		clear(t.older)
+		t.older, t.closed = t.closed, t.older
 	}
 	t.closed[tombstone{sock, c.local, c.remote}] = c
 }
@@ -361,21 +361,40 @@ func (t *Table) keyOf(e *event.TCP) Key {
 	return t.keyOfPair(t.id.Identify(e))
 }
 
-func (t *Table) keyOfPair(p identity.Pair) Key {
+func (t *Table) keyOfPair(p identity.Pair) Key { return t.pairKey(p).key }
+
+// flowOfPair is p's key and flow: for a pair seen before, one lookup.
+func (t *Table) flowOfPair(p identity.Pair) (Key, *stats) {
+	pk := t.pairKey(p)
+	if pk.stats == nil {
+		pk.stats = t.flow(pk.key)
+	}
+	return pk.key, pk.stats
+}
+
+// pairKey is the governor's answer for a pair, and its flow once counted.
+// Flows are deleted only by prune, which forgets every pairKey.
+type pairKey struct {
+	key   Key
+	stats *stats // nil until flowOfPair
+}
+
+func (t *Table) pairKey(p identity.Pair) *pairKey {
 	p.Pending = false // a guess and a sure name share their series
-	if k, ok := t.keys[p]; ok {
-		return k
+	if pk, ok := t.keys[p]; ok {
+		return pk
 	}
 	k := t.gov.key(p)
 	if _, ok := t.flows[k]; !ok && len(t.flows) >= t.opts.Budgets.Flows {
 		t.gov.overflow["flows"]++
-		return overflowKey(identity.Reporter(k.Reporter))
+		return &pairKey{key: overflowKey(identity.Reporter(k.Reporter))}
 	}
 	if len(t.keys) >= 2*t.opts.Budgets.Flows { // pairs folded into ~other pile up here
 		clear(t.keys)
 	}
-	t.keys[p] = k
-	return k
+	pk := &pairKey{key: k}
+	t.keys[p] = pk
+	return pk
 }
 
 func (t *Table) flow(k Key) *stats {
@@ -445,6 +464,11 @@ func (t *Table) Tick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	for ns, conns := range t.byNetns {
+		if len(conns) == 0 {
+			delete(t.byNetns, ns)
+		}
+	}
 	t.lates.Settle(func(w *Wait) (Key, bool) {
 		k := t.guess(w)
 		return k, !t.waiting(w.pair, w.since, now)

@@ -331,19 +331,17 @@ func (r *Resolver) listenerOwner(netns uint32, addr netip.AddrPort, self *event.
 }
 
 func (r *Resolver) listenerAt(netns uint32, addr netip.AddrPort) (listener, bool) {
-	var wildcard *listener
+	var wildcard listener
+	var found bool
 	for _, l := range r.listeners[listenKey{netns, addr.Port()}] {
 		if l.addr == addr.Addr() {
 			return l, true
 		}
 		if l.addr.IsUnspecified() && (l.addr.Is6() || addr.Addr().Is4()) {
-			wildcard = &l
+			wildcard, found = l, true
 		}
 	}
-	if wildcard != nil {
-		return *wildcard, true
-	}
-	return listener{}, false
+	return wildcard, found
 }
 
 func (r *Resolver) listenerOf(netns uint32, port uint16, sock uint64) (listener, bool) {
@@ -451,8 +449,10 @@ func (r *Resolver) Answer(a Answer) {
 	}
 }
 
+// addAddr runs for nearly every record: a lookup alone when nothing changed.
 func (r *Resolver) addAddr(a netip.Addr, netns uint32) {
-	if _, ok := r.addrs[a]; ok || len(r.addrs) < maxAddrs {
-		r.addrs[a] = netns
+	if old, ok := r.addrs[a]; ok && old == netns || !ok && len(r.addrs) >= maxAddrs {
+		return
 	}
+	r.addrs[a] = netns
 }
