@@ -322,8 +322,12 @@ func (k *kernel) lost() map[string]uint64 {
 	return lost
 }
 
-// read starts the ring-buffer reader. It never waits for the event loop:
-// a full queue drops the batch and counts it.
+// read starts the ring-buffer reader. While the queue to the event loop is
+// full it waits, and the records wait in the kernel's ring: behind a busy
+// loop both buffers fill before anything is lost, and what the ring then
+// refuses the kernel counts (stage ringbuf). Dropping at a full queue
+// instead left the ring empty (its room unused) and spent the starved
+// CPU decoding records only to throw them away.
 func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue int) (<-chan []event.Record, error) {
 	r, err := ring.Open(k.tcp.Events(), poll, decode, newBatch)
 	if err != nil {
@@ -332,22 +336,25 @@ func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue i
 	records := make(chan []event.Record, max(1, queue/maxBatch))
 	g.Go(func() error {
 		defer close(records)
-		err := r.Run(ctx, func(batch []event.Record) {
-			select {
-			case records <- batch:
-			default:
-				for i := range batch {
-					h.queueLost[probeOf(&batch[i])].Add(1)
-				}
-				recycle(batch)
-			}
-		}, func(error) { h.decodeLost.Add(1) })
+		err := r.Run(ctx, forward(ctx, records), func(error) { h.decodeLost.Add(1) })
 		if ctx.Err() == nil {
 			h.readerStopped(err) // /healthz fails: nothing reads the kernel's records any more
 		}
 		return err
 	})
 	return records, nil
+}
+
+// forward hands each batch to the loop, waiting while the queue is full
+// (the ring buffer holds what comes meanwhile).
+func forward(ctx context.Context, records chan<- []event.Record) func([]event.Record) {
+	return func(batch []event.Record) {
+		select {
+		case records <- batch:
+		case <-ctx.Done():
+			recycle(batch)
+		}
+	}
 }
 
 // decode dispatches on the kind every record starts with.
