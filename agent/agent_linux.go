@@ -142,28 +142,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		timed.add("dns", queries)
 	}
 
-	// One record's way through the stages, in the kernel's order.
-	apply := func(r *event.Record) {
-		if r.Tally != nil {
-			requests.Tally(r.Tally)
-			return
-		}
-		if r.IsHTTP {
-			requests.Apply(&r.HTTP)
-			return
-		}
-		if r.IsDNS {
-			if queries != nil {
-				queries.Apply(&r.DNS)
-			}
-			return
-		}
-		resolver.Observe(&r.TCP)
-		table.Apply(&r.TCP)
-		if r.TCP.Kind == event.Close {
-			requests.Closed(r.TCP.Sock, r.TCP.Mono)
-		}
-	}
+	st := &stages{resolver: resolver, table: table, requests: requests, queries: queries}
 	// A namespace's first record waits for its addresses, and so does
 	// every record after it (of any probe): see order.
 	wait := func(r *event.Record) bool {
@@ -172,7 +151,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 		return resolver.Wait(&r.TCP)
 	}
-	ord := newOrder(wait, apply, resolver.Release)
+	ord := newOrder(wait, st.apply, resolver.Release)
 	sweeps := &sweepStats{}
 	reg.MustRegister(timed, h, hostCollector{resolver.Stats(), &ord.holding, sweeps},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -159,6 +159,21 @@ func (t *Table) Apply(e *event.TCP) {
 	t.apply(e)
 }
 
+// ApplyAll folds a run of TCP records into the table under one hold of its
+// lock (a lock and unlock per record was a tenth of the event loop's time
+// in a storm). observe, when not nil, is shown each record just before it
+// is folded, as the loop's identifier must see every record in order.
+func (t *Table) ApplyAll(rs []event.Record, observe func(*event.TCP)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range rs {
+		if observe != nil {
+			observe(&rs[i].TCP)
+		}
+		t.apply(&rs[i].TCP)
+	}
+}
+
 func (t *Table) apply(e *event.TCP) {
 	switch e.Kind {
 	case event.Connect, event.Accept:
