@@ -23,7 +23,7 @@ import (
 type order struct {
 	wait    func(*event.Record) bool // asks what e needs; true: hold from e on
 	apply   func([]event.Record)     // a run of records, in order
-	release func() // stop waiting for the answers asked for
+	release func()                   // stop waiting for the answers asked for
 
 	held    []event.Record
 	since   time.Time // when the current hold began
