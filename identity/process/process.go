@@ -89,6 +89,7 @@ type Resolver struct {
 	clients   map[tuple]client                  // live client sockets -> owner
 	clientOf  map[uint64]tuple
 	addrs     map[netip.Addr]uint32 // local address -> namespace
+	lastAddr  map[uint32]netip.Addr // namespace -> an address addrs gives it, the one its records last carried
 	listed    map[uint32]time.Time  // namespaces whose addresses were asked for
 	first     map[uint32]bool       // first listings asked and not answered: the loop holds records
 
@@ -124,6 +125,7 @@ func New(log *zap.Logger, ask Asker) *Resolver {
 		clients:   map[tuple]client{},
 		clientOf:  map[uint64]tuple{},
 		addrs:     map[netip.Addr]uint32{},
+		lastAddr:  map[uint32]netip.Addr{},
 		listed:    map[uint32]time.Time{},
 		first:     map[uint32]bool{},
 		owners:    map[uint64]string{},
@@ -449,10 +451,23 @@ func (r *Resolver) Answer(a Answer) {
 	}
 }
 
-// addAddr runs for nearly every record: a lookup alone when nothing changed.
+// addAddr runs for nearly every record: when its namespace's records last
+// carried the same address, one lookup by namespace (an address is dearer
+// to hash). lastAddr[ns] == a holds only while addrs[a] == ns.
 func (r *Resolver) addAddr(a netip.Addr, netns uint32) {
-	if old, ok := r.addrs[a]; ok && old == netns || !ok && len(r.addrs) >= maxAddrs {
+	if last, ok := r.lastAddr[netns]; ok && last == a {
 		return
 	}
+	old, ok := r.addrs[a]
+	if !ok && len(r.addrs) >= maxAddrs {
+		return
+	}
+	if ok && old != netns && r.lastAddr[old] == a {
+		delete(r.lastAddr, old)
+	}
 	r.addrs[a] = netns
+	if len(r.lastAddr) >= maxAddrs {
+		clear(r.lastAddr)
+	}
+	r.lastAddr[netns] = a
 }
