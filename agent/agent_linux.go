@@ -90,6 +90,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	resolver.Answer(lookups.Do(process.Lookup{Need: process.Owners}))
 	var id identity.Identifier = resolver
 	var gone flow.GoneFunc
+	var pods *procPods // Kubernetes mode: processes' pods, by their cgroups
 	if kubeWanted(cfg) {
 		kctx, stop := context.WithCancel(ctx)
 		c, err := startKube(kctx, cfg, log.Named("kube"))
@@ -104,7 +105,8 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		if err != nil {
 			return err
 		}
-		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns, Process: podOfProcess(c), Clock: monoToWall(), NetnsOf: resolver.NetnsOf}
+		pods = newProcPods(c, lookups, resolver.Stats())
+		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns, Process: pods.pod, Clock: monoToWall(), NetnsOf: resolver.NetnsOf}
 		gone = c.Gone
 	}
 	// Outside destinations: the name the client resolved, a CIDR name, world.
@@ -180,7 +182,10 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 				ord.push(batch, time.Now())
 				recycle(batch)
 			case a := <-lookups.Answers():
-				resolver.Answer(a)
+				resolver.Answer(a) // counts every answer
+				if a.Need == process.Cgroup && pods != nil {
+					pods.answer(a) // the pair waiting for it is named at the next tick
+				}
 				ord.resume(time.Now())
 			case <-tick.C:
 				h.turn() // /healthz: the loop is not stuck

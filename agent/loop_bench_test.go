@@ -21,6 +21,7 @@ type fixedHost map[uint32][]netip.Addr
 
 func (h fixedHost) NetnsAddrs(ns, _ uint32) ([]netip.Addr, error) { return h[ns], nil }
 func (fixedHost) Owners() (map[uint64]string, error)              { return map[uint64]string{}, nil }
+func (fixedHost) Cgroup(uint32) ([]byte, error)                   { return nil, nil }
 
 // asked keeps the lookups for the loop to answer after the batch, as a
 // worker that is never behind would.

@@ -53,6 +53,11 @@ func (h *ProcHost) path(ns, pid uint32) (string, error) {
 	return "", fmt.Errorf("network namespace %d: no process or mount enters it", ns)
 }
 
+// Cgroup reads the cgroup file of process pid.
+func (h *ProcHost) Cgroup(pid uint32) ([]byte, error) {
+	return os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/cgroup")
+}
+
 // Owners maps every socket inode to the name of a process holding it, the
 // way ss -p does.
 func (h *ProcHost) Owners() (map[uint64]string, error) {

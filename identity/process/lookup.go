@@ -11,11 +11,15 @@ type Need uint8
 const (
 	Addrs  Need = iota + 1 // the addresses of one network namespace (setns)
 	Owners                 // every socket inode's process (a readlink of every /proc/*/fd)
+	Cgroup                 // one process's cgroups (/proc/PID/cgroup), for the Kubernetes pod it belongs to
 )
 
 func (n Need) String() string {
-	if n == Addrs {
+	switch n {
+	case Addrs:
 		return "addresses"
+	case Cgroup:
+		return "cgroup"
 	}
 	return "owners"
 }
@@ -24,7 +28,7 @@ func (n Need) String() string {
 type Lookup struct {
 	Need  Need
 	Netns uint32 // Addrs: the namespace
-	PID   uint32 // Addrs: a process known to live in it, or 0
+	PID   uint32 // Addrs: a process known to live in it, or 0; Cgroup: the process
 }
 
 // Answer is what the host said, delivered back to the event loop.
@@ -32,6 +36,7 @@ type Answer struct {
 	Lookup
 	Addrs  []netip.Addr
 	Owners map[uint64]string
+	Cgroup []byte // the file's content
 	Err    error
 }
 
@@ -52,7 +57,7 @@ type Worker struct {
 func NewWorker(host Host, queue int) *Worker {
 	return &Worker{
 		host:    host,
-		queues:  map[Need]chan Lookup{Addrs: make(chan Lookup, queue), Owners: make(chan Lookup, 1)},
+		queues:  map[Need]chan Lookup{Addrs: make(chan Lookup, queue), Owners: make(chan Lookup, 1), Cgroup: make(chan Lookup, queue)},
 		answers: make(chan Answer, queue),
 	}
 }
@@ -104,6 +109,8 @@ func (w *Worker) Do(l Lookup) Answer {
 		a.Addrs, a.Err = w.host.NetnsAddrs(l.Netns, l.PID)
 	case Owners:
 		a.Owners, a.Err = w.host.Owners()
+	case Cgroup:
+		a.Cgroup, a.Err = w.host.Cgroup(l.PID)
 	}
 	return a
 }

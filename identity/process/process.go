@@ -38,6 +38,8 @@ type Host interface {
 	NetnsAddrs(netns, pid uint32) ([]netip.Addr, error)
 	// Owners names the process holding each socket inode.
 	Owners() (map[uint64]string, error)
+	// Cgroup reads a process's cgroup file (/proc/PID/cgroup).
+	Cgroup(pid uint32) ([]byte, error)
 }
 
 // Limits bound the resolver's memory whatever the traffic.
@@ -105,7 +107,7 @@ type Resolver struct {
 // waiting for one (Released) are named less well than they could have
 // been, never silently.
 type Stats struct {
-	Asked, Answered, Failed, Dropped [Owners + 1]atomic.Uint64 // by Need
+	Asked, Answered, Failed, Dropped [Cgroup + 1]atomic.Uint64 // by Need
 	Released                         atomic.Uint64             // holds given up (Release)
 }
 

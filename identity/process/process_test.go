@@ -28,6 +28,8 @@ func (h *fakeHost) NetnsAddrs(ns, _ uint32) ([]netip.Addr, error) {
 	return nil, errors.New("gone")
 }
 
+func (h *fakeHost) Cgroup(uint32) ([]byte, error) { return nil, errors.New("no cgroups here") }
+
 func (h *fakeHost) Owners() (map[uint64]string, error) {
 	h.scans++
 	return maps.Clone(h.owners), nil
