@@ -2,7 +2,9 @@ package agent
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ type fixedHost map[uint32][]netip.Addr
 func (h fixedHost) NetnsAddrs(ns, _ uint32) ([]netip.Addr, error) { return h[ns], nil }
 func (fixedHost) Owners() (map[uint64]string, error)              { return map[uint64]string{}, nil }
 func (fixedHost) Cgroup(uint32) ([]byte, error)                   { return nil, nil }
+func (h fixedHost) Namespaces() ([]uint32, error)                 { return slices.Collect(maps.Keys(h)), nil }
 
 // asked keeps the lookups for the loop to answer after the batch, as a
 // worker that is never behind would.

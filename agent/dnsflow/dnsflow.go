@@ -81,6 +81,8 @@ type query struct {
 	qtype string
 	pid   uint32
 	comm  string
+	key   flow.Key // the client, when named as it asked
+	named bool
 }
 
 type countKey struct {
@@ -163,7 +165,11 @@ func (t *Table) Apply(e *event.DNS) {
 			t.dropped++
 			return
 		}
-		t.pending[k] = query{at: e.Mono, name: q.Name, qtype: q.Type, pid: e.PID, comm: e.Comm}
+		p := query{at: e.Mono, name: q.Name, qtype: q.Type, pid: e.PID, comm: e.Comm}
+		// Named while the client surely lives: a pod may be gone by the
+		// time its query times out. One not known yet is named at the end.
+		p.key, p.named = t.names.Name(asking(k, p), &t.wait)
+		t.pending[k] = p
 		return
 	}
 	a, ok := dnsid.Parse(e.Msg)
@@ -239,18 +245,26 @@ func (t *Table) releaseIdle(now uint64) {
 // named; a search-path expansion (suffix set) under "*.suffix", with no
 // event.
 func (t *Table) complete(k client, q query, rcode string, end uint64, suffix string) {
-	who := event.TCP{Kind: event.Connect, Netns: k.netns, PID: q.pid, Comm: q.comm, Local: k.local, Remote: k.remote}
+	if q.named {
+		t.count(q.key, k, q, rcode, end, suffix)
+		return
+	}
 	w := &t.wait // the table's own: a local would move to the heap, once per lookup
 	if t.unnamed.Full() {
 		w = nil // named now, by guess
 	}
-	if key, ok := t.names.Name(&who, w); ok {
+	if key, ok := t.names.Name(asking(k, q), w); ok {
 		t.count(key, k, q, rcode, end, suffix)
 		return
 	}
 	wait := new(flow.Wait)
 	*wait = t.wait
 	t.unnamed.Add(wait, answered{k, q, rcode, end, suffix})
+}
+
+// asking is the lookup's client as a connection the namer can name.
+func asking(k client, q query) *event.TCP {
+	return &event.TCP{Kind: event.Connect, Netns: k.netns, PID: q.pid, Comm: q.comm, Local: k.local, Remote: k.remote}
 }
 
 // named counts the lookups whose client was named (or whose wait is over).

@@ -25,6 +25,7 @@ type byComm struct {
 	wait    bool
 	named   *flow.Key // once set, what waits is named so
 	waiting int       // Settle calls
+	gone    bool      // the client's pod is gone: named by its process
 }
 
 func (b *byComm) Name(e *event.TCP, w *flow.Wait) (flow.Key, bool) {
@@ -32,7 +33,11 @@ func (b *byComm) Name(e *event.TCP, w *flow.Wait) (flow.Key, bool) {
 	if b.wait && w != nil {
 		return flow.Key{}, false
 	}
-	return flow.Key{SourceWorkload: e.Comm, DestinationWorkload: "world", DestinationPort: "53", Reporter: "client"}, true
+	wl := e.Comm
+	if b.gone {
+		wl = "process:" + wl
+	}
+	return flow.Key{SourceWorkload: wl, DestinationWorkload: "world", DestinationPort: "53", Reporter: "client"}, true
 }
 
 func (b *byComm) Settle(*flow.Wait) (flow.Key, bool) {
@@ -415,5 +420,24 @@ func TestCountedOnceNamed(t *testing.T) {
 	})
 	if len(l.ev.got) != 1 || l.ev.got[0].Namespace != "shop" {
 		t.Errorf("dns_error events: %+v", l.ev.got)
+	}
+}
+
+// A lookup is named as it is asked: a client gone by the time its query
+// times out (a pod that exited) still counts under its own name.
+func TestNamedWhenAsked(t *testing.T) {
+	l := newLab(t, DefaultOptions())
+	l.query(1, cli, "curl", 1, "gone.example", mdns.TypeA)
+	l.names.gone = true
+	l.now += uint64(5*time.Second+deliverySlack) + 1
+	l.tab.Tick()
+	expect(t, scrape(t, l.tab), map[string]float64{
+		requests("curl", "gone.example", "A", "timeout"): 1,
+	})
+	if got := scrape(t, l.tab)[requests("process:curl", "gone.example", "A", "timeout")]; got != 0 {
+		t.Errorf("counted under the process: %v", got)
+	}
+	if len(l.ev.got) != 1 || !strings.Contains(strings.Join(l.ev.got[0].Fields, " "), "source_workload curl") {
+		t.Errorf("events: %+v", l.ev.got)
 	}
 }

@@ -62,6 +62,15 @@ func (l *Late[T]) Settle(settle func(*Wait) (Key, bool), done func(T, Key)) {
 	l.waits = keep
 }
 
+// oneOff is an event that happens once (a failed connect, a reset) waiting
+// for its pair's names; one on a connection that waits shares that
+// connection's Wait, so that both settle on the same key.
+type oneOff struct {
+	Wait
+	kind event.Kind
+	at   time.Time // when it came, for its log event
+}
+
 // late is a connection counted aside until its pair is named.
 type late struct {
 	Wait       // ev is the event that named it first
@@ -109,9 +118,11 @@ func (t *Table) Settle(w *Wait) (Key, bool) {
 	return t.keyOfPair(w.pair), true
 }
 
+// canWait: the identifier may name pairs later and the window is open
+// (each Late says on its own whether it has room).
 func (t *Table) canWait() bool {
 	_, ok := t.id.(identity.Late)
-	return ok && t.opts.LateWindow > 0 && !t.lates.Full()
+	return ok && t.opts.LateWindow > 0
 }
 
 // guess is the key a waiting connection would be counted under now.

@@ -3,11 +3,13 @@ package flow
 import (
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/identity"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -245,4 +247,69 @@ func TestLateList(t *testing.T) {
 	if len(got) != maxLate/2 || got[0] != 0 || got[1] != 2 || l.Len() != 0 {
 		t.Errorf("second settle: %d (first %v), %d left", len(got), got[:2], l.Len())
 	}
+}
+
+// A refused connect, a reset on a connection that waits for its names, and
+// a reset on no connection the table follows wait like connections do:
+// counted and told once, under the pod's name, at the time they came.
+func TestOneOffEventsWaitForNames(t *testing.T) {
+	id := &lateID{}
+	opts := DefaultOptions()
+	var ev timedEvents
+	opts.Events = &ev
+	tb := NewTable(zap.NewNop(), id, opts)
+	start := time.Unix(1000, 0)
+	now := start
+	tb.now = func() time.Time { return now }
+
+	refused := clientEvent(event.ConnectFailed, 1, 0, 0)
+	refused.Err = syscall.ECONNREFUSED
+	tb.Apply(refused)
+	tb.Apply(clientEvent(event.Connect, 2, 1, 0))
+	tb.Apply(clientEvent(event.ResetSent, 2, 0, 0))     // on the waiting connection
+	tb.Apply(clientEvent(event.ResetReceived, 3, 0, 0)) // on none the table follows
+	now = now.Add(500 * time.Millisecond)
+	tb.Tick()
+	if len(ev.lines) != 0 || scrape(t, tb, "strata_tcp_connections_total", "strata_tcp_resets_total") != "" {
+		t.Fatalf("told or counted before the names came: %v\n%s", ev.lines, scrape(t, tb, "strata_tcp_connections_total", "strata_tcp_resets_total"))
+	}
+	id.known = true
+	now = now.Add(500 * time.Millisecond)
+	tb.Tick()
+	for series, want := range map[string]float64{
+		`strata_tcp_connections_total{` + podLabels + `,result="refused"}`: 1,
+		`strata_tcp_connections_total{` + podLabels + `,result="success"}`: 1,
+		`strata_tcp_resets_total{` + podLabels + `,direction="sent"}`:      1,
+		`strata_tcp_resets_total{` + podLabels + `,direction="received"}`:  1,
+	} {
+		name, l, _ := strings.Cut(strings.TrimSuffix(series, "}"), "{")
+		if got := value(t, tb, name, l); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	if got := strings.Count(scrape(t, tb, "strata_tcp_connections_total", "strata_tcp_resets_total"), "label:"); got == 0 {
+		t.Fatal("no series")
+	}
+	if len(ev.lines) != 3 {
+		t.Fatalf("%d events, want 3: %v", len(ev.lines), ev.lines)
+	}
+	for i, line := range ev.lines {
+		if !strings.Contains(line, "ns=shop source_namespace=shop source_workload=pod-a") || !ev.times[i].Equal(start) {
+			t.Errorf("event at %v, want %v, under the pod's name: %s", ev.times[i], start, line)
+		}
+	}
+	if tb.oneOffs.Len() != 0 || tb.lates.Len() != 0 {
+		t.Errorf("still waiting: %d one-offs, %d connections", tb.oneOffs.Len(), tb.lates.Len())
+	}
+}
+
+// timedEvents keeps each event's line and time.
+type timedEvents struct {
+	lines events
+	times []time.Time
+}
+
+func (ev *timedEvents) Push(e emit.Event) bool {
+	ev.times = append(ev.times, e.Time)
+	return ev.lines.Push(e)
 }

@@ -128,6 +128,7 @@ type Table struct {
 	closed    map[tombstone]*conn         // recently closed sockets, for events that trail the close
 	older     map[tombstone]*conn         // the generation of closed sockets before
 	lates     Late[*conn]                 // connections waiting for names
+	oneOffs   Late[*oneOff]               // failed connects and resets waiting for names
 	pruned    time.Time                   // last look for series of deleted workloads
 	flows     map[Key]*stats
 	order     []flowRef // every flow, oldest first: what a scrape copies, a chunk at a time
@@ -182,10 +183,7 @@ func (t *Table) apply(e *event.TCP) {
 		}
 		t.track(e).stats.connections[Success]++
 	case event.ConnectFailed:
-		k, s := t.flowOfPair(t.id.Identify(e))
-		r := Result(e.Err)
-		s.connections[r]++
-		t.notify(emit.ConnectFailed, k, e, "error", resultNames[r], "errno", errnoName(e.Err))
+		t.oneOff(e, nil)
 	case event.Snapshot:
 		if e.State == event.StateListen {
 			return
@@ -209,16 +207,13 @@ func (t *Table) apply(e *event.TCP) {
 			return // a refused connect: counted as such when the connect fails
 		}
 		// An aborting close sends its RST after the socket reached CLOSE.
-		k, ok := t.lookup(e)
-		if !ok {
-			k = t.keyOf(e)
-		}
-		if e.Kind == event.ResetSent {
-			t.flow(k).resetsSent++
-			t.notify(emit.Reset, k, e, "direction", "sent")
-		} else {
-			t.flow(k).resetsReceived++
-			t.notify(emit.Reset, k, e, "direction", "received")
+		switch c := t.connOf(e); {
+		case c == nil:
+			t.oneOff(e, nil)
+		case c.late != nil:
+			t.oneOff(e, &c.late.Wait)
+		default:
+			t.count(e.Kind, c.key, e, t.now())
 		}
 	case event.Retransmit:
 		if c := t.conns[e.Sock]; c != nil {
@@ -229,10 +224,46 @@ func (t *Table) apply(e *event.TCP) {
 	}
 }
 
+// oneOff counts an event that happens once under its pair, now or, when
+// its names may come later, once they have (with conn's, the Wait of the
+// connection it happened on, when that connection waits).
+func (t *Table) oneOff(e *event.TCP, conn *Wait) {
+	at := t.now()
+	var w Wait // on the stack unless it must wait: a storm's resets are many
+	if conn != nil {
+		w = *conn
+		w.ev.Local, w.ev.Remote, w.ev.Err = e.Local, e.Remote, e.Err
+	} else {
+		w = Wait{pair: t.id.Identify(e), ev: *e, since: at}
+	}
+	if w.pair.Pending && t.canWait() && !t.oneOffs.Full() {
+		o := &oneOff{Wait: w, kind: e.Kind, at: at}
+		t.oneOffs.Add(&o.Wait, o)
+		return
+	}
+	t.count(e.Kind, t.keyOfPair(w.pair), &w.ev, at)
+}
+
+// count adds a one-off event to its flow and tells the event sink.
+func (t *Table) count(kind event.Kind, k Key, e *event.TCP, at time.Time) {
+	switch kind {
+	case event.ConnectFailed:
+		r := Result(e.Err)
+		t.flow(k).connections[r]++
+		t.notify(emit.ConnectFailed, k, e, at, "error", resultNames[r], "errno", errnoName(e.Err))
+	case event.ResetSent:
+		t.flow(k).resetsSent++
+		t.notify(emit.Reset, k, e, at, "direction", "sent")
+	case event.ResetReceived:
+		t.flow(k).resetsReceived++
+		t.notify(emit.Reset, k, e, at, "direction", "received")
+	}
+}
+
 // track starts following a live socket.
 func (t *Table) track(e *event.TCP) *conn {
 	c := &conn{local: e.Local, remote: e.Remote, netns: e.Netns, last: e.Counters}
-	if p := t.id.Identify(e); p.Pending && t.canWait() {
+	if p := t.id.Identify(e); p.Pending && t.canWait() && !t.lates.Full() {
 		c.late = &late{Wait: Wait{pair: p, ev: *e, since: t.now()}}
 		c.stats = &c.late.acc
 		t.lates.Add(&c.late.Wait, c)
@@ -317,13 +348,17 @@ func (t *Table) burst(c *conn, e *event.TCP) {
 	}
 	c.burstCount++
 	if c.burstCount == t.opts.BurstSegments {
-		t.notify(emit.RetransmitBurst, c.key, e, "segments", strconv.Itoa(c.burstCount), "within", t.opts.BurstWindow.String())
+		k := c.key
+		if c.late != nil { // its names may still come: the best guess now
+			k = t.guess(&c.late.Wait)
+		}
+		t.notify(emit.RetransmitBurst, k, e, now, "segments", strconv.Itoa(c.burstCount), "within", t.opts.BurstWindow.String())
 	}
 }
 
 // notify sends a connection event: who talked to whom, from which address
 // to which, and what went wrong.
-func (t *Table) notify(kind string, k Key, e *event.TCP, detail ...string) {
+func (t *Table) notify(kind string, k Key, e *event.TCP, at time.Time, detail ...string) {
 	if t.opts.Events == nil {
 		return
 	}
@@ -339,7 +374,7 @@ func (t *Table) notify(kind string, k Key, e *event.TCP, detail ...string) {
 	}
 	f = append(f, "source_addr", src.String(), "destination_addr", dst.String())
 	f = append(f, detail...)
-	t.opts.Events.Push(emit.Event{Time: t.now(), Kind: kind, Namespace: k.SourceNamespace, Fields: f})
+	t.opts.Events.Push(emit.Event{Time: at, Kind: kind, Namespace: k.SourceNamespace, Fields: f})
 }
 
 // errnoName is the socket error as C names it (ECONNREFUSED), "" for none.
@@ -428,20 +463,6 @@ type flowRef struct {
 	stats *stats
 }
 
-// lookup finds the pair of the socket behind e among the connections the
-// table follows or recently closed. Its ends must match e's: socket
-// addresses are reused within milliseconds.
-func (t *Table) lookup(e *event.TCP) (Key, bool) {
-	c := t.connOf(e)
-	if c == nil {
-		return Key{}, false
-	}
-	if c.late != nil {
-		return t.guess(&c.late.Wait), true
-	}
-	return c.key, true
-}
-
 // connOf is the live or recently closed connection behind e, or nil.
 func (t *Table) connOf(e *event.TCP) *conn {
 	if c := t.conns[e.Sock]; c != nil && c.local == e.Local && c.remote == e.Remote {
@@ -484,10 +505,12 @@ func (t *Table) Tick() {
 			delete(t.byNetns, ns)
 		}
 	}
-	t.lates.Settle(func(w *Wait) (Key, bool) {
+	over := func(w *Wait) (Key, bool) {
 		k := t.guess(w)
 		return k, !t.waiting(w.pair, w.since, now)
-	}, t.settle)
+	}
+	t.lates.Settle(over, t.settle)
+	t.oneOffs.Settle(over, func(o *oneOff, k Key) { t.count(o.kind, k, &o.ev, o.at) })
 	if t.opts.Gone != nil && now.Sub(t.pruned) >= PruneEvery(t.opts.GoneGrace) {
 		t.pruned = now
 		t.prune(now)

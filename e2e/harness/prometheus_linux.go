@@ -78,6 +78,26 @@ func quoted(ss []string) string {
 // WriteURL is where remote write goes.
 func (p *Prometheus) WriteURL() string { return "http://" + p.Addr + "/api/v1/write" }
 
+// WaitScraping waits until Prometheus has scraped target (host:port) once,
+// successfully: a test that reads a rate of what it makes needs a sample
+// from before it, and Prometheus's first scrape can come seconds after it
+// reports ready.
+func (p *Prometheus) WaitScraping(t *testing.T, target string, within time.Duration) {
+	t.Helper()
+	q := fmt.Sprintf("up{instance=%q} == 1", target)
+	deadline := time.Now().Add(within)
+	for {
+		s, err := p.Query(q)
+		if err == nil && len(s) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus has not scraped %s within %v (%s: %v, %v)", target, within, q, s, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // Sample is one series of an instant query.
 type Sample struct {
 	Labels map[string]string

@@ -77,6 +77,9 @@ func TestDashboardsOnRealData(t *testing.T) {
 	ledger := service(t, c, "ledger", 1, 9090, "tcpserver", "-listen", ":8080") // the Service points at a port nobody listens on
 	inventory := service(t, c, "inventory", 1, 8080, "tcpserver", "-listen", ":8080", "-reset")
 
+	// The fold counter is read as a rate: Prometheus must hold a sample
+	// from before the traffic.
+	prom.WaitScraping(t, agent.Addr, 30*time.Second)
 	b := func(name string) string { return filepath.Join(bin, name) }
 	trafficStart := time.Now()
 	job(t, c, "shop", "frontend", fmt.Sprintf(`for i in $(seq 1 %d); do
@@ -84,17 +87,11 @@ func TestDashboardsOnRealData(t *testing.T) {
 %[2]s -url http://api.twilio.com/v1/messages >/dev/null
 sleep 1
 done`, rounds, b("httpclient"), backend))
-	// checkout waits until the API has its pod's address: a refused connect
-	// or a reset in the pod's first half second is named by its process
-	// (source_workload="tcpclient", the server's side "world") instead of
-	// waiting for the pod's name as connections do (agent/flow: ConnectFailed
-	// and resets on a late connection take the guess). What is tested here
-	// is the dashboards on correctly named data; that naming gap is
-	// reported separately. Likewise it stays 3 s after its last query: a
-	// DNS timeout whose pod is gone when the agent gives up on the answer
-	// (--dns-timeout, 1 s, plus a second for stragglers) is named by the
-	// process (source_workload="dnsquery").
-	job(t, c, "shop", "checkout", fmt.Sprintf(`sleep 2; for i in $(seq 1 %d); do
+	// checkout starts at once: its first refused connect and reset may come
+	// before the API has its pod's address, and wait for the pod's name as
+	// its connections do (agent/flow one-offs). It ends with a query that
+	// times out after the pod is gone: named as it was asked (dnsflow).
+	job(t, c, "shop", "checkout", fmt.Sprintf(`for i in $(seq 1 %d); do
 %[2]s -url http://%[3]s/api/orders/$i -n 2 >/dev/null
 %[2]s -url http://%[3]s/api/pay >/dev/null
 %[2]s -url http://%[3]s/api/report >/dev/null
@@ -104,7 +101,7 @@ done`, rounds, b("httpclient"), backend))
 %[7]s -server %[8]s:53 broken.example.com >/dev/null
 %[7]s -server %[9]s:53 -timeout 1s gone.example.com >/dev/null 2>&1
 sleep 1
-done; sleep 3`, rounds, b("httpclient"), payments, b("tcpclient"), ledger, inventory, b("dnsquery"), faultDNS, deadDNS))
+done`, rounds, b("httpclient"), payments, b("tcpclient"), ledger, inventory, b("dnsquery"), faultDNS, deadDNS))
 	c.WaitRunning("shop", "job-name=frontend", 1)
 	c.WaitRunning("shop", "job-name=checkout", 1)
 	nightly := time.Now()
@@ -732,6 +729,8 @@ func folded(t *testing.T, prom *harness.Prometheus, instance string, at time.Tim
 	// When the count moved, if it did: the raw counter every 15 s.
 	for d := -30 * time.Second; d <= 150*time.Second; d += 15 * time.Second {
 		raw, _ := prom.QueryAt(`strata_agent_overflow_total{label="source_namespace"}`, at.Add(d))
-		t.Logf("  job start %+v: %v", d+30*time.Second, raw)
+		up, _ := prom.QueryAt(`up`, at.Add(d))
+		took, _ := prom.QueryAt(`scrape_duration_seconds`, at.Add(d))
+		t.Logf("  job start %+v: %v (up %v, scrape took %v)", d+30*time.Second, raw, up, took)
 	}
 }

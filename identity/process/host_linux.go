@@ -2,17 +2,22 @@ package process
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/stratanet/strata/probes/netns"
 )
 
 // ProcHost reads namespaces and socket owners from /proc. Its calls block
-// (setns, a readlink per fd): only a Worker's goroutines make them.
+// (setns, a readlink per fd): only a Worker's goroutines make them, one
+// per kind of lookup, so the paths they share are locked.
 type ProcHost struct {
+	mu    sync.Mutex
 	paths map[uint32]string // namespace -> a path entering it, from the last listing
 }
 
@@ -37,16 +42,18 @@ func (h *ProcHost) path(ns, pid uint32) (string, error) {
 			return p, nil
 		}
 	}
-	if p, ok := h.paths[ns]; ok {
+	h.mu.Lock()
+	p, ok := h.paths[ns]
+	h.mu.Unlock()
+	if ok {
 		if ino, err := netns.Inode(p); err == nil && ino == ns {
 			return p, nil
 		}
 	}
-	all, err := netns.Enumerate()
+	all, err := h.enumerate()
 	if err != nil {
 		return "", err
 	}
-	h.paths = all
 	if p, ok := all[ns]; ok {
 		return p, nil
 	}
@@ -56,6 +63,24 @@ func (h *ProcHost) path(ns, pid uint32) (string, error) {
 // Cgroup reads the cgroup file of process pid.
 func (h *ProcHost) Cgroup(pid uint32) ([]byte, error) {
 	return os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/cgroup")
+}
+
+// Namespaces lists every network namespace a process or a mount enters.
+func (h *ProcHost) Namespaces() ([]uint32, error) {
+	all, err := h.enumerate()
+	return slices.Collect(maps.Keys(all)), err
+}
+
+// enumerate lists the namespaces and keeps their paths for the next entry.
+func (h *ProcHost) enumerate() (map[uint32]string, error) {
+	all, err := netns.Enumerate()
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.paths = all
+	h.mu.Unlock()
+	return all, nil
 }
 
 // Owners maps every socket inode to the name of a process holding it, the

@@ -9,15 +9,18 @@ import (
 type Need uint8
 
 const (
-	Addrs  Need = iota + 1 // the addresses of one network namespace (setns)
-	Owners                 // every socket inode's process (a readlink of every /proc/*/fd)
-	Cgroup                 // one process's cgroups (/proc/PID/cgroup), for the Kubernetes pod it belongs to
+	Addrs      Need = iota + 1 // the addresses of one network namespace (setns)
+	Owners                     // every socket inode's process (a readlink of every /proc/*/fd)
+	Namespaces                 // every network namespace of the host (a readlink of every /proc/*/ns/net)
+	Cgroup                     // one process's cgroups (/proc/PID/cgroup), for the Kubernetes pod it belongs to
 )
 
 func (n Need) String() string {
 	switch n {
 	case Addrs:
 		return "addresses"
+	case Namespaces:
+		return "namespaces"
 	case Cgroup:
 		return "cgroup"
 	}
@@ -36,7 +39,8 @@ type Answer struct {
 	Lookup
 	Addrs  []netip.Addr
 	Owners map[uint64]string
-	Cgroup []byte // the file's content
+	All    []uint32 // Namespaces: every namespace found
+	Cgroup []byte   // Cgroup: the file's content
 	Err    error
 }
 
@@ -56,14 +60,15 @@ type Worker struct {
 // NewWorker answers from host; queue bounds the lookups waiting per Need.
 func NewWorker(host Host, queue int) *Worker {
 	return &Worker{
-		host:    host,
-		queues:  map[Need]chan Lookup{Addrs: make(chan Lookup, queue), Owners: make(chan Lookup, 1), Cgroup: make(chan Lookup, queue)},
+		host: host,
+		queues: map[Need]chan Lookup{Addrs: make(chan Lookup, queue), Owners: make(chan Lookup, 1), Namespaces: make(chan Lookup, 1),
+			Cgroup: make(chan Lookup, queue)},
 		answers: make(chan Answer, queue),
 	}
 }
 
-// Ask implements Asker; it never blocks. An owners scan already queued
-// answers a second ask too.
+// Ask implements Asker; it never blocks. An owners scan or a namespace
+// listing already queued answers a second ask too.
 func (w *Worker) Ask(l Lookup) bool {
 	select {
 	case w.queues[l.Need] <- l:
@@ -109,6 +114,8 @@ func (w *Worker) Do(l Lookup) Answer {
 		a.Addrs, a.Err = w.host.NetnsAddrs(l.Netns, l.PID)
 	case Owners:
 		a.Owners, a.Err = w.host.Owners()
+	case Namespaces:
+		a.All, a.Err = w.host.Namespaces()
 	case Cgroup:
 		a.Cgroup, a.Err = w.host.Cgroup(l.PID)
 	}

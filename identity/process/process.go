@@ -38,6 +38,8 @@ type Host interface {
 	NetnsAddrs(netns, pid uint32) ([]netip.Addr, error)
 	// Owners names the process holding each socket inode.
 	Owners() (map[uint64]string, error)
+	// Namespaces lists the host's network namespaces.
+	Namespaces() ([]uint32, error)
 	// Cgroup reads a process's cgroup file (/proc/PID/cgroup).
 	Cgroup(pid uint32) ([]byte, error)
 }
@@ -94,6 +96,8 @@ type Resolver struct {
 	lastAddr  map[uint32]netip.Addr // namespace -> an address addrs gives it, the one its records last carried
 	listed    map[uint32]time.Time  // namespaces whose addresses were asked for
 	first     map[uint32]bool       // first listings asked and not answered: the loop holds records
+	finding   bool                  // the host's namespaces were asked for and have not answered
+	findHold  bool                  // ... and the loop holds records for them
 
 	owners   map[uint64]string // socket inode -> process, from the last scan
 	scanned  time.Time         // when the last scan was asked for
@@ -391,19 +395,38 @@ func (r *Resolver) Wait(e *event.TCP) bool {
 		if r.askAddrs(e.Netns, e.PID) {
 			r.first[e.Netns] = true
 		}
+		r.findNamespaces()
 	}
-	return len(r.first) > 0
+	return r.Waiting()
+}
+
+// findNamespaces asks for the host's namespaces: one seen for the first
+// time says others may have come too, and a connection to a namespace
+// with no socket of its own (no record to show it: a refused connect)
+// would be taken for the world until the next sweep found it. Their
+// first listings hold the loop like this one's.
+func (r *Resolver) findNamespaces() {
+	if r.finding {
+		return
+	}
+	r.stats.Asked[Namespaces].Add(1)
+	if !r.ask.Ask(Lookup{Need: Namespaces}) {
+		r.stats.Dropped[Namespaces].Add(1)
+		return
+	}
+	r.finding, r.findHold = true, true
 }
 
 // Waiting says whether a first listing is still to come: records of other
 // kinds wait behind it too.
-func (r *Resolver) Waiting() bool { return len(r.first) > 0 }
+func (r *Resolver) Waiting() bool { return len(r.first) > 0 || r.findHold }
 
 // Release stops waiting for the first listings asked for: the loop waited
 // as long as it may. Their answers still count when they come.
 func (r *Resolver) Release() {
 	r.stats.Released.Add(1)
 	clear(r.first)
+	r.findHold = false
 }
 
 // askAddrs asks for the addresses of a namespace; one the worker cannot
@@ -443,6 +466,13 @@ func (r *Resolver) Answer(a Answer) {
 		}
 		for _, addr := range a.Addrs {
 			r.addAddr(addr, a.Netns)
+		}
+	case Namespaces:
+		r.finding, r.findHold = false, false
+		for _, ns := range a.All {
+			if _, ok := r.listed[ns]; !ok && r.askAddrs(ns, 0) {
+				r.first[ns] = true
+			}
 		}
 	case Owners:
 		r.scanning = false

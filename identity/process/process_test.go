@@ -4,6 +4,7 @@ import (
 	"errors"
 	"maps"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -33,6 +34,11 @@ func (h *fakeHost) Cgroup(uint32) ([]byte, error) { return nil, errors.New("no c
 func (h *fakeHost) Owners() (map[uint64]string, error) {
 	h.scans++
 	return maps.Clone(h.owners), nil
+}
+
+// Namespaces: every namespace with addresses exists.
+func (h *fakeHost) Namespaces() ([]uint32, error) {
+	return slices.Sorted(maps.Keys(h.addrs)), nil
 }
 
 // asker queues lookups, answered when the test says (answer), as the
@@ -232,8 +238,8 @@ func TestFirstRecordOfANamespaceWaits(t *testing.T) {
 	if !r.Wait(listen) || !r.Wait(old) || !r.Waiting() {
 		t.Fatal("records do not wait behind a new namespace's listing")
 	}
-	if q := r.ask.(*asker).queue; len(q) != 1 || q[0] != (Lookup{Need: Addrs, Netns: 2, PID: 9}) {
-		t.Fatalf("asked %v, want namespace 2 once, through pid 9", q)
+	if q := r.ask.(*asker).queue; !slices.Equal(q, []Lookup{{Need: Addrs, Netns: 2, PID: 9}, {Need: Namespaces}}) {
+		t.Fatalf("asked %v, want namespace 2 once, through pid 9, and the host's namespaces", q)
 	}
 	r.ask.(*asker).answer(r)
 	if r.Wait(listen) || r.Wait(old) {
@@ -251,8 +257,8 @@ func TestFirstRecordOfANamespaceWaits(t *testing.T) {
 	if r.Wait(e3) || r.Wait(e3) {
 		t.Fatal("waits for a lookup the worker refused")
 	}
-	if got := r.Stats().Dropped[Addrs].Load(); got != 2 {
-		t.Fatalf("dropped %d, want 2", got)
+	if got, ns := r.Stats().Dropped[Addrs].Load(), r.Stats().Dropped[Namespaces].Load(); got != 2 || ns != 2 {
+		t.Fatalf("dropped %d listings and %d namespace lookups, want 2 each", got, ns)
 	}
 	// Released: a hold given up is counted and waits no more.
 	r.ask.(*asker).refuse = false
@@ -288,5 +294,41 @@ func TestAddressFollowsTheLastNamespace(t *testing.T) {
 	rec(7)
 	if got, _ := r.NetnsOf(a.Addr()); got != 7 {
 		t.Fatalf("namespace 7's record after the listing: %d", got)
+	}
+}
+
+// A namespace with no socket of its own sends no record, so only the host
+// can say it exists: a new namespace's first record asks for them all, and
+// a refused connect to the silent one is named local (nobody listens:
+// unknown), not the world.
+func TestSilentNamespaceFoundWithANewOne(t *testing.T) {
+	h := &fakeHost{addrs: map[uint32][]netip.Addr{
+		1: {},
+		2: {netip.MustParseAddr("10.244.7.2")}, // the client's
+		3: {netip.MustParseAddr("10.244.7.3")}, // nothing listens, nothing connects
+	}}
+	r := newResolver(h)
+	r.Answer((&Worker{host: h}).Do(Lookup{Need: Addrs, Netns: 1})) // known at start
+	refused := &event.TCP{Kind: event.ConnectFailed, Sock: 1, Netns: 2, PID: 5, Comm: "curl", Local: ap("10.244.7.2:40000"), Remote: ap("10.244.7.3:19001")}
+	if !r.Wait(refused) {
+		t.Fatal("the client namespace's first record does not wait")
+	}
+	a := r.ask.(*asker)
+	for _, l := range a.queue[:2] { // the client's addresses, then the namespaces: 3 is new
+		r.Answer((&Worker{host: h}).Do(l))
+	}
+	a.queue = a.queue[2:]
+	if !r.Waiting() || !slices.Equal(a.queue, []Lookup{{Need: Addrs, Netns: 3}}) {
+		t.Fatalf("waiting %v, asked %v: want a wait for namespace 3's listing", r.Waiting(), a.queue)
+	}
+	a.answer(r)
+	if r.Wait(refused) {
+		t.Fatal("still waiting after every answer")
+	}
+	if got, want := run(r, refused), pair("curl", identity.Unknown, 19001, identity.Client); got != want {
+		t.Fatalf("%+v, want %+v", got, want)
+	}
+	if !slices.Equal(h.listed, []uint32{1, 2, 3}) {
+		t.Fatalf("listed %v, want 1, 2, 3 once each", h.listed)
 	}
 }
