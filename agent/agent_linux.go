@@ -1,6 +1,7 @@
 // Package agent wires the stages: probes -> identity -> aggregation ->
 // exporters. One goroutine owns identity and the flow table; the ring-buffer
-// reader never waits for it.
+// reader feeds it through a bounded queue, and while that is full the
+// records wait in the kernel's ring.
 package agent
 
 import (
