@@ -81,8 +81,8 @@ type query struct {
 	qtype string
 	pid   uint32
 	comm  string
-	key   flow.Key // the client, when named as it asked
-	named bool
+	key   flow.Key   // the client, named as it asked, or
+	wait  *flow.Wait // its names to come: what was known as it asked
 }
 
 type countKey struct {
@@ -121,7 +121,7 @@ type Table struct {
 	malformed uint64              // records that did not parse
 	dropped   uint64              // queries not followed: too many pending
 	unnamed   flow.Late[answered] // completed lookups waiting for their client's name
-	wait      flow.Wait           // scratch for the namer (complete)
+	wait      flow.Wait           // scratch for the namer (Apply)
 
 	scrape sync.Mutex // held by a Collect, which owns snap
 	snap   snapshot   // a scrape's copy of the values, its buffers reused
@@ -167,8 +167,14 @@ func (t *Table) Apply(e *event.DNS) {
 		}
 		p := query{at: e.Mono, name: q.Name, qtype: q.Type, pid: e.PID, comm: e.Comm}
 		// Named while the client surely lives: a pod may be gone by the
-		// time its query times out. One not known yet is named at the end.
-		p.key, p.named = t.names.Name(asking(k, p), &t.wait)
+		// time its query times out. Ends not known yet wait from here, with
+		// the ends already named (the pod) kept.
+		if key, ok := t.names.Name(asking(k, p), &t.wait); ok {
+			p.key = key
+		} else {
+			p.wait = new(flow.Wait)
+			*p.wait = t.wait
+		}
 		t.pending[k] = p
 		return
 	}
@@ -245,21 +251,15 @@ func (t *Table) releaseIdle(now uint64) {
 // named; a search-path expansion (suffix set) under "*.suffix", with no
 // event.
 func (t *Table) complete(k client, q query, rcode string, end uint64, suffix string) {
-	if q.named {
+	switch {
+	case q.wait == nil:
 		t.count(q.key, k, q, rcode, end, suffix)
-		return
-	}
-	w := &t.wait // the table's own: a local would move to the heap, once per lookup
-	if t.unnamed.Full() {
-		w = nil // named now, by guess
-	}
-	if key, ok := t.names.Name(asking(k, q), w); ok {
+	case t.unnamed.Full():
+		key, _ := t.names.Name(asking(k, q), nil) // named now, by guess
 		t.count(key, k, q, rcode, end, suffix)
-		return
+	default:
+		t.unnamed.Add(q.wait, answered{k, q, rcode, end, suffix})
 	}
-	wait := new(flow.Wait)
-	*wait = t.wait
-	t.unnamed.Add(wait, answered{k, q, rcode, end, suffix})
 }
 
 // asking is the lookup's client as a connection the namer can name.

@@ -11,9 +11,11 @@ import (
 	mdns "github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
 
 	"github.com/stratanet/strata/agent/emit"
 	"github.com/stratanet/strata/agent/flow"
+	"github.com/stratanet/strata/identity"
 	dnsid "github.com/stratanet/strata/identity/dns"
 	"github.com/stratanet/strata/probes/event"
 )
@@ -439,5 +441,56 @@ func TestNamedWhenAsked(t *testing.T) {
 	}
 	if len(l.ev.got) != 1 || !strings.Contains(strings.Join(l.ev.got[0].Fields, " "), "source_workload curl") {
 		t.Errorf("events: %+v", l.ev.got)
+	}
+}
+
+// podID names the client its pod while alive (the process once it is
+// gone) and leaves the server pending: a private address that may be a pod
+// not reported yet, as a test's simulated outside DNS server is.
+type podID struct{ gone, settled bool }
+
+func (*podID) Observe(*event.TCP) {}
+func (*podID) Forget(uint64)      {}
+func (p *podID) Identify(e *event.TCP) identity.Pair {
+	src := identity.Workload{Namespace: "shop", Name: "checkout"}
+	if p.gone {
+		src = identity.Workload{Name: e.Comm}
+	}
+	return identity.Pair{Source: src, Destination: identity.Workload{Name: identity.Unknown}, Port: 53, Reporter: identity.Client, Pending: true}
+}
+
+// Retry keeps what was named, as identifiers do; the server stays
+// unknown, for good once settled (as when the late window ends).
+func (p *podID) Retry(old identity.Pair, e *event.TCP) identity.Pair {
+	old.Pending = !p.settled
+	return old
+}
+
+// A lookup to a server not named yet, timing out after its pod is gone,
+// still counts under the pod: the ends named as it asked are kept while
+// the rest waits (the flow table's late naming, for real).
+func TestTimeoutAfterThePodWentWaitsWithItsName(t *testing.T) {
+	id := &podID{}
+	opts := flow.DefaultOptions()
+	opts.LateWindow = 3 * time.Second
+	l := newLab(t, DefaultOptions())
+	l.tab.names = flow.NewTable(zap.NewNop(), id, flow.DefaultOptions())
+	l.query(1, cli, "dnsquery", 1, "gone.example", mdns.TypeA)
+	id.gone = true
+	for range 7 { // past the timeout: waiting for the server's name
+		l.now += uint64(time.Second)
+		l.tab.Tick()
+	}
+	if l.tab.unnamed.Len() != 1 {
+		t.Fatalf("%d lookups waiting, want 1", l.tab.unnamed.Len())
+	}
+	id.settled = true
+	l.tab.Tick()
+	got := scrape(t, l.tab)
+	expect(t, got, map[string]float64{
+		"strata_dns_requests_total{qname=gone.example,qtype=A,rcode=timeout,source_namespace=shop,source_workload=checkout}": 1,
+	})
+	if v := got[requests("dnsquery", "gone.example", "A", "timeout")]; v != 0 {
+		t.Errorf("counted under the process: %v", v)
 	}
 }
