@@ -1,6 +1,7 @@
 // Package agent wires the stages: probes -> identity -> aggregation ->
 // exporters. One goroutine owns identity and the flow table; the ring-buffer
-// reader never waits for it.
+// reader feeds it through a bounded queue, and while that is full the
+// records wait in the kernel's ring.
 package agent
 
 import (
@@ -90,6 +91,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	resolver.Answer(lookups.Do(process.Lookup{Need: process.Owners}))
 	var id identity.Identifier = resolver
 	var gone flow.GoneFunc
+	var pods *procPods // Kubernetes mode: processes' pods, by their cgroups
 	if kubeWanted(cfg) {
 		kctx, stop := context.WithCancel(ctx)
 		c, err := startKube(kctx, cfg, log.Named("kube"))
@@ -104,7 +106,8 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		if err != nil {
 			return err
 		}
-		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns, Process: podOfProcess(c), Clock: monoToWall(), NetnsOf: resolver.NetnsOf}
+		pods = newProcPods(c, lookups, resolver.Stats())
+		id = kube.Pairs{Host: resolver, Dir: c, HostNetns: hostNetns, Process: pods.pod, Clock: monoToWall(), NetnsOf: resolver.NetnsOf}
 		gone = c.Gone
 	}
 	// Outside destinations: the name the client resolved, a CIDR name, world.
@@ -142,28 +145,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		timed.add("dns", queries)
 	}
 
-	// One record's way through the stages, in the kernel's order.
-	apply := func(r *event.Record) {
-		if r.Tally != nil {
-			requests.Tally(r.Tally)
-			return
-		}
-		if r.IsHTTP {
-			requests.Apply(&r.HTTP)
-			return
-		}
-		if r.IsDNS {
-			if queries != nil {
-				queries.Apply(&r.DNS)
-			}
-			return
-		}
-		resolver.Observe(&r.TCP)
-		table.Apply(&r.TCP)
-		if r.TCP.Kind == event.Close {
-			requests.Closed(r.TCP.Sock, r.TCP.Mono)
-		}
-	}
+	st := &stages{resolver: resolver, table: table, requests: requests, queries: queries}
 	// A namespace's first record waits for its addresses, and so does
 	// every record after it (of any probe): see order.
 	wait := func(r *event.Record) bool {
@@ -172,7 +154,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 		}
 		return resolver.Wait(&r.TCP)
 	}
-	ord := newOrder(wait, apply, resolver.Release)
+	ord := newOrder(wait, st.apply, resolver.Release)
 	sweeps := &sweepStats{}
 	reg.MustRegister(timed, h, hostCollector{resolver.Stats(), &ord.holding, sweeps},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -201,7 +183,10 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 				ord.push(batch, time.Now())
 				recycle(batch)
 			case a := <-lookups.Answers():
-				resolver.Answer(a)
+				resolver.Answer(a) // counts every answer
+				if a.Need == process.Cgroup && pods != nil {
+					pods.answer(a) // the pair waiting for it is named at the next tick
+				}
 				ord.resume(time.Now())
 			case <-tick.C:
 				h.turn() // /healthz: the loop is not stuck
@@ -322,8 +307,12 @@ func (k *kernel) lost() map[string]uint64 {
 	return lost
 }
 
-// read starts the ring-buffer reader. It never waits for the event loop:
-// a full queue drops the batch and counts it.
+// read starts the ring-buffer reader. While the queue to the event loop is
+// full it waits, and the records wait in the kernel's ring: behind a busy
+// loop both buffers fill before anything is lost, and what the ring then
+// refuses the kernel counts (stage ringbuf). Dropping at a full queue
+// instead left the ring empty (its room unused) and spent the starved
+// CPU decoding records only to throw them away.
 func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue int) (<-chan []event.Record, error) {
 	r, err := ring.Open(k.tcp.Events(), poll, decode, newBatch)
 	if err != nil {
@@ -332,22 +321,25 @@ func (k *kernel) read(ctx context.Context, g *errgroup.Group, h *health, queue i
 	records := make(chan []event.Record, max(1, queue/maxBatch))
 	g.Go(func() error {
 		defer close(records)
-		err := r.Run(ctx, func(batch []event.Record) {
-			select {
-			case records <- batch:
-			default:
-				for i := range batch {
-					h.queueLost[probeOf(&batch[i])].Add(1)
-				}
-				recycle(batch)
-			}
-		}, func(error) { h.decodeLost.Add(1) })
+		err := r.Run(ctx, forward(ctx, records), func(error) { h.decodeLost.Add(1) })
 		if ctx.Err() == nil {
 			h.readerStopped(err) // /healthz fails: nothing reads the kernel's records any more
 		}
 		return err
 	})
 	return records, nil
+}
+
+// forward hands each batch to the loop, waiting while the queue is full
+// (the ring buffer holds what comes meanwhile).
+func forward(ctx context.Context, records chan<- []event.Record) func([]event.Record) {
+	return func(batch []event.Record) {
+		select {
+		case records <- batch:
+		case <-ctx.Done():
+			recycle(batch)
+		}
+	}
 }
 
 // decode dispatches on the kind every record starts with.

@@ -32,15 +32,12 @@ func probeIndex(r *event.Record) int {
 	return 0
 }
 
-func probeOf(r *event.Record) string { return probeNames[probeIndex(r)] }
-
 // health is the agent's view of itself: what each probe runs as, what it
 // delivered and what was lost where, and whether it is alive and ready
 // (/healthz, /readyz).
 type health struct {
 	kernel     atomic.Pointer[kernelView] // nil until the probes are loaded
 	events     map[string]*atomic.Uint64
-	queueLost  map[string]*atomic.Uint64 // dropped because aggregation fell behind
 	decodeLost atomic.Uint64
 
 	now        func() time.Time
@@ -64,11 +61,10 @@ type kernelView struct {
 const stallAfter = 10 * time.Second
 
 func newHealth(kube bool) *health {
-	h := &health{events: map[string]*atomic.Uint64{}, queueLost: map[string]*atomic.Uint64{},
+	h := &health{events: map[string]*atomic.Uint64{},
 		now: time.Now, stall: stallAfter, kube: kube}
 	for _, p := range probeNames {
 		h.events[p] = new(atomic.Uint64)
-		h.queueLost[p] = new(atomic.Uint64)
 	}
 	return h
 }
@@ -168,7 +164,6 @@ func (h *health) Collect(ch chan<- prometheus.Metric) {
 			counter(lostDesc, kernel[p], p, "ringbuf")
 		}
 		counter(eventsDesc, h.events[p].Load(), p)
-		counter(lostDesc, h.queueLost[p].Load(), p, "queue")
 	}
 	counter(lostDesc, h.decodeLost.Load(), "all", "decode")
 }

@@ -10,7 +10,7 @@ import (
 
 var (
 	hostLookupsDesc = prometheus.NewDesc("strata_agent_host_lookups_total",
-		"What the event loop asked the host worker (lookup: addresses = a namespace's, listed with setns; owners = a scan of every process's fds; namespaces = a listing of every process's network namespace), by outcome: answered, failed, dropped (the worker's queue was full).",
+		"What the event loop asked the host worker (lookup: addresses = a namespace's, listed with setns; owners = a scan of every process's fds; namespaces = a listing of every process's network namespace; cgroup = a process's cgroup file, for its pod in Kubernetes mode), by outcome: answered, failed, dropped (the worker's queue was full).",
 		[]string{"lookup", "outcome"}, nil)
 	heldDesc = prometheus.NewDesc("strata_agent_held_records",
 		"Records the event loop holds, in order, until a namespace seen for the first time has its addresses listed.", nil, nil)
@@ -45,7 +45,7 @@ func (c hostCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c hostCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, n := range []process.Need{process.Addrs, process.Owners, process.Namespaces} {
+	for _, n := range []process.Need{process.Addrs, process.Owners, process.Namespaces, process.Cgroup} {
 		failed := c.stats.Failed[n].Load() // first: answered counts before failed does
 		answered := c.stats.Answered[n].Load()
 		ch <- prometheus.MustNewConstMetric(hostLookupsDesc, prometheus.CounterValue, float64(answered-failed), n.String(), "answered")

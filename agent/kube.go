@@ -14,6 +14,7 @@ import (
 
 	"github.com/stratanet/strata/agent/config"
 	"github.com/stratanet/strata/identity/kube"
+	"github.com/stratanet/strata/identity/process"
 )
 
 // syncWait bounds how long the agent waits for the informers' first lists
@@ -80,31 +81,73 @@ func startKube(ctx context.Context, cfg config.Config, log *zap.Logger) (*kube.C
 // format on stderr.
 func klogToZap(log *zap.Logger) { klog.SetLogger(zapr.NewLogger(log.Named("client-go"))) }
 
-// podOfProcess names the host-network pod a process of the node belongs
-// to, by the pod UID in its cgroup path. Answers are kept a few seconds:
-// a node daemon opening many connections reads its cgroup file once.
-func podOfProcess(c *kube.Cache) func(pid uint32) (kube.Entry, bool) {
-	type answer struct {
-		e    kube.Entry
-		ok   bool
-		when time.Time
+// procPods names the pod a process of the node belongs to (a host-network
+// pod's, or one whose address is not reported yet), by the pod UID in its
+// cgroup file. The file is read by the host worker, off the event loop:
+// the first time a process is asked about, its pair waits (Pending) and
+// is named again once the answer is in (the flow table's late naming).
+// Answers are kept procFresh; an older one still names the process while
+// the file is read again.
+type procPods struct {
+	byCgroup func(file []byte) (kube.Entry, bool)
+	ask      process.Asker
+	stats    *process.Stats // the host lookups' counters, shared with the resolver
+	now      func() time.Time
+	seen     map[uint32]procPod
+	reading  map[uint32]bool // asked, not answered yet
+}
+
+type procPod struct {
+	en   kube.Entry
+	ok   bool
+	when time.Time
+}
+
+// procFresh is how long a process's answer holds: a node daemon opening
+// many connections has its cgroup read once.
+const (
+	procFresh = 5 * time.Second
+	maxProcs  = 4096
+)
+
+func newProcPods(c *kube.Cache, ask process.Asker, stats *process.Stats) *procPods {
+	return &procPods{
+		byCgroup: func(b []byte) (kube.Entry, bool) {
+			w, ok := c.ByCgroupFile(b)
+			return w.Entry(), ok
+		},
+		ask: ask, stats: stats, now: time.Now,
+		seen: map[uint32]procPod{}, reading: map[uint32]bool{},
 	}
-	seen := map[uint32]answer{}
-	return func(pid uint32) (kube.Entry, bool) {
-		now := time.Now()
-		if a, hit := seen[pid]; hit && now.Sub(a.when) < 5*time.Second {
-			return a.e, a.ok
-		}
-		if len(seen) >= 4096 {
-			clear(seen)
-		}
-		a := answer{when: now}
-		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil {
-			if w, ok := c.ByCgroupFile(b); ok {
-				a.e, a.ok = w.Entry(), true
-			}
-		}
-		seen[pid] = a
-		return a.e, a.ok
+}
+
+// pod implements kube.Pairs.Process.
+func (p *procPods) pod(pid uint32) (en kube.Entry, ok, wait bool) {
+	a, known := p.seen[pid]
+	if known && p.now().Sub(a.when) < procFresh {
+		return a.en, a.ok, false
 	}
+	if !p.reading[pid] && len(p.reading) < maxProcs {
+		p.stats.Asked[process.Cgroup].Add(1)
+		if p.ask.Ask(process.Lookup{Need: process.Cgroup, PID: pid}) {
+			p.reading[pid] = true
+		} else {
+			p.stats.Dropped[process.Cgroup].Add(1) // named with what is known
+		}
+	}
+	return a.en, a.ok, !known && p.reading[pid]
+}
+
+// answer folds in a cgroup file the worker read; the loop calls it in its
+// turn among the records. A process gone meanwhile is no pod.
+func (p *procPods) answer(a process.Answer) {
+	delete(p.reading, a.PID)
+	r := procPod{when: p.now()}
+	if a.Err == nil {
+		r.en, r.ok = p.byCgroup(a.Cgroup)
+	}
+	if _, ok := p.seen[a.PID]; !ok && len(p.seen) >= maxProcs {
+		clear(p.seen)
+	}
+	p.seen[a.PID] = r
 }

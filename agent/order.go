@@ -15,10 +15,15 @@ import (
 // are then held, in order, and applied once the answers are in (resume).
 // A hold is bounded in records and time: past either it is given up
 // (release), counted, and the records are applied with what is known.
+//
+// Records are applied a run at a time (every record up to the next that
+// must wait), so that the stages can take a run under one lock. That wait
+// is asked of a run's records before any of them is applied changes
+// nothing: what wait answers depends on the host's answers only.
 type order struct {
 	wait    func(*event.Record) bool // asks what e needs; true: hold from e on
-	apply   func(*event.Record)
-	release func() // stop waiting for the answers asked for
+	apply   func([]event.Record)     // a run of records, in order
+	release func()                   // stop waiting for the answers asked for
 
 	held    []event.Record
 	since   time.Time // when the current hold began
@@ -34,25 +39,22 @@ const (
 	maxWait = 2 * time.Second
 )
 
-func newOrder(wait func(*event.Record) bool, apply func(*event.Record), release func()) *order {
+func newOrder(wait func(*event.Record) bool, apply func([]event.Record), release func()) *order {
 	return &order{wait: wait, apply: apply, release: release, maxHeld: maxHeld, maxWait: maxWait}
 }
 
 // push applies or holds a batch from the reader (which it may reuse after).
 func (o *order) push(batch []event.Record, now time.Time) {
-	for i := range batch {
-		r := &batch[i]
-		if len(o.held) > 0 {
-			o.held = append(o.held, *r)
-			continue
+	if len(o.held) == 0 {
+		i := 0
+		for ; i < len(batch) && !o.wait(&batch[i]); i++ {
 		}
-		if o.wait(r) {
+		o.apply(batch[:i])
+		if batch = batch[i:]; len(batch) > 0 {
 			o.since = now
-			o.held = append(o.held, *r)
-			continue
 		}
-		o.apply(r)
 	}
+	o.held = append(o.held, batch...)
 	if len(o.held) > o.maxHeld {
 		o.giveUp()
 	}
@@ -63,12 +65,9 @@ func (o *order) push(batch []event.Record, now time.Time) {
 // an answer came: up to the next that must wait (a new hold from now).
 func (o *order) resume(now time.Time) {
 	i := 0
-	for ; i < len(o.held); i++ {
-		if o.wait(&o.held[i]) {
-			break
-		}
-		o.apply(&o.held[i])
+	for ; i < len(o.held) && !o.wait(&o.held[i]); i++ {
 	}
+	o.apply(o.held[:i])
 	o.drop(i)
 	if i > 0 {
 		o.since = now
@@ -89,8 +88,8 @@ func (o *order) giveUp() {
 	o.release()
 	for i := range o.held {
 		o.wait(&o.held[i])
-		o.apply(&o.held[i])
 	}
+	o.apply(o.held)
 	o.drop(len(o.held))
 }
 

@@ -29,10 +29,14 @@ func (h *host) wait(r *event.Record) bool {
 	return false
 }
 
-func (h *host) answer(ns uint32)      { h.known[ns] = true }
-func (h *host) apply(r *event.Record) { h.applied = append(h.applied, r.TCP.Sock) }
-func (h *host) release()              { h.released++; h.asked = nil }
-func (h *host) order() *order         { return newOrder(h.wait, h.apply, h.release) }
+func (h *host) answer(ns uint32) { h.known[ns] = true }
+func (h *host) apply(rs []event.Record) {
+	for _, r := range rs {
+		h.applied = append(h.applied, r.TCP.Sock)
+	}
+}
+func (h *host) release()      { h.released++; h.asked = nil }
+func (h *host) order() *order { return newOrder(h.wait, h.apply, h.release) }
 func rec(sock uint64, ns uint32) event.Record {
 	return event.Record{TCP: event.TCP{Sock: sock, Netns: ns}}
 }

@@ -23,7 +23,7 @@ func Agent() *dashboard.DashboardBuilder {
 			"Kernel records received per second, per probe.",
 			prom(fmt.Sprintf("sum by (probe) (%s)", rate("strata_agent_events_total", m...)), "{{probe}}"))).
 		WithPanel(series("Records lost by probe and stage", "short",
-			"Records lost per second: ringbuf (kernel buffer full), queue (aggregation behind), decode (malformed).",
+			"Records lost per second: ringbuf (kernel buffer full: aggregation, or the reader, behind), decode (malformed).",
 			prom(fmt.Sprintf("sum by (probe, stage) (%s)", rate("strata_agent_events_lost_total", m...)), "{{probe}} {{stage}}"))).
 		WithPanel(series("Records that became no request or query", "short",
 			"HTTP and DNS records the pairing could not use, per second, by outcome (unpaired, late, malformed, dropped at a bound).",

@@ -122,7 +122,7 @@ type Table struct {
 
 	mu        sync.Mutex
 	gov       *governor
-	keys      map[identity.Pair]Key // the governor's answers, remembered
+	keys      map[identity.Pair]*pairKey // the governor's answers and their flows, remembered
 	conns     map[uint64]*conn
 	byNetns   map[uint32]map[uint64]*conn // the same sockets by namespace, for sweep ends
 	closed    map[tombstone]*conn         // recently closed sockets, for events that trail the close
@@ -145,7 +145,7 @@ func NewTable(log *zap.Logger, id identity.Identifier, opts Options) *Table {
 	return &Table{
 		log: log, id: id, opts: opts, now: time.Now,
 		gov:     newGovernor(opts.Budgets),
-		keys:    map[identity.Pair]Key{},
+		keys:    map[identity.Pair]*pairKey{},
 		conns:   map[uint64]*conn{},
 		byNetns: map[uint32]map[uint64]*conn{},
 		closed:  map[tombstone]*conn{},
@@ -158,6 +158,21 @@ func (t *Table) Apply(e *event.TCP) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.apply(e)
+}
+
+// ApplyAll folds a run of TCP records into the table under one hold of its
+// lock (a lock and unlock per record was a tenth of the event loop's time
+// in a storm). observe, when not nil, is shown each record just before it
+// is folded, as the loop's identifier must see every record in order.
+func (t *Table) ApplyAll(rs []event.Record, observe func(*event.TCP)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range rs {
+		if observe != nil {
+			observe(&rs[i].TCP)
+		}
+		t.apply(&rs[i].TCP)
+	}
 }
 
 func (t *Table) apply(e *event.TCP) {
@@ -213,18 +228,20 @@ func (t *Table) apply(e *event.TCP) {
 // its names may come later, once they have (with conn's, the Wait of the
 // connection it happened on, when that connection waits).
 func (t *Table) oneOff(e *event.TCP, conn *Wait) {
-	o := &oneOff{kind: e.Kind, at: t.now()}
+	at := t.now()
+	var w Wait // on the stack unless it must wait: a storm's resets are many
 	if conn != nil {
-		o.Wait = *conn
-		o.ev.Local, o.ev.Remote, o.ev.Err = e.Local, e.Remote, e.Err
+		w = *conn
+		w.ev.Local, w.ev.Remote, w.ev.Err = e.Local, e.Remote, e.Err
 	} else {
-		o.Wait = Wait{pair: t.id.Identify(e), ev: *e, since: o.at}
+		w = Wait{pair: t.id.Identify(e), ev: *e, since: at}
 	}
-	if o.pair.Pending && t.canWait() && !t.oneOffs.Full() {
+	if w.pair.Pending && t.canWait() && !t.oneOffs.Full() {
+		o := &oneOff{Wait: w, kind: e.Kind, at: at}
 		t.oneOffs.Add(&o.Wait, o)
 		return
 	}
-	t.count(o.kind, t.keyOfPair(o.pair), &o.ev, o.at)
+	t.count(e.Kind, t.keyOfPair(w.pair), &w.ev, at)
 }
 
 // count adds a one-off event to its flow and tells the event sink.
@@ -251,8 +268,7 @@ func (t *Table) track(e *event.TCP) *conn {
 		c.stats = &c.late.acc
 		t.lates.Add(&c.late.Wait, c)
 	} else {
-		c.key = t.keyOfPair(p)
-		c.stats = t.flow(c.key)
+		c.key, c.stats = t.flowOfPair(p)
 	}
 	if len(t.conns) >= t.opts.MaxConns {
 		t.untracked++
@@ -260,7 +276,7 @@ func (t *Table) track(e *event.TCP) *conn {
 	}
 	c.stats.active++
 	t.conns[e.Sock] = c
-	ns := t.byNetns[c.netns]
+	ns := t.byNetns[c.netns] // emptied ones stay until Tick: a storm empties and refills them
 	if ns == nil {
 		ns = map[uint64]*conn{}
 		t.byNetns[c.netns] = ns
@@ -272,18 +288,19 @@ func (t *Table) track(e *event.TCP) *conn {
 func (t *Table) end(sock uint64, c *conn) {
 	c.stats.active--
 	delete(t.conns, sock)
-	if ns := t.byNetns[c.netns]; ns != nil {
-		if delete(ns, sock); len(ns) == 0 {
-			delete(t.byNetns, c.netns)
-		}
-	}
+	delete(t.byNetns[c.netns], sock)
 	t.id.Forget(sock)
 	// Two generations, the older dropped whole: deleting the oldest of one
 	// map at each close left it so full of deleted slots that inserts
 	// probed far (a fifth of the agent's CPU under a new connection per
-	// request).
+	// request). The older map is cleared and reused: clear leaves no
+	// deleted slots behind, and nothing is allocated per generation.
 	if len(t.closed) >= maxClosed {
-		t.older, t.closed = t.closed, make(map[tombstone]*conn, maxClosed)
+		if t.older == nil {
+			t.older = make(map[tombstone]*conn, maxClosed)
+		}
+		clear(t.older)
+		t.older, t.closed = t.closed, t.older
 	}
 	t.closed[tombstone{sock, c.local, c.remote}] = c
 }
@@ -394,21 +411,40 @@ func (t *Table) keyOf(e *event.TCP) Key {
 	return t.keyOfPair(t.id.Identify(e))
 }
 
-func (t *Table) keyOfPair(p identity.Pair) Key {
+func (t *Table) keyOfPair(p identity.Pair) Key { return t.pairKey(p).key }
+
+// flowOfPair is p's key and flow: for a pair seen before, one lookup.
+func (t *Table) flowOfPair(p identity.Pair) (Key, *stats) {
+	pk := t.pairKey(p)
+	if pk.stats == nil {
+		pk.stats = t.flow(pk.key)
+	}
+	return pk.key, pk.stats
+}
+
+// pairKey is the governor's answer for a pair, and its flow once counted.
+// Flows are deleted only by prune, which forgets every pairKey.
+type pairKey struct {
+	key   Key
+	stats *stats // nil until flowOfPair
+}
+
+func (t *Table) pairKey(p identity.Pair) *pairKey {
 	p.Pending = false // a guess and a sure name share their series
-	if k, ok := t.keys[p]; ok {
-		return k
+	if pk, ok := t.keys[p]; ok {
+		return pk
 	}
 	k := t.gov.key(p)
 	if _, ok := t.flows[k]; !ok && len(t.flows) >= t.opts.Budgets.Flows {
 		t.gov.overflow["flows"]++
-		return overflowKey(identity.Reporter(k.Reporter))
+		return &pairKey{key: overflowKey(identity.Reporter(k.Reporter))}
 	}
 	if len(t.keys) >= 2*t.opts.Budgets.Flows { // pairs folded into ~other pile up here
 		clear(t.keys)
 	}
-	t.keys[p] = k
-	return k
+	pk := &pairKey{key: k}
+	t.keys[p] = pk
+	return pk
 }
 
 func (t *Table) flow(k Key) *stats {
@@ -464,6 +500,11 @@ func (t *Table) Tick() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	for ns, conns := range t.byNetns {
+		if len(conns) == 0 {
+			delete(t.byNetns, ns)
+		}
+	}
 	over := func(w *Wait) (Key, bool) {
 		k := t.guess(w)
 		return k, !t.waiting(w.pair, w.since, now)

@@ -129,8 +129,15 @@ func TestConnectionLifecycleCountsPayloadOnce(t *testing.T) {
 	if got := value(t, tb, "strata_tcp_connections_total", labels+`,result="success"`); got != 1 {
 		t.Errorf("connections = %v, want 1", got)
 	}
-	if len(tb.conns) != 0 || len(tb.byNetns) != 0 {
-		t.Errorf("closed socket still followed: %d, %d", len(tb.conns), len(tb.byNetns))
+	held := 0
+	for _, ns := range tb.byNetns {
+		held += len(ns)
+	}
+	if len(tb.conns) != 0 || held != 0 {
+		t.Errorf("closed socket still followed: %d, %d", len(tb.conns), held)
+	}
+	if tb.Tick(); len(tb.byNetns) != 0 { // an emptied namespace goes at the next tick
+		t.Errorf("emptied namespaces kept after a tick: %d", len(tb.byNetns))
 	}
 	if len(id.forgotten) != 1 || id.forgotten[0] != 7 {
 		t.Errorf("identity not told to forget socket 7: %v", id.forgotten)

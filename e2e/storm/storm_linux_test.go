@@ -26,7 +26,7 @@ type result struct {
 // pair of namespaces of its own, made after the agent started (as new pods
 // are: each namespace's first records wait for its addresses, off the
 // loop). Every connection is counted at both ends under its own port, and
-// no record is lost on the way (ring buffer, queue, decode), nor any host
+// no record is lost on the way (ring buffer, decode), nor any host
 // lookup dropped or hold given up. `make bench-storm` is the big one.
 //
 // The storms run at nice 19: on this 2-core machine sixteen busy storm

@@ -36,8 +36,10 @@ type Pairs struct {
 	HostNetns uint32 // the node's own network namespace
 	// Process names the pod a process belongs to, by its cgroup: a
 	// host-network pod (else the end is the node itself, HostName), or a
-	// pod whose address the API server has not reported yet.
-	Process func(pid uint32) (Entry, bool)
+	// pod whose address the API server has not reported yet. wait: the
+	// process's cgroup is being read (off the event loop); the pair is
+	// Pending and named again once it is in.
+	Process func(pid uint32) (en Entry, ok, wait bool)
 	// NetnsOf says which network namespace of this host has an address
 	// (nil: none known). A peer in the node's own is HostName; one in
 	// another namespace of the node that is no known pod may be a pod not
@@ -127,13 +129,13 @@ func (p Pairs) unknown(a netip.Addr, w identity.Workload, local bool, e *event.T
 		if local {
 			pid = e.PID
 		}
-		en := p.node(pid)
+		en := p.node(pid, pending)
 		return identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 	case onNode: // another namespace of the node: a pod not reported yet, or no pod
 		if local {
 			// Its process's cgroup names the pod before its address is
 			// reported (and for sockets without an address of their own).
-			if en, ok := p.pod(e.PID); ok {
+			if en, ok := p.pod(e.PID, pending); ok {
 				return identity.Workload{Namespace: en.Namespace, Name: en.Workload}
 			}
 		}
@@ -147,18 +149,24 @@ func (p Pairs) unknown(a netip.Addr, w identity.Workload, local bool, e *event.T
 	return w
 }
 
-// node names a process of the node's namespace.
-func (p Pairs) node(pid uint32) Entry {
-	if en, ok := p.pod(pid); ok {
+// node names a process of the node's namespace: the node itself until its
+// cgroup says otherwise (meanwhile *pending, when it is being read).
+func (p Pairs) node(pid uint32, pending *bool) Entry {
+	if en, ok := p.pod(pid, pending); ok {
 		return en
 	}
 	return Entry{Workload: HostName}
 }
 
-// pod names the pod of a process by its cgroup (pid 0: not known).
-func (p Pairs) pod(pid uint32) (Entry, bool) {
+// pod names the pod of a process by its cgroup (pid 0: not known); it sets
+// *pending while the cgroup is being read.
+func (p Pairs) pod(pid uint32, pending *bool) (Entry, bool) {
 	if pid == 0 || p.Process == nil {
 		return Entry{}, false
 	}
-	return p.Process(pid)
+	en, ok, wait := p.Process(pid)
+	if wait {
+		*pending = true
+	}
+	return en, ok
 }

@@ -55,6 +55,7 @@ func TestPairs(t *testing.T) {
 		{"host process calls a pod", conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), w("", "host", ""), w("shop", "frontend", ""), false},
 		{"a pod not reported yet, by its process's cgroup", withPID(conn(event.Connect, 7, other, vip), 43), w("shop", "new-pod", ""), w("shop", "backend", "backend"), false},
 		{"host-network pod calls a pod", withPID(conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), 42), w("kube-system", "agent", ""), w("shop", "frontend", ""), false},
+		{"host process whose cgroup is being read: the node meanwhile", withPID(conn(event.Connect, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), 44), w("", "host", ""), w("shop", "frontend", ""), true},
 		{"pod calls a host server", conn(event.Accept, hostNetns, netip.MustParseAddr("192.168.1.4"), pod), w("shop", "frontend", ""), w("", "host", ""), false},
 		{"pod calls the node", conn(event.Connect, 7, pod, nodeIP), w("shop", "frontend", ""), w("", "host", ""), false},
 		{"pod calls another namespace of the node", conn(event.Connect, 7, pod, otherNetnsIP), w("shop", "frontend", ""), w("", "world", ""), true},
@@ -92,14 +93,17 @@ func TestPairs(t *testing.T) {
 func withPID(e *event.TCP, pid uint32) *event.TCP { e.PID = pid; return e }
 
 // procs knows one host-network pod's process.
-func procs(pid uint32) (Entry, bool) {
-	if pid == 42 {
-		return Entry{Namespace: "kube-system", Workload: "agent"}, true
+// pid 44's cgroup is still being read.
+func procs(pid uint32) (Entry, bool, bool) {
+	switch pid {
+	case 42:
+		return Entry{Namespace: "kube-system", Workload: "agent"}, true, false
+	case 43:
+		return Entry{Namespace: "shop", Workload: "new-pod"}, true, false
+	case 44:
+		return Entry{}, false, true
 	}
-	if pid == 43 {
-		return Entry{Namespace: "shop", Workload: "new-pod"}, true
-	}
-	return Entry{}, false
+	return Entry{}, false, false
 }
 
 var nodeIP, otherNetnsIP = netip.MustParseAddr("192.168.1.4"), netip.MustParseAddr("10.250.1.10")

@@ -60,6 +60,11 @@ func (h *ProcHost) path(ns, pid uint32) (string, error) {
 	return "", fmt.Errorf("network namespace %d: no process or mount enters it", ns)
 }
 
+// Cgroup reads the cgroup file of process pid.
+func (h *ProcHost) Cgroup(pid uint32) ([]byte, error) {
+	return os.ReadFile("/proc/" + strconv.FormatUint(uint64(pid), 10) + "/cgroup")
+}
+
 // Namespaces lists every network namespace a process or a mount enters.
 func (h *ProcHost) Namespaces() ([]uint32, error) {
 	all, err := h.enumerate()

@@ -12,6 +12,7 @@ const (
 	Addrs      Need = iota + 1 // the addresses of one network namespace (setns)
 	Owners                     // every socket inode's process (a readlink of every /proc/*/fd)
 	Namespaces                 // every network namespace of the host (a readlink of every /proc/*/ns/net)
+	Cgroup                     // one process's cgroups (/proc/PID/cgroup), for the Kubernetes pod it belongs to
 )
 
 func (n Need) String() string {
@@ -20,6 +21,8 @@ func (n Need) String() string {
 		return "addresses"
 	case Namespaces:
 		return "namespaces"
+	case Cgroup:
+		return "cgroup"
 	}
 	return "owners"
 }
@@ -28,7 +31,7 @@ func (n Need) String() string {
 type Lookup struct {
 	Need  Need
 	Netns uint32 // Addrs: the namespace
-	PID   uint32 // Addrs: a process known to live in it, or 0
+	PID   uint32 // Addrs: a process known to live in it, or 0; Cgroup: the process
 }
 
 // Answer is what the host said, delivered back to the event loop.
@@ -37,6 +40,7 @@ type Answer struct {
 	Addrs  []netip.Addr
 	Owners map[uint64]string
 	All    []uint32 // Namespaces: every namespace found
+	Cgroup []byte   // Cgroup: the file's content
 	Err    error
 }
 
@@ -56,8 +60,9 @@ type Worker struct {
 // NewWorker answers from host; queue bounds the lookups waiting per Need.
 func NewWorker(host Host, queue int) *Worker {
 	return &Worker{
-		host:    host,
-		queues:  map[Need]chan Lookup{Addrs: make(chan Lookup, queue), Owners: make(chan Lookup, 1), Namespaces: make(chan Lookup, 1)},
+		host: host,
+		queues: map[Need]chan Lookup{Addrs: make(chan Lookup, queue), Owners: make(chan Lookup, 1), Namespaces: make(chan Lookup, 1),
+			Cgroup: make(chan Lookup, queue)},
 		answers: make(chan Answer, queue),
 	}
 }
@@ -111,6 +116,8 @@ func (w *Worker) Do(l Lookup) Answer {
 		a.Owners, a.Err = w.host.Owners()
 	case Namespaces:
 		a.All, a.Err = w.host.Namespaces()
+	case Cgroup:
+		a.Cgroup, a.Err = w.host.Cgroup(l.PID)
 	}
 	return a
 }

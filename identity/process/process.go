@@ -40,6 +40,8 @@ type Host interface {
 	Owners() (map[uint64]string, error)
 	// Namespaces lists the host's network namespaces.
 	Namespaces() ([]uint32, error)
+	// Cgroup reads a process's cgroup file (/proc/PID/cgroup).
+	Cgroup(pid uint32) ([]byte, error)
 }
 
 // Limits bound the resolver's memory whatever the traffic.
@@ -91,6 +93,7 @@ type Resolver struct {
 	clients   map[tuple]client                  // live client sockets -> owner
 	clientOf  map[uint64]tuple
 	addrs     map[netip.Addr]uint32 // local address -> namespace
+	lastAddr  map[uint32]netip.Addr // namespace -> an address addrs gives it, the one its records last carried
 	listed    map[uint32]time.Time  // namespaces whose addresses were asked for
 	first     map[uint32]bool       // first listings asked and not answered: the loop holds records
 	finding   bool                  // the host's namespaces were asked for and have not answered
@@ -108,8 +111,8 @@ type Resolver struct {
 // waiting for one (Released) are named less well than they could have
 // been, never silently.
 type Stats struct {
-	Asked, Answered, Failed, Dropped [Namespaces + 1]atomic.Uint64 // by Need
-	Released                         atomic.Uint64                 // holds given up (Release)
+	Asked, Answered, Failed, Dropped [Cgroup + 1]atomic.Uint64 // by Need
+	Released                         atomic.Uint64             // holds given up (Release)
 }
 
 var (
@@ -128,6 +131,7 @@ func New(log *zap.Logger, ask Asker) *Resolver {
 		clients:   map[tuple]client{},
 		clientOf:  map[uint64]tuple{},
 		addrs:     map[netip.Addr]uint32{},
+		lastAddr:  map[uint32]netip.Addr{},
 		listed:    map[uint32]time.Time{},
 		first:     map[uint32]bool{},
 		owners:    map[uint64]string{},
@@ -335,19 +339,17 @@ func (r *Resolver) listenerOwner(netns uint32, addr netip.AddrPort, self *event.
 }
 
 func (r *Resolver) listenerAt(netns uint32, addr netip.AddrPort) (listener, bool) {
-	var wildcard *listener
+	var wildcard listener
+	var found bool
 	for _, l := range r.listeners[listenKey{netns, addr.Port()}] {
 		if l.addr == addr.Addr() {
 			return l, true
 		}
 		if l.addr.IsUnspecified() && (l.addr.Is6() || addr.Addr().Is4()) {
-			wildcard = &l
+			wildcard, found = l, true
 		}
 	}
-	if wildcard != nil {
-		return *wildcard, true
-	}
-	return listener{}, false
+	return wildcard, found
 }
 
 func (r *Resolver) listenerOf(netns uint32, port uint16, sock uint64) (listener, bool) {
@@ -481,8 +483,23 @@ func (r *Resolver) Answer(a Answer) {
 	}
 }
 
+// addAddr runs for nearly every record: when its namespace's records last
+// carried the same address, one lookup by namespace (an address is dearer
+// to hash). lastAddr[ns] == a holds only while addrs[a] == ns.
 func (r *Resolver) addAddr(a netip.Addr, netns uint32) {
-	if _, ok := r.addrs[a]; ok || len(r.addrs) < maxAddrs {
-		r.addrs[a] = netns
+	if last, ok := r.lastAddr[netns]; ok && last == a {
+		return
 	}
+	old, ok := r.addrs[a]
+	if !ok && len(r.addrs) >= maxAddrs {
+		return
+	}
+	if ok && old != netns && r.lastAddr[old] == a {
+		delete(r.lastAddr, old)
+	}
+	r.addrs[a] = netns
+	if len(r.lastAddr) >= maxAddrs {
+		clear(r.lastAddr)
+	}
+	r.lastAddr[netns] = a
 }

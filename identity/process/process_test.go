@@ -29,6 +29,8 @@ func (h *fakeHost) NetnsAddrs(ns, _ uint32) ([]netip.Addr, error) {
 	return nil, errors.New("gone")
 }
 
+func (h *fakeHost) Cgroup(uint32) ([]byte, error) { return nil, errors.New("no cgroups here") }
+
 func (h *fakeHost) Owners() (map[uint64]string, error) {
 	h.scans++
 	return maps.Clone(h.owners), nil
@@ -266,6 +268,32 @@ func TestFirstRecordOfANamespaceWaits(t *testing.T) {
 	r.Release()
 	if r.Wait(e3) || r.Stats().Released.Load() != 1 {
 		t.Fatalf("after Release: waiting %v, released %d", r.Waiting(), r.Stats().Released.Load())
+	}
+}
+
+// An address belongs to the namespace whose record carried it last, also
+// when it moves back (a pod's address given to another and returned):
+// skipping a record whose address its namespace carried before must not
+// keep a stale owner.
+func TestAddressFollowsTheLastNamespace(t *testing.T) {
+	r := newResolver(&fakeHost{})
+	a := ap("10.244.1.5:80")
+	rec := func(ns uint32) {
+		r.Observe(&event.TCP{Kind: event.Connect, Sock: uint64(ns), Netns: ns, Local: a, Remote: ap("10.244.9.9:80")})
+	}
+	for i, ns := range []uint32{7, 7, 8, 7, 8, 8, 7} {
+		rec(ns)
+		if got, ok := r.NetnsOf(a.Addr()); !ok || got != ns {
+			t.Fatalf("record %d (namespace %d): address in namespace %d, %v", i, ns, got, ok)
+		}
+	}
+	r.Answer(Answer{Lookup: Lookup{Need: Addrs, Netns: 9}, Addrs: []netip.Addr{a.Addr()}}) // a listing says otherwise
+	if got, _ := r.NetnsOf(a.Addr()); got != 9 {
+		t.Fatalf("after namespace 9's listing: %d", got)
+	}
+	rec(7)
+	if got, _ := r.NetnsOf(a.Addr()); got != 7 {
+		t.Fatalf("namespace 7's record after the listing: %d", got)
 	}
 }
 
