@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// A namespace's first record waits for its addresses, and so does
 	// every record after it (of any probe): see order.
 	wait := func(r *event.Record) bool {
-		if r.Tally != nil || r.IsHTTP || r.IsDNS {
+		if !r.IsTCP() {
 			return resolver.Waiting()
 		}
 		return resolver.Wait(&r.TCP)
@@ -351,13 +351,13 @@ func decode(raw []byte) (event.Record, error) {
 	switch {
 	case kind.IsDNS(k):
 		e, err := dnsprobe.Decode(raw)
-		return event.Record{IsDNS: true, DNS: e}, err
+		return event.Record{DNS: &e}, err
 	case k == kind.HTTPTally:
 		c, err := httpprobe.DecodeTally(raw)
-		return event.Record{IsHTTP: true, Tally: c}, err
+		return event.Record{Tally: c}, err
 	case kind.IsHTTP(k):
 		e, err := httpprobe.Decode(raw)
-		return event.Record{IsHTTP: true, HTTP: e}, err
+		return event.Record{HTTP: &e}, err
 	}
 	e, err := tcp.Decode(raw) // refuses what is no TCP record either
 	return event.Record{TCP: e}, err

@@ -14,8 +14,9 @@ func TestDecodeDispatchesByKind(t *testing.T) {
 		raw[0] = byte(k)
 		r, err := decode(raw)
 		b := uint8(k)
-		if r.IsDNS != kind.IsDNS(b) || r.IsHTTP != kind.IsHTTP(b) {
-			t.Errorf("kind %d: dns %v http %v", k, r.IsDNS, r.IsHTTP)
+		isDNS, isHTTP := r.DNS != nil, r.HTTP != nil || r.Tally != nil
+		if isDNS != kind.IsDNS(b) || isHTTP != kind.IsHTTP(b) {
+			t.Errorf("kind %d: dns %v http %v", k, isDNS, isHTTP)
 		}
 		if !kind.IsTCP(b) && !kind.IsHTTP(b) && !kind.IsDNS(b) && err == nil {
 			t.Errorf("kind %d belongs to no family but decoded", k)

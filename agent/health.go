@@ -15,10 +15,10 @@ import (
 var probeNames = []string{"tcp_state", "tcp_sweep", "tcp_retransmit", "tcp_reset", "http", "dns"}
 
 func probeIndex(r *event.Record) int {
-	if r.IsHTTP {
+	if r.HTTP != nil || r.Tally != nil {
 		return 4
 	}
-	if r.IsDNS {
+	if r.DNS != nil {
 		return 5
 	}
 	switch r.TCP.Kind {

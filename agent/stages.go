@@ -28,15 +28,15 @@ func (s *stages) apply(rs []event.Record) {
 		switch {
 		case r.Tally != nil:
 			s.requests.Tally(r.Tally)
-		case r.IsHTTP:
-			s.requests.Apply(&r.HTTP)
-		case r.IsDNS:
+		case r.HTTP != nil:
+			s.requests.Apply(r.HTTP)
+		case r.DNS != nil:
 			if s.queries != nil {
-				s.queries.Apply(&r.DNS)
+				s.queries.Apply(r.DNS)
 			}
 		default:
 			n := 1
-			for n < len(rs) && isTCP(&rs[n]) {
+			for n < len(rs) && rs[n].IsTCP() {
 				n++
 			}
 			s.table.ApplyAll(rs[:n], s.resolver.Observe)
@@ -51,5 +51,3 @@ func (s *stages) apply(rs []event.Record) {
 		rs = rs[1:]
 	}
 }
-
-func isTCP(r *event.Record) bool { return r.Tally == nil && !r.IsHTTP && !r.IsDNS }

@@ -167,13 +167,16 @@ type DNS struct {
 }
 
 // Record is one record of the kernel's ring, in the order the kernel made
-// them: a TCP event, or an HTTP one when IsHTTP, or a DNS one when IsDNS,
-// or an HTTP tally.
+// them: an HTTP event, a DNS one or an HTTP tally when that pointer is set,
+// else a TCP event. The rarer families sit behind pointers so that a
+// record waiting in the agent's queue costs what a TCP event does (216
+// bytes, against 552 with all three inline): a storm's backlog is TCP.
 type Record struct {
-	IsHTTP bool
-	IsDNS  bool
-	TCP    TCP
-	HTTP   HTTP
-	DNS    DNS
-	Tally  *HTTPTally // an HTTP tally when not nil
+	TCP   TCP
+	HTTP  *HTTP
+	DNS   *DNS
+	Tally *HTTPTally
 }
+
+// IsTCP: no other family's pointer is set.
+func (r *Record) IsTCP() bool { return r.HTTP == nil && r.DNS == nil && r.Tally == nil }
