@@ -286,12 +286,17 @@ func (e *Exporter) write(ctx context.Context, r *prompb.WriteRequest) error {
 }
 
 // classify replaces the client's error, which hides its cause, with what
-// the transport saw: an HTTP status or the network error.
+// the transport saw: an HTTP status or the network error. Except a
+// timeout: when the client's own deadline ends an attempt, the transport
+// may see only its cancellation ("request canceled"), and the client's
+// error is the one that says why.
 func (e *Exporter) classify(err error) error {
 	code, terr := e.last.get()
 	switch {
 	case code >= 300:
 		return &export.StatusError{Code: code, Body: errBody(err)}
+	case terr != nil && export.Condition(err) == "timeout":
+		return err
 	case terr != nil:
 		return terr
 	}
