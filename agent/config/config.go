@@ -139,17 +139,22 @@ func (c Config) check() error {
 // Default is what the agent runs with when told nothing.
 func Default() Config {
 	return Config{
-		Kubernetes:     "auto",
-		HTTP:           "off", // on once its overhead at saturation meets the target (docs/metrics.md)
-		DNS:            "on",
-		DNSTimeout:     5 * time.Second,
-		OTLPInsecure:   "off",
-		MetricsAddr:    ":9810",
-		SweepInterval:  10 * time.Second,
-		DeletedGrace:   5 * time.Minute,
-		LogLevel:       "info",
-		RingBuffer:     8 << 20,
-		EventQueue:     65536,
+		Kubernetes:    "auto",
+		HTTP:          "off", // on once its overhead at saturation meets the target (docs/metrics.md)
+		DNS:           "on",
+		DNSTimeout:    5 * time.Second,
+		OTLPInsecure:  "off",
+		MetricsAddr:   ":9810",
+		SweepInterval: 10 * time.Second,
+		DeletedGrace:  5 * time.Minute,
+		LogLevel:      "info",
+		RingBuffer:    8 << 20,
+		// A record waits in the queue as 216 bytes (event.Record): a full
+		// queue is ~40 MiB, the worst moment of a storm, and nothing
+		// between (pooled batches). Three times the records the kernel's
+		// 8 MiB ring holds: in a storm the loop falls behind by more than
+		// the ring alone (docs/performance.md).
+		EventQueue:     196608,
 		MaxSockets:     1 << 18,
 		MaxSeries:      20000,
 		HTTPMaxSockets: 1 << 17,

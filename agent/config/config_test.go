@@ -125,7 +125,7 @@ func TestDefault(t *testing.T) {
 		LogLevel:      "info",
 		Cluster:       "",
 		RingBuffer:    8 << 20,
-		EventQueue:    65536,
+		EventQueue:    196608,
 		MaxSockets:    262144,
 		MaxSeries:     20000,
 		LabelBudgets:  nil,
@@ -1241,7 +1241,7 @@ func TestHelp(t *testing.T) {
 				}
 			}
 			// Defaults are shown with the flags.
-			for _, w := range []string{"(default :9810)", "(default auto)", "(default 10s)", "(default info)", "(default off)", "(default 8388608)", "(default 65536)", "(default 262144)", "(default 20000)",
+			for _, w := range []string{"(default :9810)", "(default auto)", "(default 10s)", "(default info)", "(default off)", "(default 8388608)", "(default 196608)", "(default 262144)", "(default 20000)",
 				"(default 15s)", "(default 100000)", "(default 10000)", "(default 10)", "(default 4096)"} {
 				if !strings.Contains(out, w) {
 					t.Errorf("usage does not show default %q:\n%s", w, out)
