@@ -31,29 +31,17 @@ tmp=$(mktemp -d)
 agent_pid=""
 cleanup() {
 	[ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null || true
-	for i in $(seq "$PAIRS"); do
-		for side in srv cli; do
-			ip netns pids "$id-$i-$side" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-			ip netns del "$id-$i-$side" 2>/dev/null || true
-		done
-	done
+	pairs_down "$PAIRS"
 	rm -rf "$tmp"
 }
+# shellcheck source=pairs.sh
+source "$(dirname "$0")/pairs.sh"
 trap cleanup EXIT
 go build -o "$tmp/" ./e2e/cmd/tcpclient ./e2e/cmd/tcpserver
 
+pairs_up "$PAIRS" 169
 for i in $(seq "$PAIRS"); do
-	srv=$id-$i-srv cli=$id-$i-cli net=10.244.$((169 + i))
-	ip netns add "$srv"
-	ip netns add "$cli"
-	ip link add "${id}s$i" netns "$srv" type veth peer name "${id}c$i" netns "$cli"
-	ip -n "$srv" addr add "$net.1/24" dev "${id}s$i"
-	ip -n "$cli" addr add "$net.2/24" dev "${id}c$i"
-	for ns in "$srv" "$cli"; do ip -n "$ns" link set lo up; done
-	ip -n "$srv" link set "${id}s$i" up
-	ip -n "$cli" link set "${id}c$i" up
-	ip netns exec "$srv" sysctl -qw net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=4096
-	ip netns exec "$srv" nice -n "$PEER_NICE" "$tmp/tcpserver" -listen "$net.1:$((BASE_PORT + i))" >"$tmp/srv$i.log" 2>&1 &
+	ip netns exec "$id-$i-srv" nice -n "$PEER_NICE" "$tmp/tcpserver" -listen "10.244.$((169 + i)).1:$((BASE_PORT + i))" >"$tmp/srv$i.log" 2>&1 &
 	disown
 done
 
