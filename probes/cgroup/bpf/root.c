@@ -60,9 +60,14 @@ static __always_inline int dispatch(struct __sk_buff *skb, void *next, bool egre
 		struct tcphdr *th = data + l4;
 		if ((void *)(th + 1) > data_end)
 			return 1;
-		if ((egress ? th->dest : th->source) == bpf_htons(DNS_PORT))
+		// Everything read from the packet is read before the first tail
+		// call: a tail call that falls through leaves packet pointers
+		// invalid for some verifiers (6.12 refused th after it).
+		__u16 port = egress ? th->dest : th->source;
+		__u32 payload = l4 + th->doff * 4;
+		if (port == bpf_htons(DNS_PORT))
 			bpf_tail_call_static(skb, next, SLOT_DNS); // returns only when DNS is off
-		if (skb->len >= l4 + th->doff * 4 + HTTP_MIN)
+		if (skb->len >= payload + HTTP_MIN)
 			bpf_tail_call_static(skb, next, SLOT_HTTP);
 		return 1;
 	}
