@@ -127,13 +127,9 @@ func (p *procPods) pod(pid uint32) (en kube.Entry, ok, wait bool) {
 	if known && p.now().Sub(a.when) < procFresh {
 		return a.en, a.ok, false
 	}
-	if !p.reading[pid] && len(p.reading) < maxProcs {
-		p.stats.Asked[process.Cgroup].Add(1)
-		if p.ask.Ask(process.Lookup{Need: process.Cgroup, PID: pid}) {
-			p.reading[pid] = true
-		} else {
-			p.stats.Dropped[process.Cgroup].Add(1) // named with what is known
-		}
+	// One the worker cannot take is named with what is known (counted).
+	if !p.reading[pid] && len(p.reading) < maxProcs && p.stats.Ask(p.ask, process.Lookup{Need: process.Cgroup, PID: pid}) {
+		p.reading[pid] = true
 	}
 	return a.en, a.ok, !known && p.reading[pid]
 }

@@ -141,6 +141,17 @@ func New(log *zap.Logger, ask Asker) *Resolver {
 // Stats are the resolver's counters; safe from any goroutine.
 func (r *Resolver) Stats() *Stats { return &r.stats }
 
+// Ask asks a for l and counts it: asked, and dropped when a cannot take it
+// (the worker's queue is full).
+func (s *Stats) Ask(a Asker, l Lookup) bool {
+	s.Asked[l.Need].Add(1)
+	if a.Ask(l) {
+		return true
+	}
+	s.Dropped[l.Need].Add(1)
+	return false
+}
+
 func key(netns uint32, local, remote netip.AddrPort) tuple {
 	if !local.Addr().IsLoopback() {
 		netns = 0
@@ -280,12 +291,7 @@ func (r *Resolver) ownerOf(inode uint64, wait *bool) string {
 	}
 	if !r.scanning && r.now().Sub(r.scanned) >= rescanEvery {
 		r.scanned = r.now()
-		r.stats.Asked[Owners].Add(1)
-		if r.ask.Ask(Lookup{Need: Owners}) {
-			r.scanning = true
-		} else {
-			r.stats.Dropped[Owners].Add(1)
-		}
+		r.scanning = r.stats.Ask(r.ask, Lookup{Need: Owners})
 	}
 	if r.scanning {
 		*wait = true
@@ -406,15 +412,9 @@ func (r *Resolver) Wait(e *event.TCP) bool {
 // would be taken for the world until the next sweep found it. Their
 // first listings hold the loop like this one's.
 func (r *Resolver) findNamespaces() {
-	if r.finding {
-		return
+	if !r.finding && r.stats.Ask(r.ask, Lookup{Need: Namespaces}) {
+		r.finding, r.findHold = true, true
 	}
-	r.stats.Asked[Namespaces].Add(1)
-	if !r.ask.Ask(Lookup{Need: Namespaces}) {
-		r.stats.Dropped[Namespaces].Add(1)
-		return
-	}
-	r.finding, r.findHold = true, true
 }
 
 // Waiting says whether a first listing is still to come: records of other
@@ -435,9 +435,7 @@ func (r *Resolver) askAddrs(netns, pid uint32) bool {
 	if len(r.listed) >= maxAddrs { // namespaces come and go: start over
 		clear(r.listed)
 	}
-	r.stats.Asked[Addrs].Add(1)
-	if !r.ask.Ask(Lookup{Need: Addrs, Netns: netns, PID: pid}) {
-		r.stats.Dropped[Addrs].Add(1)
+	if !r.stats.Ask(r.ask, Lookup{Need: Addrs, Netns: netns, PID: pid}) {
 		delete(r.listed, netns)
 		return false
 	}
