@@ -85,51 +85,61 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 		return nil, errors.Join(errs...)
 	}
 	mode := o.Mode
-	if mode == Tracepoint {
+	load := loadSock
+	switch mode {
+	case Packet:
+		if err := PacketsSupported(); err != nil {
+			return nil, fmt.Errorf("HTTP probe (cgroup_skb): %w", err)
+		}
+		load = loadSkb
+	case Tracepoint:
 		// Said in one line rather than as the attach's opaque EINVAL.
 		if hook := missingTracepoint(); hook != "" {
 			return nil, fmt.Errorf("HTTP probe (tracepoint): this kernel has no %s tracepoint (Linux 6.3+): %w", hook, ebpf.ErrNotSupported)
 		}
-	}
-	if mode == Packet {
-		return openPacket(events, o)
-	}
-	load, opts := loadSock, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
-	if mode == Syscall {
+	case Syscall:
 		load = loadSyscall
+	default:
+		return nil, fmt.Errorf("unknown HTTP probe mode %q", mode)
 	}
 	spec, err := load()
 	if err != nil {
 		return nil, err
 	}
 	spec.Maps["events"].MaxEntries = events.MaxEntries()
-	p := &Probe{mode: mode}
-	switch mode {
-	case Tracepoint:
+	if mode != Syscall { // the kernel pairs and tallies
 		if err := setTally(spec, o); err != nil {
 			return nil, err
 		}
+	}
+	opts := &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}
+	p := &Probe{mode: mode}
+	switch mode {
+	case Packet:
+		var objs skbObjects
+		if err := spec.LoadAndAssign(&objs, opts); err != nil {
+			return nil, fmt.Errorf("load HTTP probe (%s): %w", mode, err)
+		}
+		p.lost, p.close = objs.Lost, objs.Close
+		// The segment programs are handed their packets by the cgroup
+		// root's program pair, which DNS capture shares; the socket-state
+		// hook names owners and sends unanswered requests.
+		if err := p.attachPairing(o, objs.HttpCounts, hook{"inet_sock_set_state", objs.HttpState}); err != nil {
+			return nil, err
+		}
+		if p.leave, err = cgroup.Join(cgroup.HTTP, objs.HttpEgress, objs.HttpIngress); err != nil {
+			p.Close()
+			return nil, fmt.Errorf("HTTP probe (cgroup_skb): %w", err)
+		}
+	case Tracepoint:
 		var objs sockObjects
 		if err := spec.LoadAndAssign(&objs, opts); err != nil {
 			return nil, fmt.Errorf("load HTTP probe (%s): %w", mode, err)
 		}
 		p.lost, p.close = objs.Lost, objs.Close
-		if o.Tally {
-			if p.iter, err = link.AttachIter(link.IterOptions{Program: objs.HttpCounts}); err != nil {
-				p.Close()
-				return nil, fmt.Errorf("attach HTTP tally iterator: %w", err)
-			}
-		}
-		for _, h := range []struct {
-			name string
-			prog *ebpf.Program
-		}{{"sock_send_length", objs.HttpSent}, {"sock_recv_length", objs.HttpReceived}, {"inet_sock_set_state", objs.HttpClosed}} {
-			l, err := link.AttachTracing(link.TracingOptions{Program: h.prog})
-			if err != nil {
-				p.Close()
-				return nil, fmt.Errorf("attach HTTP probe to %s: %w", h.name, err)
-			}
-			p.links = append(p.links, l)
+		if err := p.attachPairing(o, objs.HttpCounts, hook{"sock_send_length", objs.HttpSent},
+			hook{"sock_recv_length", objs.HttpReceived}, hook{"inet_sock_set_state", objs.HttpClosed}); err != nil {
+			return nil, err
 		}
 	case Syscall:
 		var objs syscallObjects
@@ -150,53 +160,36 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 			p.Close()
 			return nil, err
 		}
-	default:
-		return nil, fmt.Errorf("unknown HTTP probe mode %q", mode)
 	}
 	return p, nil
 }
 
-// openPacket loads and attaches Packet mode: the segment programs, handed
-// their packets by the cgroup v2 root's program pair (probes/cgroup), the
-// socket-state hook that names owners and sends unanswered requests, and
-// the tally iterator.
-func openPacket(events *ebpf.Map, o Options) (*Probe, error) {
-	if err := PacketsSupported(); err != nil {
-		return nil, fmt.Errorf("HTTP probe (cgroup_skb): %w", err)
-	}
-	spec, err := loadSkb()
-	if err != nil {
-		return nil, err
-	}
-	spec.Maps["events"].MaxEntries = events.MaxEntries()
-	if err := setTally(spec, o); err != nil {
-		return nil, err
-	}
-	var objs skbObjects
-	if err := spec.LoadAndAssign(&objs, &ebpf.CollectionOptions{MapReplacements: map[string]*ebpf.Map{"events": events}}); err != nil {
-		return nil, fmt.Errorf("load HTTP probe (%s): %w", Packet, err)
-	}
-	p := &Probe{mode: Packet, lost: objs.Lost, close: objs.Close}
+// hook is a tp_btf program and the tracepoint it attaches to.
+type hook struct {
+	name string
+	prog *ebpf.Program
+}
+
+// attachPairing attaches what the modes that pair in the kernel share: the
+// tally iterator (with o.Tally) and their tracepoint hooks. On failure the
+// probe is closed.
+func (p *Probe) attachPairing(o Options, counts *ebpf.Program, hooks ...hook) error {
 	if o.Tally {
-		if p.iter, err = link.AttachIter(link.IterOptions{Program: objs.HttpCounts}); err != nil {
+		var err error
+		if p.iter, err = link.AttachIter(link.IterOptions{Program: counts}); err != nil {
 			p.Close()
-			return nil, fmt.Errorf("attach HTTP tally iterator: %w", err)
+			return fmt.Errorf("attach HTTP tally iterator: %w", err)
 		}
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: objs.HttpState})
-	if err != nil {
-		p.Close()
-		return nil, fmt.Errorf("attach HTTP probe to inet_sock_set_state: %w", err)
+	for _, h := range hooks {
+		l, err := link.AttachTracing(link.TracingOptions{Program: h.prog})
+		if err != nil {
+			p.Close()
+			return fmt.Errorf("attach HTTP probe to %s: %w", h.name, err)
+		}
+		p.links = append(p.links, l)
 	}
-	p.links = append(p.links, l)
-	// Behind the root's one program pair, which DNS capture shares.
-	leave, err := cgroup.Join(cgroup.HTTP, objs.HttpEgress, objs.HttpIngress)
-	if err != nil {
-		p.Close()
-		return nil, fmt.Errorf("HTTP probe (cgroup_skb): %w", err)
-	}
-	p.leave = leave
-	return p, nil
+	return nil
 }
 
 // PacketsSupported says whether the kernel takes Packet mode's programs:
