@@ -83,10 +83,10 @@ func Run(ctx context.Context, cfg config.Config, log *zap.Logger) error {
 	// first event (here, where waiting is fine), so that a connection to a
 	// local server is never named "world" for lack of it, nor one older
 	// than the agent "unknown".
-	if all, err := netns.Enumerate(); err == nil {
-		for ino := range all {
-			resolver.Answer(lookups.Do(process.Lookup{Need: process.Addrs, Netns: ino}))
-		}
+	// The host lists the namespaces once and keeps their paths for the
+	// listings that follow.
+	for _, ino := range lookups.Do(process.Lookup{Need: process.Namespaces}).All {
+		resolver.Answer(lookups.Do(process.Lookup{Need: process.Addrs, Netns: ino}))
 	}
 	resolver.Answer(lookups.Do(process.Lookup{Need: process.Owners}))
 	var id identity.Identifier = resolver
