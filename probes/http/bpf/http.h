@@ -192,13 +192,13 @@ static __always_inline bool short_read(const struct peek *p, struct carry *cur, 
 static __always_inline void fill_sock(struct http_record *r, struct sock *sk);
 
 // fill_call sets r to the request in the call but for who made it: which
-// socket, when, and its first bytes.
+// socket, when (ts), and its first bytes.
 static __always_inline void fill_call(struct http_record *r, struct sock *sk, __u8 dir, __u32 size,
-				      const struct peek *p)
+				      const struct peek *p, __u64 ts)
 {
 	r->kind = HTTP_REQUEST;
 	r->dir = dir;
-	r->ts_ns = bpf_ktime_get_ns();
+	r->ts_ns = ts;
 	r->end_ns = 0;
 	r->sk = (__u64)sk;
 	r->size = size;
@@ -222,7 +222,7 @@ static __always_inline void fill_who(struct http_record *r, struct sock *sk, __u
 static __always_inline void fill_request(struct http_record *r, struct sock *sk, __u8 dir, __u32 size,
 					 const struct peek *p)
 {
-	fill_call(r, sk, dir, size, p);
+	fill_call(r, sk, dir, size, p, bpf_ktime_get_ns());
 	fill_who(r, sk, bpf_get_current_pid_tgid());
 }
 

@@ -130,7 +130,7 @@ static __always_inline void on_request(struct sock *sk, struct http_sock *st, __
 	case EARLY:
 		if (tally && !(st->line && p->n >= st->line && same_line(st->req.data, p->b, st->line)))
 			st->route = 0; // another request line: hashed anew if it is tallied
-		fill_call(&st->req, sk, dir, size, p);
+		fill_call(&st->req, sk, dir, size, p, bpf_ktime_get_ns());
 		// The thread and the addresses are most often those of the
 		// socket's last request: kept, they save the comm and address
 		// copies (~40 ns). The ports catch a socket connected anew.
