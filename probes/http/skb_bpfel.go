@@ -76,6 +76,13 @@ type skbHttpTallies struct {
 		Pad     [5]uint8
 		Counts  [18]uint32
 	}
+	Taken [4]struct {
+		_      structs.HostLayout
+		SumNs  uint64
+		N      uint32
+		Counts [18]uint32
+		_      [4]byte
+	}
 }
 
 type skbOwner struct {

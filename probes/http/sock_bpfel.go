@@ -68,6 +68,13 @@ type sockHttpSock struct {
 type sockHttpTallies struct {
 	_     structs.HostLayout
 	Slots [4]sockTallySlot
+	Taken [4]struct {
+		_      structs.HostLayout
+		SumNs  uint64
+		N      uint32
+		Counts [18]uint32
+		_      [4]byte
+	}
 }
 
 type sockHttpTally struct {
