@@ -50,6 +50,7 @@ type skbHttpSock struct {
 	Line      uint8
 	Tallied   uint8
 	_         [5]byte
+	LineFp    uint64
 	Who       uint64
 	StartSeq  [2]uint32
 	Seen      uint8

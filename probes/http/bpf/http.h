@@ -191,10 +191,9 @@ static __always_inline bool short_read(const struct peek *p, struct carry *cur, 
 // bpf_probe_read_kernel.
 static __always_inline void fill_sock(struct http_record *r, struct sock *sk);
 
-// fill_call sets r to the request in the call but for who made it: which
-// socket, when (ts), and its first bytes.
-static __always_inline void fill_call(struct http_record *r, struct sock *sk, __u8 dir, __u32 size,
-				      const struct peek *p, __u64 ts)
+// fill_meta sets r to a request of size bytes on sk at ts, but for its
+// bytes and who made it.
+static __always_inline void fill_meta(struct http_record *r, struct sock *sk, __u8 dir, __u32 size, __u64 ts)
 {
 	r->kind = HTTP_REQUEST;
 	r->dir = dir;
@@ -205,6 +204,14 @@ static __always_inline void fill_call(struct http_record *r, struct sock *sk, __
 	r->head_len = 0;
 	r->slot = 0;
 	r->cookie = 0;
+}
+
+// fill_call sets r to the request in the call but for who made it: which
+// socket, when (ts), and its first bytes.
+static __always_inline void fill_call(struct http_record *r, struct sock *sk, __u8 dir, __u32 size,
+				      const struct peek *p, __u64 ts)
+{
+	fill_meta(r, sk, dir, size, ts);
 	__builtin_memcpy(r->data, p->b, PREFIX);
 	r->captured = p->n;
 }

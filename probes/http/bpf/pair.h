@@ -43,6 +43,7 @@ struct http_sock {
 	__u8 answered;          // an exchange completed on this socket before
 	__u8 line;              // length of the request line route hashes, 0: none
 	__u8 tallied;           // the socket has tallies storage (its close flushes it)
+	__u64 line_fp;          // line_print of the request line route hashes (skb.c)
 	// sock.c: bpf_get_current_pid_tgid of req's call, 0: req never filled;
 	// skb.c: the socket's owner, whose pid and comm req keeps, 0: unknown.
 	__u64 who;
@@ -271,6 +272,27 @@ static __always_inline bool same_line(const __u8 *a, const __u8 *b, __u32 len)
 	return true;
 }
 
+// line_print is a 64-bit fingerprint of a's first len bytes. skb.c loads
+// a request's bytes straight into the socket's record, over the last
+// request's, so it tells whether the request line is the one route hashed
+// by this print rather than by comparing the bytes (a copy of the request
+// would cost what it saves). The route key itself is a 64-bit hash: the
+// print adds a chance of confusing two lines of the same order, 2^-64.
+static __always_inline __u64 line_print(const __u8 *a, __u32 len)
+{
+	__u64 h = FNV_OFFSET ^ len;
+	for (int i = 0; i < PREFIX / 8; i++) {
+		__u32 at = i * 8;
+		if (at >= len)
+			break;
+		__u64 x = *(const __u64 *)(a + at);
+		if (len - at < 8)
+			x &= (1ULL << ((len - at) * 8)) - 1;
+		h = (h ^ x) * FNV_PRIME;
+	}
+	return h;
+}
+
 // final_status is the status of a head the agent accepts (HTTP/1.x, three
 // digits, then a space or the line's end) when it may be tallied: 2xx to 4xx.
 // 0 otherwise.
@@ -308,8 +330,11 @@ static __always_inline bool count(struct sock *sk, struct http_sock *st)
 	if (!status)
 		return false;
 	__u64 route = st->route;
-	if (!route && !(route = st->route = route_key(&st->req, &st->line)))
-		return false;
+	if (!route) {
+		if (!(route = st->route = route_key(&st->req, &st->line)))
+			return false;
+		st->line_fp = line_print(st->req.data, st->line);
+	}
 	struct http_tallies *t = bpf_sk_storage_get(&tallies, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!t)
 		return false;
