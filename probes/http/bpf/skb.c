@@ -115,18 +115,22 @@ static __always_inline void name(struct sock *sk, struct http_sock *st)
 	st->req.pid = st->who >> 32;
 }
 
-// now is the time of a segment: on egress TCP's own clock, refreshed by
-// the transmit that sent it (tcp_write_xmit, the retransmit and probe
-// timers) and read from the socket, where a clock read costs ~25 ns here;
-// on ingress, where that clock is the socket's last event's, the clock.
+// now is the time of a segment. On egress, TCP's own clock as the
+// transmit that sends it refreshed it (tcp_write_xmit reads the clock
+// before it builds segments; measured here under the ping-pong and curl:
+// 0.2 µs before this hook on average, 0.1 % of segments over 1 µs, none
+// over 75 µs), read from the socket: a clock read costs ~25 ns here, two
+// per exchange. On ingress that clock is the socket's last event's, so the
+// clock is read.
 static __always_inline __u64 now(struct tcp_sock *tp, __u8 dir)
 {
 	return dir == DIR_SENT ? tp->tcp_clock_cache : bpf_ktime_get_ns();
 }
 
-// on_request keeps the request starting at off: its first bytes loaded
-// straight into the socket's record (the floor loads them into the CPU's
-// peek; a copy from there would cost ~7 ns a request).
+// on_request keeps the request starting at off, its first bytes loaded
+// straight into the socket's record where the floor loads them into the
+// CPU's peek: no 192-byte copy from there (with the compare it needed,
+// ~15-20 ns per exchange by bpf_stats).
 static __always_inline void on_request(struct __sk_buff *skb, struct tcp_sock *tp, __u8 dir, __u32 seq, __u32 off,
 				       __u32 size)
 {
