@@ -44,7 +44,9 @@
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
+#define TCP_TIME_WAIT 6
 #define TCP_LISTEN 10
+#define TCP_NEW_SYN_RECV 12
 
 // Who connected a socket, from its SYN_SENT until its first request.
 struct owner {
@@ -122,19 +124,33 @@ static __always_inline void name(struct sock *sk, struct http_sock *st)
 // over 75 µs), read from the socket: a clock read costs ~25 ns here, two
 // per exchange. On ingress that clock is the socket's last event's, so the
 // clock is read.
-static __always_inline __u64 now(struct tcp_sock *tp, __u8 dir)
+static __always_inline __u64 now(struct tcp_sock *tp)
 {
-	return dir == DIR_SENT ? tp->tcp_clock_cache : bpf_ktime_get_ns();
+	return tp ? tp->tcp_clock_cache : bpf_ktime_get_ns();
+}
+
+// set_sock sets the record's addresses when they are not the socket's:
+// its first request, or a socket connected anew (the ports tell). They are
+// read from the kernel's socket, which ingress takes the trouble to find
+// only then.
+static __always_inline void set_sock(struct http_sock *st, struct bpf_sock *bs, struct tcp_sock *tp)
+{
+	if (st->req.family && st->req.sport == bs->src_port && st->req.dport == bpf_ntohs(bs->dst_port))
+		return;
+	if (!tp)
+		tp = bpf_skc_to_tcp_sock(bs);
+	if (tp)
+		fill_sock(&st->req, (struct sock *)tp);
 }
 
 // on_request keeps the request starting at off, its first bytes loaded
 // straight into the socket's record where the floor loads them into the
 // CPU's peek: no 192-byte copy from there (with the compare it needed,
 // ~15-20 ns per exchange by bpf_stats).
-static __always_inline void on_request(struct __sk_buff *skb, struct tcp_sock *tp, __u8 dir, __u32 seq, __u32 off,
-				       __u32 size)
+static __always_inline void on_request(struct __sk_buff *skb, struct bpf_sock *bs, struct tcp_sock *tp, __u8 dir,
+				       __u32 seq, __u32 off, __u32 size)
 {
-	struct sock *sk = (struct sock *)tp;
+	struct sock *sk = (struct sock *)bs; // for socket storage and the record's sk
 	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st) {
 		__sync_fetch_and_add(&lost, 1);
@@ -160,24 +176,21 @@ static __always_inline void on_request(struct __sk_buff *skb, struct tcp_sock *t
 	}
 	if (tally && !(st->line && n >= st->line && line_print(st->req.data, st->line) == st->line_fp))
 		st->route = 0; // another request line: hashed anew if it is tallied
-	fill_meta(&st->req, sk, dir, size, now(tp, dir));
+	fill_meta(&st->req, sk, dir, size, now(tp));
 	st->req.captured = n;
 	if (dir == DIR_SENT && !st->who)
 		name(sk, st);
-	// The addresses are kept from the socket's last request; the ports
-	// catch a socket connected anew.
-	if (!st->req.family || st->req.sport != sk->__sk_common.skc_num ||
-	    st->req.dport != bpf_ntohs(sk->__sk_common.skc_dport))
-		fill_sock(&st->req, sk);
+	set_sock(st, bs, tp);
 	if (state == LONE)
 		output(st);
 	else
 		st->state = PENDING;
 }
 
-static __always_inline void on_response(struct tcp_sock *tp, __u8 dir, __u32 seq, __u32 size, const struct peek *p)
+static __always_inline void on_response(struct bpf_sock *bs, struct tcp_sock *tp, __u8 dir, __u32 seq, __u32 size,
+					const struct peek *p)
 {
-	struct sock *sk = (struct sock *)tp;
+	struct sock *sk = (struct sock *)bs;
 	struct http_sock *st = bpf_sk_storage_get(&socks, sk, 0, 0);
 	if (st && repeated(st, dir, seq))
 		return;
@@ -187,7 +200,7 @@ static __always_inline void on_response(struct tcp_sock *tp, __u8 dir, __u32 seq
 	}
 	if (p->b[9] == '1') // 100 Continue and friends: the final answer follows
 		return;
-	__u64 end = now(tp, dir);
+	__u64 end = now(tp);
 	if (end < st->req.ts_ns) // clocks read on two CPUs
 		end = st->req.ts_ns;
 	complete(sk, st, p->b, HEAD, end);
@@ -217,19 +230,24 @@ static __always_inline int on_skb(struct __sk_buff *skb, __u8 dir)
 		}
 		return 1;
 	}
+	// The packet's socket as the context gives it, read in place: its state
+	// tells a full socket (a listener's handshake's last segment, a request
+	// or time-wait socket's, carries no exchange of its own), and socket
+	// storage takes it as it is. Only egress asks the kernel for the TCP
+	// socket (bpf_skc_to_tcp_sock, ~4 ns), for its clock.
 	struct bpf_sock *bs = skb->sk;
 	if (!bs)
 		return 1;
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock(bs);
-	if (!tp)
+	__u32 state = bs->state;
+	if (state == TCP_LISTEN || state == TCP_TIME_WAIT || state == TCP_NEW_SYN_RECV)
 		return 1;
-	struct sock *sk = (struct sock *)tp;
-	if (sk->__sk_common.skc_state == TCP_LISTEN)
-		return 1; // a handshake's last segment: its socket is not made yet
+	struct tcp_sock *tp = 0;
+	if (dir == DIR_SENT && !(tp = bpf_skc_to_tcp_sock(bs)))
+		return 1;
 	if (kind == HTTP_REQUEST)
-		on_request(skb, tp, dir, seq, off, size);
+		on_request(skb, bs, tp, dir, seq, off, size);
 	else
-		on_response(tp, dir, seq, size, p);
+		on_response(bs, tp, dir, seq, size, p);
 	return 1;
 }
 
