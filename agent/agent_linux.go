@@ -288,9 +288,14 @@ func openKernel(cfg config.Config, routes *route.Templater, log *zap.Logger) (*k
 		} else {
 			k.modes["dns"] = k.dns.Mode()
 		}
-		if fellBack != nil {
+		switch {
+		case fellBack == nil || k.dns == nil:
+		case k.dns.Mode() == dnsprobe.ModeSyscall:
 			log.Warn("DNS capture falls back to the syscall tracepoints, which every read and write on the node pays for",
 				zap.String("probe", "dns"), zap.Error(fellBack))
+		default:
+			log.Info("DNS capture falls back to the packets, which every packet on the node pays for",
+				zap.String("probe", "dns"), zap.String("mode", k.dns.Mode()), zap.Error(fellBack))
 		}
 	}
 	return k, nil

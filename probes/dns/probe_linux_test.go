@@ -25,6 +25,7 @@ import (
 	httpprobe "github.com/stratanet/strata/probes/http"
 	"github.com/stratanet/strata/probes/netns"
 	"github.com/stratanet/strata/probes/ring"
+	"github.com/stratanet/strata/probes/tracepoint"
 )
 
 // capture loads the probe into a ring of the test's own and returns a
@@ -192,16 +193,24 @@ func (l *lab) ends(t *testing.T, evs []event.DNS, comm string, tcp bool) {
 	}
 }
 
-var modes = []string{ModeCgroupSKB, ModeSyscall}
+var modes = []string{ModeTracepoint, ModeCgroupSKB, ModeSyscall}
 
 // refused says whether this kernel cannot run mode, after checking that
-// Open then refuses it with the one-line reason the agent logs (the packet
-// programs need a 6.2 kernel's kfunc and cgroup_skb access to the current
-// task's pid and comm).
+// Open then refuses it with the one-line reason the agent logs (the socket
+// tracepoints came with 6.3; the packet programs need a 6.2 kernel's kfunc
+// and cgroup_skb access to the current task's pid and comm).
 func refused(t *testing.T, mode string) bool {
 	t.Helper()
-	why := PacketsSupported()
-	if mode != ModeCgroupSKB || why == nil {
+	var why error
+	switch mode {
+	case ModeTracepoint:
+		if hook := tracepoint.MissingBTF(tracepoint.SocketHooks...); hook != "" {
+			why = errors.New("no " + hook + " tracepoint")
+		}
+	case ModeCgroupSKB:
+		why = PacketsSupported()
+	}
+	if why == nil {
 		return false
 	}
 	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 12})
