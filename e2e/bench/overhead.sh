@@ -10,11 +10,10 @@
 #            first bytes, record nothing): what any capture from those
 #            hooks costs at least
 #   http     TCP + HTTP capture (--http=on --dns=off)
-#   dns-floor  TCP + DNS capture + the HTTP floor, sharing the cgroup root's
-#            program pair (httpfloor -dns)
-#   both     TCP + DNS + HTTP capture (--http=on --dns=on), sharing it: what
-#            HTTP costs on top of the default agent is both - dns, its floor
-#            there dns-floor - dns
+#   dns-floor  TCP + DNS capture + the HTTP floor (httpfloor -dns)
+#   both     TCP + DNS + HTTP capture (--http=on --dns=on): what HTTP costs
+#            on top of the default agent is both - dns, its floor there
+#            dns-floor - dns
 # and, when named in SETUPS, floor-tp: the floor of the sock_*_length
 # tracepoint hooks (the fallback mode) for comparison.
 #
@@ -171,7 +170,7 @@ if has tcp && [ "$EXCHANGE_RUNS" -gt 0 ]; then
 	if has dns && has both && has dns-floor; then
 		dns_x=$(med dns x)
 		both_add=$(diff_ns "$(med both x)" "$dns_x") dfloor_add=$(diff_ns "$(med dns-floor x)" "$dns_x")
-		echo "Beside DNS capture (sharing its packet programs): HTTP adds $both_add ns per exchange over the dns setup;" \
+		echo "Beside DNS capture: HTTP adds $both_add ns per exchange over the dns setup;" \
 			"its floor there adds $dfloor_add ns: $(awk -v a="$both_add" -v b="$dfloor_add" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}') x"
 	fi
 	if [ -n "${http_tcp[keepalive]:-}" ]; then echo "wrk keep-alive, http/tcp: ${http_tcp[keepalive]} (target >= 0.95)"; fi
