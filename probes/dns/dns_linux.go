@@ -34,16 +34,30 @@ type Probe struct {
 	close []func() error
 }
 
-// Open loads the capture, writing into the shared ring events. mode
-// forces one; "" takes the first the kernel has of the socket
-// tracepoints, the packets (if the cgroup v2 root is reachable too) and
-// the syscall tracepoints, cheapest first. Then the error of the cheapest
-// is returned with a probe that fell back, for the log.
+// Choices for Open besides a mode.
+const (
+	// Auto takes the cheapest mode the kernel has, on its own: the socket
+	// tracepoints, then the packets, then the syscall tracepoints.
+	Auto = ""
+	// PreferPackets takes the packets first: for an agent whose HTTP
+	// capture already pays the cgroup root's packet hook, DNS behind it
+	// costs one branch a packet, less than hooks of its own.
+	PreferPackets = "prefer-packets"
+)
+
+// Open loads the capture, writing into the shared ring events, in mode, or
+// the first mode the kernel takes in the order Auto or PreferPackets says.
+// Then the error of the first refused is returned with the probe that fell
+// back, for the log.
 func Open(events *ebpf.Map, mode string) (p *Probe, fellBack error, err error) {
 	opens := map[string]func(*ebpf.Map) (*Probe, error){
 		ModeTracepoint: openSock, ModeCgroupSKB: openSKB, ModeSyscall: openSyscall,
 	}
-	if mode != "" {
+	order := map[string][]string{
+		Auto:          {ModeTracepoint, ModeCgroupSKB, ModeSyscall},
+		PreferPackets: {ModeCgroupSKB, ModeTracepoint, ModeSyscall},
+	}[mode]
+	if order == nil {
 		open, ok := opens[mode]
 		if !ok {
 			return nil, nil, fmt.Errorf("unknown DNS probe mode %q", mode)
@@ -51,7 +65,7 @@ func Open(events *ebpf.Map, mode string) (p *Probe, fellBack error, err error) {
 		p, err := open(events)
 		return p, nil, err
 	}
-	for _, m := range []string{ModeTracepoint, ModeCgroupSKB, ModeSyscall} {
+	for _, m := range order {
 		if p, err = opens[m](events); err == nil {
 			return p, fellBack, nil
 		}

@@ -509,3 +509,42 @@ func testSocketCalls(t *testing.T, l *lab) {
 		expect(t, evs)
 	})
 }
+
+// Auto takes the cheapest hooks of DNS's own; PreferPackets the packets,
+// which an agent with HTTP's packet capture already pays for.
+func TestChoice(t *testing.T) {
+	packets := PacketsSupported() == nil
+	sock := tracepoint.MissingBTF(tracepoint.SocketHooks...) == ""
+	first := func(modes ...string) string {
+		ok := map[string]bool{ModeTracepoint: sock, ModeCgroupSKB: packets, ModeSyscall: true}
+		for _, m := range modes {
+			if ok[m] {
+				return m
+			}
+		}
+		return ""
+	}
+	for choice, order := range map[string][]string{
+		Auto:          {ModeTracepoint, ModeCgroupSKB, ModeSyscall},
+		PreferPackets: {ModeCgroupSKB, ModeTracepoint, ModeSyscall},
+	} {
+		want := first(order...)
+		events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, fellBack, err := Open(events, choice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Why the first choice was refused goes with a probe that fell back.
+		if p.Mode() != want || (fellBack != nil) != (want != order[0]) {
+			t.Errorf("Open(%q) took %s (fell back: %v), want %s", choice, p.Mode(), fellBack, want)
+		}
+		p.Close()
+		events.Close()
+	}
+	if _, _, err := Open(nil, "packets"); err == nil || !strings.Contains(err.Error(), `unknown DNS probe mode "packets"`) {
+		t.Errorf("Open with an unknown mode: %v", err)
+	}
+}

@@ -32,7 +32,11 @@ func main() {
 		log.Fatal(err)
 	}
 	if *withDNS {
-		d, _, err := dnsprobe.Open(events, "")
+		choice := dnsprobe.Auto // as the agent chooses beside HTTP capture
+		if p.Mode() == httpprobe.Packet {
+			choice = dnsprobe.PreferPackets
+		}
+		d, _, err := dnsprobe.Open(events, choice)
 		if err != nil {
 			log.Fatal(err)
 		}
