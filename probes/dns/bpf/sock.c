@@ -162,10 +162,14 @@ int BPF_PROG(dns_sent, struct sock *sk, int ret, int flags)
 	struct found m = {};
 	if ((ret > 0 && ret < HDR + 5) || !this_call(ret, true, &m) || ret < HDR + 5)
 		return 0;
+	// The address the call names wins, as the kernel sends there.
 	struct peer server = {};
-	if (connected)
+	if (!read_sockaddr(m.name, &server)) {
+		if (!connected)
+			return 0;
 		sock_peer(sk, &server);
-	else if (!read_sockaddr(m.name, &server) || server.port != DNS_PORT)
+	}
+	if (server.port != DNS_PORT)
 		return 0;
 	__u8 h[HDR + 2] = {};
 	if (m.len < HDR + 5 || m.len > 65535 + 2 || bpf_probe_read_user(h, sizeof(h), (void *)m.buf))
