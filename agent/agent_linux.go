@@ -283,14 +283,27 @@ func openKernel(cfg config.Config, routes *route.Templater, log *zap.Logger) (*k
 	}
 	if cfg.DNS == "on" {
 		var fellBack error
-		if k.dns, fellBack, err = dnsprobe.Open(t.Events(), ""); err != nil {
+		choice := dnsprobe.Auto
+		if k.http != nil && k.http.Mode() == httpprobe.Packet {
+			choice = dnsprobe.PreferPackets // behind the packet hook HTTP pays
+		}
+		if k.dns, fellBack, err = dnsprobe.Open(t.Events(), choice); err != nil {
 			log.Warn("probe disabled; the agent continues without it", zap.String("probe", "dns"), zap.Error(err))
 		} else {
 			k.modes["dns"] = k.dns.Mode()
 		}
-		if fellBack != nil {
+		switch {
+		case fellBack == nil || k.dns == nil:
+		case choice == dnsprobe.PreferPackets && k.dns.Mode() == dnsprobe.ModeTracepoint:
+			// Its own hooks rather than HTTP's packets: a cost, not a gap.
+			log.Info("DNS capture could not share HTTP capture's packet programs",
+				zap.String("probe", "dns"), zap.String("mode", k.dns.Mode()), zap.Error(fellBack))
+		case k.dns.Mode() == dnsprobe.ModeSyscall:
 			log.Warn("DNS capture falls back to the syscall tracepoints, which every read and write on the node pays for",
 				zap.String("probe", "dns"), zap.Error(fellBack))
+		default:
+			log.Info("DNS capture falls back to the packets, which every packet on the node pays for",
+				zap.String("probe", "dns"), zap.String("mode", k.dns.Mode()), zap.Error(fellBack))
 		}
 	}
 	return k, nil

@@ -113,7 +113,7 @@ func (l *lab) answer(netns uint32, local netip.AddrPort, id uint16, name string,
 
 // wait lets an NXDOMAIN answer's wait for a search expansion pass.
 func (l *lab) wait() {
-	l.now += uint64(time.Second)
+	l.now += uint64(time.Second + deliverySlack) // past an expansion's wait
 	l.tab.Tick()
 }
 

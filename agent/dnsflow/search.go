@@ -127,8 +127,11 @@ func (t *Table) settle(a asker, all bool) {
 }
 
 // tickSearch ends the waits past ExpansionWait and forgets old questions.
+// A wait is measured on the records' clock, which the agent may read late
+// (a busy node, records held for names): the next question may already be
+// in the kernel's ring, so the wait also allows the delivery slack.
 func (t *Table) tickSearch(now uint64) {
-	wait := uint64(t.opts.ExpansionWait)
+	wait := uint64(t.opts.ExpansionWait + deliverySlack)
 	for a, hs := range t.held {
 		if now > hs[0].end && now-hs[0].end >= wait {
 			// The oldest decides: answers of one lookup come together.

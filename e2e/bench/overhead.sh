@@ -10,13 +10,15 @@
 #            first bytes, record nothing): what any capture from those
 #            hooks costs at least
 #   http     TCP + HTTP capture (--http=on --dns=off)
-#   dns-floor  TCP + DNS capture + the HTTP floor, sharing the cgroup root's
-#            program pair (httpfloor -dns)
-#   both     TCP + DNS + HTTP capture (--http=on --dns=on), sharing it: what
-#            HTTP costs on top of the default agent is both - dns, its floor
-#            there dns-floor - dns
-# and, when named in SETUPS, floor-tp: the floor of the sock_*_length
-# tracepoint hooks (the fallback mode) for comparison.
+#   dns-floor  TCP + DNS capture + the HTTP floor (httpfloor -dns)
+#   both     TCP + DNS + HTTP capture (--http=on --dns=on): what HTTP costs
+#            on top of the default agent is both - dns, its floor there
+#            dns-floor - dns
+# and, when named in SETUPS, for comparison:
+#   floor-tp the floor of HTTP's sock_*_length tracepoint hooks (its
+#            fallback mode)
+#   dns-tracepoint, dns-cgroup_skb, dns-syscall: TCP + DNS capture forced
+#            into one of its modes (e2e/cmd/dnshook beside a TCP-only agent)
 #
 # Two instruments:
 #  1. one exchange (e2e/cmd/pingpong: one thread, one loopback connection,
@@ -59,7 +61,17 @@ source "$(dirname "$0")/lab.sh"
 
 go build -o "$tmp/pingpong" ./e2e/cmd/pingpong
 go build -o "$tmp/httpfloor" ./e2e/cmd/httpfloor
+go build -o "$tmp/dnshook" ./e2e/cmd/dnshook
 floor_pid=""
+
+# beside CMD...: runs a probe command beside the agent until the setup
+# stops, once it says it attached.
+beside() {
+	"$@" >"$tmp/floor.log" 2>&1 &
+	floor_pid=$!
+	for _ in $(seq 100); do grep -q attached "$tmp/floor.log" && return 0; sleep 0.1; done
+	echo "bench-overhead: $1 did not attach:"; cat "$tmp/floor.log"; exit 1
+}
 trap 'stop_setup; cleanup' EXIT
 
 start_setup() {
@@ -73,10 +85,11 @@ start_setup() {
 		local mode="" dns=false
 		if [ "$1" = floor-tp ]; then mode=tracepoint; fi
 		if [ "$1" = dns-floor ]; then dns=true; fi
-		"$tmp/httpfloor" -mode="$mode" -dns="$dns" >"$tmp/floor.log" 2>&1 &
-		floor_pid=$!
-		for _ in $(seq 100); do grep -q attached "$tmp/floor.log" && return 0; sleep 0.1; done
-		echo "bench-overhead: httpfloor did not attach:"; cat "$tmp/floor.log"; exit 1
+		beside "$tmp/httpfloor" -mode="$mode" -dns="$dns"
+		;;
+	dns-tracepoint | dns-cgroup_skb | dns-syscall)
+		start_agent --http=off --dns=off
+		beside "$tmp/dnshook" -mode="${1#dns-}"
 		;;
 	both) start_agent --http=on --dns=on ;;
 	http)
@@ -171,7 +184,7 @@ if has tcp && [ "$EXCHANGE_RUNS" -gt 0 ]; then
 	if has dns && has both && has dns-floor; then
 		dns_x=$(med dns x)
 		both_add=$(diff_ns "$(med both x)" "$dns_x") dfloor_add=$(diff_ns "$(med dns-floor x)" "$dns_x")
-		echo "Beside DNS capture (sharing its packet programs): HTTP adds $both_add ns per exchange over the dns setup;" \
+		echo "Beside DNS capture: HTTP adds $both_add ns per exchange over the dns setup;" \
 			"its floor there adds $dfloor_add ns: $(awk -v a="$both_add" -v b="$dfloor_add" 'BEGIN {if (b > 0) printf "%.2f", a/b; else print "n/a"}') x"
 	fi
 	if [ -n "${http_tcp[keepalive]:-}" ]; then echo "wrk keep-alive, http/tcp: ${http_tcp[keepalive]} (target >= 0.95)"; fi

@@ -12,6 +12,7 @@ import (
 	"github.com/stratanet/strata/e2e/dnslab"
 	"github.com/stratanet/strata/e2e/harness"
 	dnsprobe "github.com/stratanet/strata/probes/dns"
+	"github.com/stratanet/strata/probes/tracepoint"
 )
 
 const (
@@ -60,8 +61,8 @@ func TestDNS(t *testing.T) {
 		a.Expect(t, duration, timing(resolver, "NOERROR"), 5, 0)
 		a.Expect(t, duration, timing(getent, "NOERROR"), 3, 0)
 		a.Expect(t, conns, connection(resolver, "api.twilio.com"), 5, 2*time.Second)
-		mode := dnsprobe.ModeCgroupSKB
-		if dnsprobe.PacketsSupported() != nil { // an older kernel: the syscall hooks
+		mode := dnsprobe.ModeTracepoint
+		if tracepoint.MissingBTF(tracepoint.SocketHooks...) != "" { // before 6.3: the syscall hooks
 			mode = dnsprobe.ModeSyscall
 		}
 		a.Expect(t, "strata_agent_probe_info", labels{"probe": "dns", "mode": mode}, 1, 0)

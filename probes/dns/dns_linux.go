@@ -6,6 +6,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
+	"github.com/cilium/ebpf/link"
 
 	"github.com/stratanet/strata/probes/cgroup"
 	"github.com/stratanet/strata/probes/tracepoint"
@@ -13,6 +14,10 @@ import (
 
 // Modes, as strata_agent_probe_info reports them.
 const (
+	// ModeTracepoint: the sock_send_length and sock_recv_length
+	// tracepoints (Linux 6.3+), which fire for socket calls only; a call
+	// whose socket has no port 53 at the other end stops there.
+	ModeTracepoint = "tracepoint"
 	// ModeCgroupSKB: programs on the packets of every socket, handed
 	// DNS's packets by the cgroup v2 root's program pair (probes/cgroup).
 	// Nothing but packets pays for them.
@@ -29,21 +34,66 @@ type Probe struct {
 	close []func() error
 }
 
-// Open loads the capture, writing into the shared ring events: on the
-// packets if the cgroup v2 root is reachable and the kernel takes the
-// programs, else (when mode is "" or ModeSyscall) from the syscall
-// tracepoints. mode forces one ("" chooses). The error of the packet
-// hooks is returned with a probe that fell back, for the log.
+// Choices for Open besides a mode.
+const (
+	// Auto takes the cheapest mode the kernel has, on its own: the socket
+	// tracepoints, then the packets, then the syscall tracepoints.
+	Auto = ""
+	// PreferPackets takes the packets first: for an agent whose HTTP
+	// capture already pays the cgroup root's packet hook, DNS behind it
+	// costs one branch a packet, less than hooks of its own.
+	PreferPackets = "prefer-packets"
+)
+
+// Open loads the capture, writing into the shared ring events, in mode, or
+// the first mode the kernel takes in the order Auto or PreferPackets says.
+// Then the error of the first refused is returned with the probe that fell
+// back, for the log.
 func Open(events *ebpf.Map, mode string) (p *Probe, fellBack error, err error) {
-	if mode == "" || mode == ModeCgroupSKB {
-		p, err := openSKB(events)
-		if err == nil || mode == ModeCgroupSKB {
-			return p, nil, err
-		}
-		fellBack = err
+	opens := map[string]func(*ebpf.Map) (*Probe, error){
+		ModeTracepoint: openSock, ModeCgroupSKB: openSKB, ModeSyscall: openSyscall,
 	}
-	p, err = openSyscall(events)
-	return p, fellBack, err
+	order := map[string][]string{
+		Auto:          {ModeTracepoint, ModeCgroupSKB, ModeSyscall},
+		PreferPackets: {ModeCgroupSKB, ModeTracepoint, ModeSyscall},
+	}[mode]
+	if order == nil {
+		open, ok := opens[mode]
+		if !ok {
+			return nil, nil, fmt.Errorf("unknown DNS probe mode %q", mode)
+		}
+		p, err := open(events)
+		return p, nil, err
+	}
+	for _, m := range order {
+		if p, err = opens[m](events); err == nil {
+			return p, fellBack, nil
+		}
+		if fellBack == nil {
+			fellBack = err
+		}
+	}
+	return nil, nil, err
+}
+
+func openSock(events *ebpf.Map) (*Probe, error) {
+	if hook := tracepoint.MissingBTF(tracepoint.SocketHooks...); hook != "" {
+		return nil, fmt.Errorf("DNS probe (tracepoint): this kernel has no %s tracepoint (Linux 6.3+): %w", hook, ebpf.ErrNotSupported)
+	}
+	var objs sockObjects
+	if err := load(loadSock, &objs, events); err != nil {
+		return nil, fmt.Errorf("load DNS probe (tracepoint): %w", err)
+	}
+	p := &Probe{mode: ModeTracepoint, lost: objs.Lost, close: []func() error{objs.Close}}
+	for _, prog := range []*ebpf.Program{objs.DnsSent, objs.DnsReceived} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: prog})
+		if err != nil {
+			p.Close()
+			return nil, fmt.Errorf("attach DNS probe (tracepoint): %w", err)
+		}
+		p.close = append([]func() error{l.Close}, p.close...)
+	}
+	return p, nil
 }
 
 func openSKB(events *ebpf.Map) (*Probe, error) {
@@ -129,7 +179,8 @@ func openSyscall(events *ebpf.Map) (*Probe, error) {
 	return p, nil
 }
 
-// Mode is how the probe is attached: ModeCgroupSKB or ModeSyscall.
+// Mode is how the probe is attached: ModeTracepoint, ModeCgroupSKB or
+// ModeSyscall.
 func (p *Probe) Mode() string { return p.mode }
 
 // Lost is how many records the kernel could not queue.

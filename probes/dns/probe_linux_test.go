@@ -25,6 +25,7 @@ import (
 	httpprobe "github.com/stratanet/strata/probes/http"
 	"github.com/stratanet/strata/probes/netns"
 	"github.com/stratanet/strata/probes/ring"
+	"github.com/stratanet/strata/probes/tracepoint"
 )
 
 // capture loads the probe into a ring of the test's own and returns a
@@ -192,16 +193,24 @@ func (l *lab) ends(t *testing.T, evs []event.DNS, comm string, tcp bool) {
 	}
 }
 
-var modes = []string{ModeCgroupSKB, ModeSyscall}
+var modes = []string{ModeTracepoint, ModeCgroupSKB, ModeSyscall}
 
 // refused says whether this kernel cannot run mode, after checking that
-// Open then refuses it with the one-line reason the agent logs (the packet
-// programs need a 6.2 kernel's kfunc and cgroup_skb access to the current
-// task's pid and comm).
+// Open then refuses it with the one-line reason the agent logs (the socket
+// tracepoints came with 6.3; the packet programs need a 6.2 kernel's kfunc
+// and cgroup_skb access to the current task's pid and comm).
 func refused(t *testing.T, mode string) bool {
 	t.Helper()
-	why := PacketsSupported()
-	if mode != ModeCgroupSKB || why == nil {
+	var why error
+	switch mode {
+	case ModeTracepoint:
+		if hook := tracepoint.MissingBTF(tracepoint.SocketHooks...); hook != "" {
+			why = errors.New("no " + hook + " tracepoint")
+		}
+	case ModeCgroupSKB:
+		why = PacketsSupported()
+	}
+	if why == nil {
 		return false
 	}
 	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 12})
@@ -499,4 +508,43 @@ func testSocketCalls(t *testing.T, l *lab) {
 		})
 		expect(t, evs)
 	})
+}
+
+// Auto takes the cheapest hooks of DNS's own; PreferPackets the packets,
+// which an agent with HTTP's packet capture already pays for.
+func TestChoice(t *testing.T) {
+	packets := PacketsSupported() == nil
+	sock := tracepoint.MissingBTF(tracepoint.SocketHooks...) == ""
+	first := func(modes ...string) string {
+		ok := map[string]bool{ModeTracepoint: sock, ModeCgroupSKB: packets, ModeSyscall: true}
+		for _, m := range modes {
+			if ok[m] {
+				return m
+			}
+		}
+		return ""
+	}
+	for choice, order := range map[string][]string{
+		Auto:          {ModeTracepoint, ModeCgroupSKB, ModeSyscall},
+		PreferPackets: {ModeCgroupSKB, ModeTracepoint, ModeSyscall},
+	} {
+		want := first(order...)
+		events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 12})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, fellBack, err := Open(events, choice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Why the first choice was refused goes with a probe that fell back.
+		if p.Mode() != want || (fellBack != nil) != (want != order[0]) {
+			t.Errorf("Open(%q) took %s (fell back: %v), want %s", choice, p.Mode(), fellBack, want)
+		}
+		p.Close()
+		events.Close()
+	}
+	if _, _, err := Open(nil, "packets"); err == nil || !strings.Contains(err.Error(), `unknown DNS probe mode "packets"`) {
+		t.Errorf("Open with an unknown mode: %v", err)
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"math"
 
 	"github.com/cilium/ebpf"
-	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/stratanet/strata/probes/cgroup"
@@ -94,7 +93,7 @@ func Open(events *ebpf.Map, o Options) (*Probe, error) {
 		load = loadSkb
 	case Tracepoint:
 		// Said in one line rather than as the attach's opaque EINVAL.
-		if hook := missingTracepoint(); hook != "" {
+		if hook := tracepoint.MissingBTF(tracepoint.SocketHooks...); hook != "" {
 			return nil, fmt.Errorf("HTTP probe (tracepoint): this kernel has no %s tracepoint (Linux 6.3+): %w", hook, ebpf.ErrNotSupported)
 		}
 	case Syscall:
@@ -195,23 +194,6 @@ func (p *Probe) attachPairing(o Options, counts *ebpf.Program, hooks ...hook) er
 // PacketsSupported says whether the kernel takes Packet mode's programs:
 // they name a request's sender (cgroup.NamesSender).
 func PacketsSupported() error { return cgroup.NamesSender() }
-
-// missingTracepoint names the first tracepoint Tracepoint mode rests on
-// that the kernel's BTF lacks (tp_btf attaches by its btf_trace_ type), ""
-// when it has both or its BTF cannot be read (then the load says why).
-func missingTracepoint() string {
-	spec, err := btf.LoadKernelSpec()
-	if err != nil {
-		return ""
-	}
-	for _, hook := range []string{"sock_send_length", "sock_recv_length"} {
-		var td *btf.Typedef
-		if err := spec.TypeByName("btf_trace_"+hook, &td); errors.Is(err, btf.ErrNotFound) {
-			return hook
-		}
-	}
-	return ""
-}
 
 // setTally sets the sock object's tally constants: on or off, and the
 // latency buckets, event.HTTPBuckets in nanoseconds.

@@ -24,6 +24,7 @@ import (
 	"github.com/stratanet/strata/probes/dns"
 	"github.com/stratanet/strata/probes/event"
 	"github.com/stratanet/strata/probes/ring"
+	"github.com/stratanet/strata/probes/tracepoint"
 )
 
 var modes = []Mode{Packet, Tracepoint, Syscall}
@@ -48,7 +49,7 @@ func refused(t *testing.T, m Mode) bool {
 	t.Helper()
 	var why string
 	switch {
-	case m == Tracepoint && missingTracepoint() != "":
+	case m == Tracepoint && tracepoint.MissingBTF(tracepoint.SocketHooks...) != "":
 		why = "_length tracepoint (Linux 6.3+)"
 	case m == Packet && PacketsSupported() != nil:
 		why = "cgroup_skb programs call"
@@ -72,7 +73,7 @@ func TestAutoSaysWhyItFellBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	missing := missingTracepoint()
+	missing := tracepoint.MissingBTF(tracepoint.SocketHooks...)
 	switch why := p.FellBack(); {
 	case PacketsSupported() == nil && (p.Mode() != Packet || why != nil):
 		t.Errorf("mode %s (fell back: %v), want cgroup_skb", p.Mode(), why)

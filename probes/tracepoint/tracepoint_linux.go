@@ -4,13 +4,38 @@
 package tracepoint
 
 import (
+	"errors"
 	"fmt"
 	"os"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 )
+
+// SocketHooks are the socket tracepoints (Linux 6.3+) that fire once per
+// socket call, after the data moved, with the socket: the capture that
+// nothing but socket calls pays for.
+var SocketHooks = []string{"sock_send_length", "sock_recv_length"}
+
+// MissingBTF names the first of hooks the running kernel has no BTF
+// tracepoint for, "" when it has all of them (or its BTF cannot be read:
+// the attach says then). Said in one line rather than as the attach's
+// opaque EINVAL.
+func MissingBTF(hooks ...string) string {
+	spec, err := btf.LoadKernelSpec()
+	if err != nil {
+		return ""
+	}
+	for _, hook := range hooks {
+		var td *btf.Typedef
+		if err := spec.TypeByName("btf_trace_"+hook, &td); errors.Is(err, btf.ErrNotFound) {
+			return hook
+		}
+	}
+	return ""
+}
 
 // EnsureTracefs mounts tracefs where it is missing: tracepoint links need
 // it, and a container's /sys may not have it.

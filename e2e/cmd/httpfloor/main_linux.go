@@ -21,7 +21,7 @@ import (
 
 func main() {
 	mode := flag.String("mode", "", "probe mode: cgroup_skb, tracepoint or syscall (default: the agent's choice)")
-	withDNS := flag.Bool("dns", false, "DNS capture on too (its records dropped): the floor as HTTP capture would pay it beside DNS, sharing its packet programs")
+	withDNS := flag.Bool("dns", false, "DNS capture on too (its records dropped): the floor as HTTP capture would pay it beside DNS")
 	flag.Parse()
 	events, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.RingBuf, MaxEntries: 1 << 16})
 	if err != nil {
@@ -32,7 +32,11 @@ func main() {
 		log.Fatal(err)
 	}
 	if *withDNS {
-		d, _, err := dnsprobe.Open(events, "")
+		choice := dnsprobe.Auto // as the agent chooses beside HTTP capture
+		if p.Mode() == httpprobe.Packet {
+			choice = dnsprobe.PreferPackets
+		}
+		d, _, err := dnsprobe.Open(events, choice)
 		if err != nil {
 			log.Fatal(err)
 		}
