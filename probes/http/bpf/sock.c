@@ -28,20 +28,11 @@
 // latency bucket per slot and sweep (exemplar candidates), and whatever
 // fits no slot.
 #include "pair.h"
+#include "syscalls.h"
 #include "bpf_tracing.h"
 
 #define MSG_PEEK 2
 #define PF_KTHREAD 0x00200000
-
-// x86_64 syscall numbers of the calls whose buffer can be found.
-#define NR_read 0
-#define NR_write 1
-#define NR_readv 19
-#define NR_writev 20
-#define NR_sendto 44
-#define NR_recvfrom 45
-#define NR_sendmsg 46
-#define NR_recvmsg 47
 
 // An application's TCP socket: not the kernel's own (NFS and the like run
 // their sockets inside another task's call).
