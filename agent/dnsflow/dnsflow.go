@@ -32,8 +32,8 @@ type Options struct {
 	MaxPending  int // queries waiting for their response; beyond, new ones are not followed
 	// ExpansionWait: how long an NXDOMAIN answer waits for its client's
 	// next question, which may show it was a search-path expansion
-	// (search.go); 0: none wait, and only expansions of names asked
-	// before fold.
+	// (search.go), before the delivery slack is added; 0: none wait, and
+	// only expansions of names asked before fold.
 	ExpansionWait time.Duration
 	// QnameIdle: a name not counted for this long gives its budget slot
 	// back and its series go; 0: names keep their slots.

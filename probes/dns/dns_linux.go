@@ -3,6 +3,7 @@ package dns
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/btf"
@@ -65,16 +66,33 @@ func Open(events *ebpf.Map, mode string) (p *Probe, fellBack error, err error) {
 		p, err := open(events)
 		return p, nil, err
 	}
+	// Every refusal is said: the first is the cheapest mode's, the last
+	// often the one to act on (a cgroup root to mount).
+	var refused refusals
 	for _, m := range order {
 		if p, err = opens[m](events); err == nil {
+			if len(refused) > 0 {
+				fellBack = refused
+			}
 			return p, fellBack, nil
 		}
-		if fellBack == nil {
-			fellBack = err
-		}
+		refused = append(refused, err)
 	}
-	return nil, nil, err
+	return nil, nil, refused
 }
+
+// refusals are the modes' errors, said on one line.
+type refusals []error
+
+func (r refusals) Error() string {
+	s := make([]string, len(r))
+	for i, err := range r {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+func (r refusals) Unwrap() []error { return r }
 
 func openSock(events *ebpf.Map) (*Probe, error) {
 	if hook := tracepoint.MissingBTF(tracepoint.SocketHooks...); hook != "" {

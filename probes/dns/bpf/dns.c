@@ -167,13 +167,13 @@ static __always_inline int on_send(__u64 fd, __u64 arg, __u64 count, __u64 name,
 	struct sock *sk = 0;
 	bool unbound = false;
 	bool *later = at_exit ? 0 : &unbound;
-	__u64 len = count;
+	__u64 len = count, prefix = 0; // the length counts the message alone here
 	switch (how) {
 	case BUF_PLAIN:
 		on_send_msg(fd, arg, count, name, &sk, later);
 		break;
 	case BUF_IOVEC: {
-		__u64 buf = iov_buf(arg, count, &len);
+		__u64 buf = iov_buf(arg, count, &len, &prefix);
 		on_send_msg(fd, buf, len, 0, &sk, later);
 		break;
 	}
@@ -181,7 +181,7 @@ static __always_inline int on_send(__u64 fd, __u64 arg, __u64 count, __u64 name,
 		struct user_msghdr msg = {};
 		if (bpf_probe_read_user(&msg, sizeof(msg), (void *)arg))
 			return 0;
-		__u64 buf = iov_buf((__u64)msg.msg_iov, msg.msg_iovlen, &len);
+		__u64 buf = iov_buf((__u64)msg.msg_iov, msg.msg_iovlen, &len, &prefix);
 		on_send_msg(fd, buf, len, (__u64)msg.msg_name, &sk, later);
 		break;
 	}
@@ -192,7 +192,7 @@ static __always_inline int on_send(__u64 fd, __u64 arg, __u64 count, __u64 name,
 			struct user_msghdr msg = {};
 			if (bpf_probe_read_user(&msg, sizeof(msg), (void *)(arg + i * sizeof(struct mmsghdr))))
 				break;
-			__u64 buf = iov_buf((__u64)msg.msg_iov, msg.msg_iovlen, &len);
+			__u64 buf = iov_buf((__u64)msg.msg_iov, msg.msg_iovlen, &len, &prefix);
 			on_send_msg(fd, buf, len, (__u64)msg.msg_name, &sk, later);
 		}
 		break;

@@ -18,7 +18,6 @@
 #include "bpf_tracing.h"
 
 #define MSG_PEEK 2
-#define PF_KTHREAD 0x00200000
 #define MAX_BATCH 1024 // UIO_MAXIOV: the most messages one call moves
 
 // Where an unconnected socket's last query went; a socket without it is
@@ -78,28 +77,43 @@ struct found {
 	__u64 buf, len, name;
 };
 
-static __always_inline bool from_msghdr(__u64 at, long ret, bool send, struct found *m)
+// A msghdr's iovec array and, for a send, the address it names.
+static __always_inline bool msghdr_at(__u64 at, bool send, struct found *m, __u64 *iov, __u64 *iovcnt)
 {
 	struct user_msghdr h = {};
 	if (bpf_probe_read_user(&h, sizeof(h), (void *)at))
 		return false;
-	m->buf = iov_buf((__u64)h.msg_iov, h.msg_iovlen, &m->len);
+	*iov = (__u64)h.msg_iov;
+	*iovcnt = h.msg_iovlen;
 	if (send && h.msg_name && h.msg_namelen > 0)
 		m->name = (__u64)h.msg_name;
 	return true;
 }
 
-// this_call finds the message of the current call, which moved ret bytes.
-// False for calls that carry no buffer to find: io_uring, sendfile, the
-// kernel's own sockets.
-static __always_inline bool this_call(long ret, bool send, struct found *m)
+// Whether the sockaddr at name is port 53 of an IP address: read before
+// the buffer, so an unconnected socket's other sends stop sooner.
+static __always_inline bool to_dns(__u64 name)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	if (task->flags & PF_KTHREAD)
+	struct {
+		__u16 family, port;
+	} a = {};
+	if (!name || bpf_probe_read_user(&a, sizeof(a), (void *)name))
 		return false;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
-	__u64 arg = regs->si;
-	m->len = ret;
+	return (a.family == AF_INET || a.family == AF_INET6) && a.port == bpf_htons(DNS_PORT);
+}
+
+// this_call finds the message of the current call, which moved ret bytes;
+// an unconnected socket's send only if it goes to port 53. False for calls
+// that carry no buffer to find: io_uring, sendfile, the kernel's own
+// sockets, 32-bit processes' calls (other numbers).
+static __always_inline bool this_call(long ret, bool send, bool connected, struct found *m)
+{
+	struct pt_regs *regs = syscall_regs();
+	if (!regs)
+		return false;
+	__u64 arg = regs->si, iov = 0, iovcnt = 0, prefix = 0;
+	m->buf = 0;
+	m->len = regs->dx; // the buffer's size, where the call has one
 	m->name = 0;
 	switch (regs->orig_ax) {
 	case NR_read:
@@ -113,26 +127,33 @@ static __always_inline bool this_call(long ret, bool send, struct found *m)
 		break;
 	case NR_readv:
 	case NR_writev:
-		m->buf = iov_buf(arg, regs->dx, &m->len);
+		iov = arg;
+		iovcnt = regs->dx;
 		break;
 	case NR_sendmsg:
 	case NR_recvmsg:
-		if (!from_msghdr(arg, ret, send, m))
+		if (!msghdr_at(arg, send, m, &iov, &iovcnt))
 			return false;
 		break;
 	case NR_sendmmsg:
 	case NR_recvmmsg: {
 		__u32 i = batch_index(arg, regs->dx, ret);
-		if (i >= MAX_BATCH || !from_msghdr(arg + i * sizeof(struct mmsghdr), ret, send, m))
+		if (i >= MAX_BATCH || !msghdr_at(arg + i * sizeof(struct mmsghdr), send, m, &iov, &iovcnt))
 			return false;
 		break;
 	}
 	default:
 		return false;
 	}
-	// A receive fills no more than it moved.
-	if (!send && m->len > (__u64)ret)
-		m->len = ret;
+	if (send && !connected && !to_dns(m->name))
+		return false;
+	if (iov)
+		m->buf = iov_buf(iov, iovcnt, &m->len, &prefix);
+	// No more than the call moved (a truncated datagram's ret is its
+	// whole size), past a length prefix in a buffer of its own.
+	__u64 moved = ret > (long)prefix ? ret - prefix : 0;
+	if (m->len > moved)
+		m->len = moved;
 	return m->buf != 0;
 }
 
@@ -156,11 +177,13 @@ SEC("tp_btf/sock_send_length")
 int BPF_PROG(dns_sent, struct sock *sk, int ret, int flags)
 {
 	bool connected;
-	if (!client_sock(sk, &connected))
+	// An unconnected socket on port 53 is a server's, answering.
+	if (!client_sock(sk, &connected) || (!connected && sk->__sk_common.skc_num == DNS_PORT))
 		return 0;
-	// A failed call still ends its thread's batch (this_call).
+	// Every call is looked at, short or failed: it moves its thread's
+	// place in a batch (batch_index).
 	struct found m = {};
-	if ((ret > 0 && ret < HDR + 5) || !this_call(ret, true, &m) || ret < HDR + 5)
+	if (!this_call(ret, true, connected, &m) || ret < HDR + 5)
 		return 0;
 	// The address the call names wins, as the kernel sends there.
 	struct peer server = {};
@@ -206,7 +229,7 @@ int BPF_PROG(dns_received, struct sock *sk, int ret, int flags)
 		server = *s;
 	}
 	struct found m = {};
-	if ((ret > 0 && ret < HDR + 5) || !this_call(ret, false, &m) || ret < HDR + 5)
+	if (!this_call(ret, false, connected, &m) || ret < HDR + 5)
 		return 0;
 	__u8 h[HDR + 2] = {};
 	if (m.len < HDR + 5 || bpf_probe_read_user(h, sizeof(h), (void *)m.buf))

@@ -106,8 +106,9 @@ static __always_inline void emit(struct sock *sk, __u8 kind, const struct peer *
 }
 
 // The first buffer of an iovec array. A lone two-byte first buffer is
-// TCP's length prefix (glibc's writev): the message is the second.
-static __always_inline __u64 iov_buf(__u64 iovp, __u64 iovcnt, __u64 *len)
+// TCP's length prefix (glibc's writev, musl's recvmsg): the message is the
+// second, and *prefix says 2 bytes of the call went before it.
+static __always_inline __u64 iov_buf(__u64 iovp, __u64 iovcnt, __u64 *len, __u64 *prefix)
 {
 	struct iovec iov[2] = {};
 	if (!iovp || bpf_probe_read_user(&iov[0], sizeof(iov[0]), (void *)iovp))
@@ -115,6 +116,7 @@ static __always_inline __u64 iov_buf(__u64 iovp, __u64 iovcnt, __u64 *len)
 	if (iov[0].iov_len == 2 && iovcnt >= 2 &&
 	    !bpf_probe_read_user(&iov[1], sizeof(iov[1]), (void *)(iovp + sizeof(struct iovec)))) {
 		*len = iov[1].iov_len;
+		*prefix = 2;
 		return (__u64)iov[1].iov_base;
 	}
 	*len = iov[0].iov_len;

@@ -32,7 +32,6 @@
 #include "bpf_tracing.h"
 
 #define MSG_PEEK 2
-#define PF_KTHREAD 0x00200000
 
 // An application's TCP socket: not the kernel's own (NFS and the like run
 // their sockets inside another task's call).
@@ -51,10 +50,9 @@ static __always_inline bool app_tcp(struct sock *sk)
 // families; 0 otherwise (io_uring, sendfile, kernel threads).
 static __always_inline __u64 call_buf(__u64 *len)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	if (task->flags & PF_KTHREAD)
+	struct pt_regs *regs = syscall_regs();
+	if (!regs)
 		return 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	__u8 how;
 	switch (regs->orig_ax) {
 	case NR_read: case NR_write: case NR_recvfrom: case NR_sendto:
