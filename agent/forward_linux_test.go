@@ -21,15 +21,23 @@ func TestForwardWaitsForRoom(t *testing.T) {
 		close(done)
 	}()
 	for want := range 3 {
+		var b []event.Record
 		select {
-		case b := <-records:
-			if len(b) != 1 || b[0].TCP.Sock != uint64(want) {
-				t.Fatalf("batch %d: %+v", want, b)
+		case b = <-records:
+		case <-done:
+			// The reader is through: what it sent must be queued already
+			// (select picks at random when both are ready), else it went
+			// on without the loop taking the rest.
+			select {
+			case b = <-records:
+			default:
+				t.Fatalf("batch %d and later never came", want)
 			}
-		case <-done: // the reader went on without the loop taking the rest
-			t.Fatalf("batch %d and later never came", want)
 		case <-time.After(10 * time.Second):
 			t.Fatalf("batch %d: nothing came", want)
+		}
+		if len(b) != 1 || b[0].TCP.Sock != uint64(want) {
+			t.Fatalf("batch %d: %+v", want, b)
 		}
 	}
 	<-done
