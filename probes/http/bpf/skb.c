@@ -143,6 +143,17 @@ static __always_inline void set_sock(struct http_sock *st, struct bpf_sock *bs, 
 		fill_sock(&st->req, (struct sock *)tp);
 }
 
+// load_request loads a request's first bytes (up to PREFIX - 8) at off
+// into dst: how many, 0 when it is too short or the load failed.
+static __always_inline __u64 load_request(struct __sk_buff *skb, __u32 off, __u32 size, __u8 *dst)
+{
+	__u64 n = size < PREFIX - 8 ? size : PREFIX - 8;
+	asm volatile("" : "+r"(n)); // keep both bounds for the verifier
+	if (n < HEAD || n > PREFIX - 8 || bpf_skb_load_bytes(skb, off, dst, n))
+		return 0;
+	return n;
+}
+
 // on_request keeps the request starting at off, its first bytes loaded
 // straight into the socket's record where the floor loads them into the
 // CPU's peek: no 192-byte copy from there (with the compare it needed,
@@ -166,9 +177,8 @@ static __always_inline void on_request(struct __sk_buff *skb, struct bpf_sock *b
 		st->req.kind = HTTP_REQUEST;
 		output(st);
 	}
-	__u64 n = size < PREFIX - 8 ? size : PREFIX - 8;
-	asm volatile("" : "+r"(n)); // keep both bounds for the verifier
-	if (n < HEAD || n > PREFIX - 8 || bpf_skb_load_bytes(skb, off, st->req.data, n)) {
+	__u64 n = load_request(skb, off, size, st->req.data);
+	if (!n) {
 		st->route = 0; // the last request's bytes are gone
 		if (state != LONE)
 			st->state = IDLE;
@@ -222,12 +232,8 @@ static __always_inline int on_skb(struct __sk_buff *skb, __u8 dir)
 		return 1;
 	__u32 size = skb->len - off;
 	if (floor_only) {
-		if (kind == HTTP_REQUEST) { // what on_request loads
-			__u64 n = size < PREFIX - 8 ? size : PREFIX - 8;
-			asm volatile("" : "+r"(n));
-			if (n >= HEAD && n <= PREFIX - 8)
-				bpf_skb_load_bytes(skb, off, p->b, n);
-		}
+		if (kind == HTTP_REQUEST) // what on_request loads
+			load_request(skb, off, size, p->b);
 		return 1;
 	}
 	// The packet's socket as the context gives it, read in place: its state
