@@ -48,8 +48,8 @@ const (
 
 // Open loads the capture, writing into the shared ring events, in mode, or
 // the first mode the kernel takes in the order Auto or PreferPackets says.
-// Then the error of the first refused is returned with the probe that fell
-// back, for the log.
+// Then the refusals of the modes before it are returned with the probe that
+// fell back, for the log.
 func Open(events *ebpf.Map, mode string) (p *Probe, fellBack error, err error) {
 	opens := map[string]func(*ebpf.Map) (*Probe, error){
 		ModeTracepoint: openSock, ModeCgroupSKB: openSKB, ModeSyscall: openSyscall,

@@ -195,21 +195,27 @@ func (l *lab) ends(t *testing.T, evs []event.DNS, comm string, tcp bool) {
 
 var modes = []string{ModeTracepoint, ModeCgroupSKB, ModeSyscall}
 
+// cannot says why this kernel cannot run mode, as Open's error says it;
+// nil when it can.
+func cannot(mode string) error {
+	switch mode {
+	case ModeTracepoint:
+		if hook := tracepoint.MissingBTF(tracepoint.SocketHooks...); hook != "" {
+			return errors.New("no " + hook + " tracepoint")
+		}
+	case ModeCgroupSKB:
+		return PacketsSupported()
+	}
+	return nil
+}
+
 // refused says whether this kernel cannot run mode, after checking that
 // Open then refuses it with the one-line reason the agent logs (the socket
 // tracepoints came with 6.3; the packet programs need a 6.2 kernel's kfunc
 // and cgroup_skb access to the current task's pid and comm).
 func refused(t *testing.T, mode string) bool {
 	t.Helper()
-	var why error
-	switch mode {
-	case ModeTracepoint:
-		if hook := tracepoint.MissingBTF(tracepoint.SocketHooks...); hook != "" {
-			why = errors.New("no " + hook + " tracepoint")
-		}
-	case ModeCgroupSKB:
-		why = PacketsSupported()
-	}
+	why := cannot(mode)
 	if why == nil {
 		return false
 	}
@@ -547,12 +553,9 @@ func testSocketCalls(t *testing.T, l *lab) {
 // Auto takes the cheapest hooks of DNS's own; PreferPackets the packets,
 // which an agent with HTTP's packet capture already pays for.
 func TestChoice(t *testing.T) {
-	packets := PacketsSupported() == nil
-	sock := tracepoint.MissingBTF(tracepoint.SocketHooks...) == ""
 	first := func(modes ...string) string {
-		ok := map[string]bool{ModeTracepoint: sock, ModeCgroupSKB: packets, ModeSyscall: true}
 		for _, m := range modes {
-			if ok[m] {
+			if cannot(m) == nil {
 				return m
 			}
 		}
